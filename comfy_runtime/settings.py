@@ -1,0 +1,143 @@
+"""Every knob of the worker, read once from the environment.
+
+The README's settings table is this class's field list: each field's environment variable is
+its name in upper case, and its description is the table's text. Secrets are `SecretStr`, so
+they print as `**********` wherever a settings object is logged or returned.
+"""
+
+from __future__ import annotations
+
+import shlex
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # --- ComfyUI, the child process -------------------------------------------------------
+    comfyui_url: str | None = Field(
+        None,
+        description="Attach to this already running ComfyUI (e.g. http://127.0.0.1:8188) "
+        "instead of launching one.",
+    )
+    comfyui_dir: Path = Field(Path("/comfyui"), description="Where ComfyUI's main.py lives.")
+    comfyui_python: str = Field(
+        "python", description="Interpreter that runs ComfyUI's main.py (its own virtualenv's)."
+    )
+    comfyui_port: int = Field(8188, ge=1, le=65535, description="Port ComfyUI listens on.")
+    comfyui_args: str = Field(
+        "", description="Extra flags for ComfyUI's main.py, shell-quoted (e.g. '--lowvram')."
+    )
+    comfyui_boot_timeout_s: float = Field(
+        300.0, gt=0, description="How long ComfyUI may take to answer after launch."
+    )
+    comfyui_http_timeout_s: float = Field(
+        30.0, gt=0, description="Bound on any single HTTP request to ComfyUI."
+    )
+    comfyui_input_dir: Path | None = Field(
+        None, description="ComfyUI's input directory (default: COMFYUI_DIR/input)."
+    )
+    comfyui_output_dir: Path | None = Field(
+        None, description="ComfyUI's output directory (default: COMFYUI_DIR/output)."
+    )
+    comfyui_temp_dir: Path | None = Field(
+        None, description="ComfyUI's temp directory (default: COMFYUI_DIR/temp)."
+    )
+    comfy_log_level: str = Field(
+        "INFO", description="ComfyUI's own log level (its --verbose flag)."
+    )
+    worker_log_level: str = Field("INFO", description="The worker's log level.")
+
+    # --- jobs ----------------------------------------------------------------------------
+    job_timeout_s: float = Field(
+        600.0, gt=0, description="Default time limit of a job; a job's timeout_s overrides it."
+    )
+    warmup_workflow: str = Field(
+        "warmup",
+        description="Bundled workflow name or graph file run once at start; 'none' skips it.",
+    )
+    warmup_required: bool = Field(
+        False, description="Stop the worker when the warmup fails (else log and go on)."
+    )
+    workflows_dir: Path = Field(
+        REPO_ROOT / "workflows", description="Where bundled workflows are found."
+    )
+    comfy_org_api_key: SecretStr | None = Field(
+        None, description="Key for ComfyUI's API nodes, used when a job brings none."
+    )
+    refresh_worker: bool = Field(
+        False, description="Ask the platform for a fresh worker after every job."
+    )
+    max_concurrency: int = Field(
+        1, ge=1, le=16, description="Jobs in flight at once (input and output work overlaps)."
+    )
+
+    # --- limits --------------------------------------------------------------------------
+    max_input_bytes: int = Field(
+        100 * 1024 * 1024, gt=0, description="Largest single input, decoded or downloaded."
+    )
+    max_inputs: int = Field(32, gt=0, description="Most input files in one job.")
+    max_graph_nodes: int = Field(2000, gt=0, description="Most nodes in one graph.")
+    max_pixels: int = Field(
+        8192 * 8192, gt=0, description="Largest input image, in pixels (width x height)."
+    )
+    max_response_bytes: int = Field(
+        19_500_000,
+        gt=0,
+        description="Largest JSON result returned inline; past it outputs go to the object "
+        "store (RunPod refuses results over 20 MB).",
+    )
+    allow_private_urls: bool = Field(
+        False,
+        description="Let URL inputs reach loopback and private networks (local testing only).",
+    )
+    input_fetch_timeout_s: float = Field(
+        60.0, gt=0, description="Bound on downloading one URL input."
+    )
+
+    # --- object store (worker-comfyui's names) --------------------------------------------
+    bucket_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint; setting it enables the object store."
+    )
+    bucket_access_key_id: SecretStr | None = Field(None, description="Object store key id.")
+    bucket_secret_access_key: SecretStr | None = Field(
+        None, description="Object store secret key."
+    )
+    bucket_name: str | None = Field(
+        None, description="Bucket for outputs (default: the endpoint URL's first path part)."
+    )
+    bucket_prefix: str = Field("", description="Key prefix before {job_id}/{filename}.")
+    bucket_region: str = Field("auto", description="Region used for SigV4 signing.")
+    bucket_url_expiry_s: int = Field(
+        7 * 24 * 3600, gt=0, le=7 * 24 * 3600, description="Lifetime of presigned output URLs."
+    )
+
+    @cached_property
+    def comfyui_base_url(self) -> str:
+        return (self.comfyui_url or f"http://127.0.0.1:{self.comfyui_port}").rstrip("/")
+
+    @property
+    def comfyui_extra_args(self) -> list[str]:
+        return shlex.split(self.comfyui_args)
+
+    @property
+    def input_dir(self) -> Path:
+        return self.comfyui_input_dir or self.comfyui_dir / "input"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.comfyui_output_dir or self.comfyui_dir / "output"
+
+    @property
+    def temp_dir(self) -> Path:
+        return self.comfyui_temp_dir or self.comfyui_dir / "temp"
+
+    @property
+    def object_store_configured(self) -> bool:
+        return bool(self.bucket_endpoint_url)
