@@ -1,0 +1,498 @@
+"""Download a job's URL input without letting the caller aim the worker at its own neighbours.
+
+Whoever can call the endpoint chooses the URL, and the worker sits next to ComfyUI's
+unauthenticated API on 127.0.0.1 and, in cloud networks, next to metadata services. So every
+hop of a download is:
+
+1. checked for scheme (http and https only);
+2. resolved exactly once, and refused if *any* resolved address is not globally routable
+   (loopback, private, link-local, shared, multicast, reserved, and the IPv6 forms that embed
+   one of those);
+3. connected to one of the addresses that were just checked, with the original name kept in
+   the Host header and in TLS (SNI and certificate verification), so a DNS answer that
+   changes between check and connect (rebinding) cannot move the connection.
+
+Redirects are followed by hand so each hop goes through the same three steps. The body is
+streamed and counted as it arrives, so an oversized answer is dropped near the limit instead of
+being held in memory, and the whole download runs under one deadline.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+
+from comfy_runtime.errors import InputFetchFailed, InvalidInput
+
+log = logging.getLogger(__name__)
+
+Resolver = Callable[[str, int], list[str]]
+"""(host, port) -> the IP addresses, as strings, that a connection to host may use."""
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_ALLOWED_SCHEMES = frozenset({"http", "https"})
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Connecting should never need the whole budget; a dead address should fail fast so the next
+# resolved address still has time.
+_MAX_CONNECT_TIMEOUT_S = 10.0
+_SHARED_ADDRESS_SPACE = ipaddress.IPv4Network("100.64.0.0/10")
+_NAT64_PREFIXES = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+)
+_PRIVATE_HINT = (
+    "private and local addresses are refused (ALLOW_PRIVATE_URLS=true lifts this for local "
+    "testing)"
+)
+
+
+@dataclass(frozen=True)
+class FetchedInput:
+    """A downloaded input. `final_url` is the URL after redirects, unredacted: it may carry
+    credentials in its query string, so log it through `redact_url`."""
+
+    data: bytes
+    content_type: str | None
+    final_url: str
+
+
+@dataclass(frozen=True)
+class UrlPolicy:
+    """What a download may do. `timeout_s` bounds the whole download, redirects included."""
+
+    max_bytes: int
+    timeout_s: float
+    allow_private: bool = False
+    max_redirects: int = 5
+
+    def __post_init__(self) -> None:
+        if self.max_bytes <= 0 or self.timeout_s <= 0 or self.max_redirects < 0:
+            raise ValueError(f"UrlPolicy limits must be positive: {self!r}")
+
+
+def fetch_url(
+    url: str, policy: UrlPolicy, *, field: str, resolver: Resolver | None = None
+) -> FetchedInput:
+    """Download `url` under `policy`; `field` names the job input in error messages.
+
+    Raises InvalidInput when the URL (or a redirect) is refused by policy, and
+    InputFetchFailed when the download itself fails (network, timeout, status, size).
+    """
+    resolve = resolver or _resolve_with_getaddrinfo
+    deadline = time.monotonic() + policy.timeout_s
+    current = url
+    with _new_client() as client:
+        for hop in range(policy.max_redirects + 1):
+            via_redirect = hop > 0
+            target = _parse_and_check_scheme(current, field=field, via_redirect=via_redirect)
+            addresses = _resolve_and_check(
+                target, policy, field=field, resolve=resolve, via_redirect=via_redirect
+            )
+            log.debug(
+                "fetching %s for %s (hop %d) via %s", redact_url(current), field, hop, addresses
+            )
+            outcome = _fetch_one_hop(client, target, addresses, policy, deadline, field=field)
+            if isinstance(outcome, FetchedInput):
+                return outcome
+            current = outcome
+    raise InputFetchFailed(
+        f"{field}: URL {redact_url(url)} redirected more than {policy.max_redirects} times",
+        {
+            "field": field,
+            "reason": "too_many_redirects",
+            "url": redact_url(url),
+            "max_redirects": policy.max_redirects,
+        },
+    )
+
+
+def redact_url(url: str | httpx.URL) -> str:
+    """The URL without userinfo, query or fragment, which is where presigned URLs and
+    basic-auth URLs keep their credentials."""
+    try:
+        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+        text = f"{parsed.scheme}://{parsed.netloc.decode('ascii')}{parsed.path}"
+        if parsed.query:
+            text += "?<redacted>"
+        return text
+    except (httpx.InvalidURL, UnicodeDecodeError, TypeError):
+        # An unparsable URL cannot be redacted piecewise; show only its harmless prefix.
+        return str(url).split("?", 1)[0].split("#", 1)[0].rsplit("@", 1)[-1][:200]
+
+
+# --- step 1: scheme ------------------------------------------------------------------------
+
+
+def _parse_and_check_scheme(url: str, *, field: str, via_redirect: bool) -> httpx.URL:
+    where = "redirect to " if via_redirect else ""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise InvalidInput(
+            f"{field}: {where}invalid URL ({exc})",
+            {"field": field, "reason": "invalid_url", "url": redact_url(url)},
+        ) from None
+    if parsed.scheme not in _ALLOWED_SCHEMES:
+        scheme = parsed.scheme or "(none)"
+        raise InvalidInput(
+            f"{field}: {where}URL scheme '{scheme}' is not allowed; only http and https URLs "
+            "are fetched",
+            {
+                "field": field,
+                "reason": "scheme_not_allowed",
+                "scheme": scheme,
+                "url": redact_url(url),
+                "via_redirect": via_redirect,
+            },
+        )
+    if not parsed.host:
+        raise InvalidInput(
+            f"{field}: {where}URL {redact_url(url)} has no host",
+            {"field": field, "reason": "invalid_url", "url": redact_url(url)},
+        )
+    return parsed
+
+
+# --- step 2: resolve once and check every address -----------------------------------------
+
+
+def _resolve_with_getaddrinfo(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    seen: list[str] = []
+    for _family, _type, _proto, _canon, sockaddr in infos:
+        address = str(sockaddr[0])
+        if address not in seen:
+            seen.append(address)
+    return seen
+
+
+def _resolve_and_check(
+    url: httpx.URL,
+    policy: UrlPolicy,
+    *,
+    field: str,
+    resolve: Resolver,
+    via_redirect: bool,
+) -> list[IPAddress]:
+    host = url.raw_host.decode("ascii")
+    port = url.port or _DEFAULT_PORTS[url.scheme]
+    literal = _parse_ip(host)
+    if literal is not None:
+        # An IP literal needs no lookup; going through the resolver would only let a test
+        # resolver or a strange system resolver map it elsewhere.
+        addresses = [literal]
+    else:
+        addresses = _lookup(host, port, url, field=field, resolve=resolve)
+
+    if not policy.allow_private:
+        for address in addresses:
+            reason = _refusal_reason(address)
+            if reason is not None:
+                _refuse_address(url, host, address, reason, field=field, via_redirect=via_redirect)
+    return addresses
+
+
+def _lookup(
+    host: str, port: int, url: httpx.URL, *, field: str, resolve: Resolver
+) -> list[IPAddress]:
+    try:
+        raw = resolve(host, port)
+    except (OSError, UnicodeError) as exc:
+        raise InputFetchFailed(
+            f"{field}: could not resolve the host of {redact_url(url)} ({exc})",
+            {"field": field, "reason": "dns_failed", "url": redact_url(url), "host": host},
+        ) from None
+    addresses: list[IPAddress] = []
+    for text in raw:
+        parsed = _parse_ip(text)
+        if parsed is None:
+            # A resolver answer we cannot classify cannot be proven safe.
+            raise InputFetchFailed(
+                f"{field}: the host of {redact_url(url)} resolved to {text!r}, which is not "
+                "an IP address",
+                {"field": field, "reason": "dns_failed", "url": redact_url(url), "host": host},
+            )
+        addresses.append(parsed)
+    if not addresses:
+        raise InputFetchFailed(
+            f"{field}: the host of {redact_url(url)} resolved to no address",
+            {"field": field, "reason": "dns_failed", "url": redact_url(url), "host": host},
+        )
+    return addresses
+
+
+def _parse_ip(text: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _refusal_reason(address: IPAddress) -> str | None:
+    """Why `address` must not be reached from the worker ("a loopback address"), or None.
+
+    Addresses that carry an IPv4 address inside an IPv6 one are judged by what they carry,
+    since the network may well deliver them there.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            inner = _refusal_reason(embedded)
+            if inner is not None:
+                return f"{inner} (embedded in an IPv6 address)"
+            if address.ipv4_mapped is not None:
+                return None
+    if address.is_unspecified:
+        return "an unspecified address"
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_multicast:
+        return "a multicast address"
+    if isinstance(address, ipaddress.IPv4Address) and address in _SHARED_ADDRESS_SPACE:
+        return "a shared address space (carrier-grade NAT) address"
+    if isinstance(address, ipaddress.IPv6Address) and address in ipaddress.IPv6Network(
+        "fc00::/7"
+    ):
+        return "a unique-local address"
+    if address.is_private:
+        return "a private address"
+    if address.is_reserved:
+        return "a reserved address"
+    if isinstance(address, ipaddress.IPv6Address) and address.is_site_local:
+        return "a site-local address"
+    if not address.is_global:
+        # The catch-all: documentation, benchmarking and protocol ranges, and whatever
+        # future Python versions add to their special-purpose tables.
+        return "a non-global address"
+    return None
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in prefix for prefix in _NAT64_PREFIXES):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _refuse_address(
+    url: httpx.URL,
+    host: str,
+    address: IPAddress,
+    reason: str,
+    *,
+    field: str,
+    via_redirect: bool,
+) -> None:
+    where = "redirect target " if via_redirect else ""
+    if _parse_ip(host) == address:
+        what = f"URL {where}host {host} is {reason}"
+    else:
+        what = f"URL {where}host '{host}' resolves to {address}, {reason}"
+    raise InvalidInput(
+        f"{field}: {what}; {_PRIVATE_HINT}",
+        {
+            "field": field,
+            "reason": "address_not_allowed",
+            "url": redact_url(url),
+            "host": host,
+            "address": str(address),
+            "address_kind": reason,
+            "via_redirect": via_redirect,
+        },
+    )
+
+
+# --- step 3: connect to a checked address and stream the body -----------------------------
+
+
+def _new_client() -> httpx.Client:
+    # No kept-alive connections: a pooled connection opened for one name must never carry a
+    # request for another name on the same address (its TLS session was verified for the
+    # first). trust_env=False keeps proxy variables from re-routing the connection past the
+    # address check.
+    return httpx.Client(
+        trust_env=False,
+        follow_redirects=False,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
+
+
+def _fetch_one_hop(
+    client: httpx.Client,
+    url: httpx.URL,
+    addresses: list[IPAddress],
+    policy: UrlPolicy,
+    deadline: float,
+    *,
+    field: str,
+) -> FetchedInput | str:
+    """One request to one of `addresses`. Returns the download, or the next URL to try."""
+    last_error: httpx.ConnectError = httpx.ConnectError("no address to connect to")
+    for address in addresses:
+        try:
+            with _pinned_response(client, url, address, deadline) as response:
+                return _handle_response(url, response, policy, deadline, field=field)
+        except httpx.ConnectError as exc:
+            # Only connecting is retried on the next address: once a server has answered,
+            # asking another one could repeat a request the first one acted on.
+            log.debug("connect to %s for %s failed: %s", address, redact_url(url), exc)
+            last_error = exc
+        except httpx.TimeoutException:
+            raise _timeout_error(url, policy, field=field) from None
+        except httpx.TransportError as exc:
+            raise _network_error(url, exc, field=field) from None
+    raise _network_error(url, last_error, field=field)
+
+
+@contextmanager
+def _pinned_response(
+    client: httpx.Client, url: httpx.URL, address: IPAddress, deadline: float
+) -> Iterator[httpx.Response]:
+    remaining = _remaining(deadline)
+    if remaining <= 0:
+        raise httpx.ReadTimeout("deadline passed before connecting")
+    host = url.raw_host.decode("ascii")
+    # Every read gets at most the time left, so a stalled server cannot outlive the deadline;
+    # a server that keeps dripping is caught by the deadline check while reading.
+    timeout = httpx.Timeout(remaining, connect=min(remaining, _MAX_CONNECT_TIMEOUT_S))
+    pinned = url.copy_with(host=str(address))
+    headers = {
+        "Host": url.netloc.decode("ascii"),
+        # Counting decoded bytes is what the limit is about; asking for identity keeps the
+        # counted bytes close to the transferred ones.
+        "Accept-Encoding": "identity",
+    }
+    extensions: dict[str, Any] = {}
+    if url.scheme == "https":
+        # TLS names and verifies the original host even though the socket goes to the IP.
+        extensions["sni_hostname"] = host
+    with client.stream(
+        "GET", pinned, headers=headers, extensions=extensions, timeout=timeout
+    ) as response:
+        yield response
+
+
+def _handle_response(
+    url: httpx.URL,
+    response: httpx.Response,
+    policy: UrlPolicy,
+    deadline: float,
+    *,
+    field: str,
+) -> FetchedInput | str:
+    status = response.status_code
+    if status in _REDIRECT_STATUSES:
+        location = response.headers.get("location")
+        if not location:
+            raise _status_error(url, status, field=field, note="a redirect without a Location")
+        next_url = urljoin(str(url), location)
+        log.debug("%s redirected (%d) to %s", redact_url(url), status, redact_url(next_url))
+        return next_url
+    if not 200 <= status < 300:
+        raise _status_error(url, status, field=field)
+
+    declared = _declared_length(response)
+    if declared is not None and declared > policy.max_bytes:
+        raise _too_large_error(url, policy, field=field, declared=declared)
+
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > policy.max_bytes:
+            raise _too_large_error(url, policy, field=field, declared=declared)
+        if time.monotonic() > deadline:
+            raise _timeout_error(url, policy, field=field)
+    log.info(
+        "fetched %s for %s: %d bytes, %s",
+        redact_url(url),
+        field,
+        len(body),
+        response.headers.get("content-type"),
+    )
+    return FetchedInput(
+        data=bytes(body),
+        content_type=response.headers.get("content-type"),
+        final_url=str(url),
+    )
+
+
+def _declared_length(response: httpx.Response) -> int | None:
+    try:
+        return int(response.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _remaining(deadline: float) -> float:
+    return deadline - time.monotonic()
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def _status_error(
+    url: httpx.URL, status: int, *, field: str, note: str | None = None
+) -> InputFetchFailed:
+    what = note or f"HTTP {status}"
+    return InputFetchFailed(
+        f"{field}: downloading {redact_url(url)} failed: {what}",
+        {"field": field, "reason": "http_status", "status": status, "url": redact_url(url)},
+    )
+
+
+def _too_large_error(
+    url: httpx.URL, policy: UrlPolicy, *, field: str, declared: int | None
+) -> InputFetchFailed:
+    size = f"{declared} bytes" if declared is not None else "the body"
+    return InputFetchFailed(
+        f"{field}: {redact_url(url)} is larger than MAX_INPUT_BYTES ({policy.max_bytes} bytes);"
+        f" {size} refused",
+        {
+            "field": field,
+            "reason": "too_large",
+            "url": redact_url(url),
+            "max_bytes": policy.max_bytes,
+            "content_length": declared,
+        },
+    )
+
+
+def _timeout_error(url: httpx.URL, policy: UrlPolicy, *, field: str) -> InputFetchFailed:
+    return InputFetchFailed(
+        f"{field}: downloading {redact_url(url)} took longer than {policy.timeout_s:g} s "
+        "(INPUT_FETCH_TIMEOUT_S)",
+        {
+            "field": field,
+            "reason": "timeout",
+            "url": redact_url(url),
+            "timeout_s": policy.timeout_s,
+        },
+    )
+
+
+def _network_error(url: httpx.URL, exc: Exception, *, field: str) -> InputFetchFailed:
+    return InputFetchFailed(
+        f"{field}: downloading {redact_url(url)} failed: {type(exc).__name__}: {exc}",
+        {
+            "field": field,
+            "reason": "network_error",
+            "url": redact_url(url),
+            "error": type(exc).__name__,
+        },
+    )
