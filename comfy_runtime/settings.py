@@ -8,6 +8,7 @@ they print as `**********` wherever a settings object is logged or returned.
 from __future__ import annotations
 
 import shlex
+import sys
 from functools import cached_property
 from pathlib import Path
 
@@ -28,7 +29,8 @@ class Settings(BaseSettings):
     )
     comfyui_dir: Path = Field(Path("/comfyui"), description="Where ComfyUI's main.py lives.")
     comfyui_python: str = Field(
-        "python", description="Interpreter that runs ComfyUI's main.py (its own virtualenv's)."
+        default_factory=lambda: sys.executable,
+        description="Interpreter that runs ComfyUI's main.py (default: the worker's own).",
     )
     comfyui_port: int = Field(8188, ge=1, le=65535, description="Port ComfyUI listens on.")
     comfyui_args: str = Field(
@@ -48,6 +50,11 @@ class Settings(BaseSettings):
     )
     comfyui_temp_dir: Path | None = Field(
         None, description="ComfyUI's temp directory (default: COMFYUI_DIR/temp)."
+    )
+    network_volume_dir: Path = Field(
+        Path("/runpod-volume"),
+        description="Where a network volume is mounted; its models/ folder is added to "
+        "ComfyUI's model paths.",
     )
     comfy_log_level: str = Field(
         "INFO", description="ComfyUI's own log level (its --verbose flag)."

@@ -1,0 +1,192 @@
+"""The job contract: what a client sends and what it gets back, as pydantic models.
+
+Input is compatible with runpod-workers/worker-comfyui 5.x (`workflow`, `images`,
+`comfy_org_api_key`); everything else is additive and optional. Validation errors are turned
+into one `InvalidInput` whose message names every offending field by its path in the input.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    ValidationError,
+    field_validator,
+)
+
+from .errors import InvalidInput
+
+MediaKind = Literal["images", "videos", "audio", "files"]
+
+
+class GraphNode(BaseModel):
+    """One node of a ComfyUI API-format graph."""
+
+    # `_meta` and other keys ComfyUI's exporter adds are kept and sent on unchanged.
+    model_config = ConfigDict(extra="allow")
+
+    class_type: str = Field(min_length=1)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+
+def _workflow_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "graph"
+    if isinstance(value, str):
+        return "name"
+    return None
+
+
+# A discriminated union, so an error inside a graph is reported once, at its node, instead of
+# once per union branch.
+Workflow = Annotated[
+    Annotated[dict[str, GraphNode], Tag("graph")] | Annotated[str, Tag("name")],
+    Discriminator(
+        _workflow_kind,
+        custom_error_type="workflow_type",
+        custom_error_message="expected an API-format graph (an object of nodes) or the name "
+        "of a bundled workflow",
+    ),
+]
+
+
+class InputFile(BaseModel):
+    """A file the graph reads, uploaded to ComfyUI's input directory before the run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=255, description="File name the graph refers to.")
+    image: str = Field(
+        min_length=1, description="The content: base64, a data: URI, or an http(s) URL."
+    )
+
+
+class OutputOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["png", "jpeg", "webp"] | None = Field(
+        None, description="Convert still images to this format; default: as ComfyUI saved them."
+    )
+    quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality.")
+    delivery: Literal["auto", "base64", "s3"] = Field(
+        "auto",
+        description="auto: base64 unless the result would pass the size limit, then the object "
+        "store.",
+    )
+    include_previews: bool = Field(False, description="Also return temp outputs (previews).")
+
+
+class JobInput(BaseModel):
+    """`job["input"]`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workflow: Workflow | None = Field(
+        None, description="An API-format graph, or the name of a bundled workflow."
+    )
+    params: dict[str, Any] | None = Field(
+        None, description="Parameters of a bundled workflow (only with a workflow name)."
+    )
+    images: list[InputFile] = Field(
+        default_factory=list, description="Input files (any media), worker-comfyui's field."
+    )
+    output: OutputOptions = Field(default_factory=OutputOptions)
+    timeout_s: float | None = Field(
+        None, gt=0, le=24 * 3600, description="Time limit for this job (default JOB_TIMEOUT_S)."
+    )
+    comfy_org_api_key: SecretStr | None = Field(
+        None, description="Key for ComfyUI's API nodes for this job only."
+    )
+    info: bool = Field(False, description="Ask what this worker offers instead of running.")
+
+    @field_validator("workflow", mode="before")
+    @classmethod
+    def _refuse_ui_format(cls, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("nodes"), list) and "links" in value:
+            raise ValueError(
+                "this is ComfyUI's UI (editor) format; export the API format instead "
+                "(ComfyUI menu: Workflow > Export (API))"
+            )
+        return value
+
+
+class OutputFile(BaseModel):
+    """One delivered file. The first five fields are worker-comfyui's `images` item."""
+
+    filename: str
+    type: Literal["base64", "s3_url"]
+    data: str
+    node_id: str
+    mime_type: str
+    subfolder: str = ""
+
+
+class TextOutput(BaseModel):
+    node_id: str
+    text: str
+
+
+class JobOutput(BaseModel):
+    images: list[OutputFile] = Field(default_factory=list)
+    videos: list[OutputFile] = Field(default_factory=list)
+    audio: list[OutputFile] = Field(default_factory=list)
+    files: list[OutputFile] = Field(default_factory=list)
+    text: list[TextOutput] = Field(default_factory=list)
+    prompt_id: str
+    timings_ms: dict[str, Any] = Field(default_factory=dict)
+    errors: list[str] = Field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        # Empty groups are left out so a worker-comfyui client sees the shape it knows.
+        data = self.model_dump(mode="json")
+        for key in ("videos", "audio", "files", "text", "errors"):
+            if not data[key]:
+                del data[key]
+        return data
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _explain(error: Any) -> tuple[str, str]:
+    """(field path, problem) for one pydantic error."""
+    # The union's tags show up in the location; they say nothing to the user.
+    loc = tuple(part for part in error["loc"] if part not in ("graph", "name"))
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field"
+    elif error["type"] == "model_type":
+        message = f"expected an object, got {type(error['input']).__name__}"
+    return _field_path(loc) or "input", message
+
+
+def parse_job_input(raw: Any) -> JobInput:
+    """Validate `job["input"]`, raising one `InvalidInput` that lists every problem."""
+    if not isinstance(raw, dict):
+        raise InvalidInput(
+            f"input: expected a JSON object, got {type(raw).__name__}",
+            [{"field": "input", "problem": "not an object"}],
+        )
+    try:
+        return JobInput.model_validate(raw)
+    except ValidationError as exc:
+        problems = list(dict.fromkeys(_explain(err) for err in exc.errors()))
+        shown = "; ".join(f"{field}: {problem}" for field, problem in problems[:5])
+        if len(problems) > 5:
+            shown += f" (and {len(problems) - 5} more)"
+        raise InvalidInput(
+            shown, [{"field": field, "problem": problem} for field, problem in problems]
+        ) from None

@@ -1,0 +1,124 @@
+"""Hand the files to the client: inline as base64, or as object-store URLs.
+
+The platform refuses results over 20 MB, and a refused result is a job that hangs for the
+client, so the size of the JSON is worked out before anything is encoded: `auto` switches to
+the object store when the inline result would pass `MAX_RESPONSE_BYTES`, and fails with
+`output_too_large` (saying what to configure) when there is no store.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Literal
+
+from .contract import OutputFile
+from .errors import InvalidInput, OutputTooLarge
+from .outputs import OutputFileData
+
+if TYPE_CHECKING:
+    from .storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+Delivery = Literal["auto", "base64", "s3"]
+# Room for the JSON around the data: keys, names, timings, the SDK's envelope.
+_ITEM_OVERHEAD = 256
+_ENVELOPE_OVERHEAD = 4096
+_UPLOAD_THREADS = 4
+
+
+def inline_size(files: list[OutputFileData], other_bytes: int = 0) -> int:
+    """Bytes of the JSON result if every file is returned as base64."""
+    encoded = sum(4 * ((len(f.data) + 2) // 3) + _ITEM_OVERHEAD for f in files)
+    return encoded + other_bytes + _ENVELOPE_OVERHEAD
+
+
+def deliver(
+    files: list[OutputFileData],
+    *,
+    delivery: Delivery,
+    job_id: str,
+    store: ObjectStore | None,
+    max_response_bytes: int,
+    other_bytes: int = 0,
+) -> list[OutputFile]:
+    """One `OutputFile` per file, in order, delivered the way the job and its size allow."""
+    if delivery == "s3" and store is None:
+        raise InvalidInput(
+            "output.delivery: 's3' needs an object store, and none is configured "
+            "(set BUCKET_ENDPOINT_URL and its keys, or use 'auto' or 'base64')",
+            [{"field": "output.delivery", "problem": "no object store configured"}],
+        )
+    if delivery != "s3":
+        size = inline_size(files, other_bytes)
+        if size <= max_response_bytes:
+            return [_inline(f) for f in files]
+        if delivery == "base64" or store is None:
+            raise OutputTooLarge(
+                f"the result would be {size / 1e6:.1f} MB as base64, over the "
+                f"{max_response_bytes / 1e6:.1f} MB the platform accepts; configure an object "
+                "store (BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY) "
+                "and use output.delivery 'auto' or 's3', or make fewer or smaller outputs",
+                {"size_bytes": size, "limit_bytes": max_response_bytes, "files": len(files)},
+            )
+        log.info(
+            "job %s: result would be %.1f MB inline; uploading to the object store",
+            job_id, size / 1e6,
+        )
+    assert store is not None
+    return _upload_all(files, job_id=job_id, store=store)
+
+
+def _inline(file: OutputFileData) -> OutputFile:
+    return OutputFile(
+        filename=file.filename,
+        type="base64",
+        data=base64.b64encode(file.data).decode("ascii"),
+        node_id=file.ref.node_id,
+        mime_type=file.mime_type,
+        subfolder=file.ref.subfolder,
+    )
+
+
+def _upload_all(files: list[OutputFileData], *, job_id: str, store: ObjectStore) -> list[OutputFile]:
+    names = _unique_names(files)
+
+    def upload(pair: tuple[OutputFileData, str]) -> OutputFile:
+        file, name = pair
+        stored = store.upload(
+            job_id=job_id, filename=name, data=file.data, content_type=file.mime_type
+        )
+        return OutputFile(
+            filename=file.filename,
+            type="s3_url",
+            data=stored.url,
+            node_id=file.ref.node_id,
+            mime_type=file.mime_type,
+            subfolder=file.ref.subfolder,
+        )
+
+    pairs = list(zip(files, names))
+    if len(pairs) <= 1:
+        return [upload(p) for p in pairs]
+    with ThreadPoolExecutor(max_workers=min(_UPLOAD_THREADS, len(pairs))) as pool:
+        return list(pool.map(upload, pairs))
+
+
+def _unique_names(files: list[OutputFileData]) -> list[str]:
+    # Files from different subfolders may share a name; keys within a job must not.
+    seen: set[str] = set()
+    names = []
+    for file in files:
+        name = file.filename
+        if name in seen:
+            name = f"{file.ref.subfolder.replace('/', '_')}_{name}" if file.ref.subfolder else name
+        counter = 1
+        base = name
+        while name in seen:
+            name = f"{counter}_{base}"
+            counter += 1
+        seen.add(name)
+        names.append(name)
+    return names

@@ -1,0 +1,148 @@
+"""What a run produced: find every output in the history and fetch the files.
+
+ComfyUI's history lists, per node, any number of keys; each holds a list of files
+(`{filename, subfolder, type}`) or of plain values (text). Core video nodes report under
+`images` with `animated: [true]`, custom ones under `gifs`/`videos`, audio under `audio`.
+We walk every node and every key and sort files by what they are, not where they were found.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from .client import ComfyClient, HistoryEntry
+from .contract import MediaKind, TextOutput
+from .errors import ComfyUIUnavailable
+from .events import BinaryFrame
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"}
+VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"}
+AUDIO_EXTENSIONS = {".flac", ".mp3", ".wav", ".ogg", ".opus", ".m4a", ".aac"}
+_VIDEO_KEYS = {"gifs", "videos", "video"}
+_EXTRA_TYPES = {
+    ".webp": "image/webp",
+    ".flac": "audio/flac",
+    ".opus": "audio/opus",
+    ".latent": "application/octet-stream",
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+    ".avif": "image/avif",
+}
+_FETCH_THREADS = 8
+
+
+@dataclass(frozen=True)
+class OutputRef:
+    """A file ComfyUI reported, before we fetch it."""
+
+    node_id: str
+    filename: str
+    subfolder: str
+    folder_type: str  # output | temp | input
+    kind: MediaKind
+    animated: bool
+
+
+@dataclass
+class OutputFileData:
+    """A fetched file, ready to convert and deliver."""
+
+    ref: OutputRef
+    filename: str
+    data: bytes
+    mime_type: str
+
+
+def guess_mime(filename: str) -> str:
+    suffix = PurePosixPath(filename).suffix.lower()
+    return _EXTRA_TYPES.get(suffix) or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+def _kind(filename: str, key: str) -> MediaKind:
+    suffix = PurePosixPath(filename).suffix.lower()
+    if key in _VIDEO_KEYS or suffix in VIDEO_EXTENSIONS:
+        return "videos"
+    if suffix in AUDIO_EXTENSIONS or key == "audio":
+        return "audio"
+    if suffix in IMAGE_EXTENSIONS:
+        return "images"
+    return "files"
+
+
+def collect_outputs(
+    history: HistoryEntry, *, include_previews: bool
+) -> tuple[list[OutputRef], list[TextOutput]]:
+    """Every file and text output of a finished run, in node order."""
+    files: list[OutputRef] = []
+    texts: list[TextOutput] = []
+    for node_id, node_outputs in history.outputs.items():
+        animated_flags = node_outputs.get("animated") or []
+        for key, items in node_outputs.items():
+            if key == "animated" or not isinstance(items, list):
+                continue
+            for index, item in enumerate(items):
+                if isinstance(item, dict) and isinstance(item.get("filename"), str):
+                    folder_type = str(item.get("type") or "output")
+                    if folder_type == "temp" and not include_previews:
+                        continue
+                    animated = bool(
+                        animated_flags[index] if index < len(animated_flags) else False
+                    )
+                    files.append(
+                        OutputRef(
+                            node_id=str(node_id),
+                            filename=item["filename"],
+                            subfolder=str(item.get("subfolder") or ""),
+                            folder_type=folder_type,
+                            kind=_kind(item["filename"], key),
+                            animated=animated,
+                        )
+                    )
+                elif isinstance(item, str) and key == "text":
+                    texts.append(TextOutput(node_id=str(node_id), text=item))
+    return files, texts
+
+
+def fetch_outputs(client: ComfyClient, refs: list[OutputRef]) -> list[OutputFileData]:
+    """Download every reported file from ComfyUI, several at a time."""
+    if not refs:
+        return []
+
+    def fetch(ref: OutputRef) -> OutputFileData:
+        try:
+            data, content_type = client.view(ref.filename, ref.subfolder, ref.folder_type)
+        except ComfyUIUnavailable as exc:
+            raise ComfyUIUnavailable(
+                f"ComfyUI reported output {ref.filename!r} of node {ref.node_id} but would not "
+                f"serve it: {exc.message}",
+                {"node_id": ref.node_id, "filename": ref.filename, "subfolder": ref.subfolder},
+            ) from exc
+        mime = (content_type or "").split(";")[0].strip()
+        if not mime or mime == "application/octet-stream":
+            mime = guess_mime(ref.filename)
+        return OutputFileData(ref=ref, filename=ref.filename, data=data, mime_type=mime)
+
+    if len(refs) == 1:
+        return [fetch(refs[0])]
+    with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(refs))) as pool:
+        return list(pool.map(fetch, refs))
+
+
+def websocket_outputs(
+    frames: list[tuple[str, BinaryFrame]], graph: dict[str, Any]
+) -> list[OutputFileData]:
+    """Images SaveImageWebsocket sent over the websocket: outputs that never touch the disk."""
+    results: list[OutputFileData] = []
+    for node_id, frame in frames:
+        if graph.get(node_id, {}).get("class_type") != "SaveImageWebsocket":
+            continue  # a preview, not an output
+        mime = frame.mime_type or "image/png"
+        extension = mimetypes.guess_extension(mime) or ".png"
+        name = f"websocket_{node_id}_{len(results) + 1:05d}{extension}"
+        ref = OutputRef(node_id, name, "", "websocket", "images", False)
+        results.append(OutputFileData(ref=ref, filename=name, data=frame.data, mime_type=mime))
+    return results

@@ -1,0 +1,170 @@
+"""The ComfyUI child process: launch, readiness, log tail, crash detection, restart.
+
+Deliberately light on imports (standard library only): `handler.py` launches ComfyUI before
+importing the heavy modules, so they load while ComfyUI boots.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .errors import ComfyUIUnavailable
+
+log = logging.getLogger(__name__)
+comfy_log = logging.getLogger("comfyui")
+
+LOG_TAIL_LINES = 60
+
+
+def comfyui_command(
+    *,
+    python: str,
+    port: int,
+    log_level: str = "INFO",
+    extra_model_paths: Path | None = None,
+    extra_args: list[str] | None = None,
+) -> list[str]:
+    """ComfyUI's command line: headless, loopback only, no metadata, logs on stdout."""
+    command = [
+        python,
+        "-u",
+        "main.py",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--disable-auto-launch",
+        "--disable-metadata",
+        "--log-stdout",
+        "--verbose",
+        log_level.upper(),
+    ]
+    if extra_model_paths is not None:
+        command += ["--extra-model-paths-config", str(extra_model_paths)]
+    return command + list(extra_args or [])
+
+
+class ComfyProcess:
+    """ComfyUI running as our child, with the tail of its log kept for error reports."""
+
+    def __init__(self, command: list[str], *, cwd: Path, base_url: str) -> None:
+        self.command = command
+        self.cwd = cwd
+        self.base_url = base_url.rstrip("/")
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+        self._reader: threading.Thread | None = None
+        self.restarts = 0
+
+    # --- life -------------------------------------------------------------------------------
+    def launch(self) -> None:
+        if not (self.cwd / self.command[2]).exists():
+            raise ComfyUIUnavailable(
+                f"ComfyUI not found: {self.cwd / self.command[2]} does not exist; set "
+                "COMFYUI_DIR to ComfyUI's folder, or COMFYUI_URL to attach to a running one",
+                {"comfyui_dir": str(self.cwd)},
+            )
+        log.info("launching ComfyUI: %s (in %s)", " ".join(self.command), self.cwd)
+        self._tail.clear()
+        self._proc = subprocess.Popen(
+            self.command,
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # our signals are ours; we stop its whole group ourselves
+        )
+        self._reader = threading.Thread(
+            target=self._pump_log, args=(self._proc,), name="comfyui-log", daemon=True
+        )
+        self._reader.start()
+
+    def wait_ready(self, timeout_s: float) -> float:
+        """Block until ComfyUI answers HTTP; return the seconds it took."""
+        started = time.monotonic()
+        deadline = started + timeout_s
+        while True:
+            self.check_alive()
+            if _answers(self.base_url + "/system_stats", timeout_s=2.0):
+                return time.monotonic() - started
+            if time.monotonic() >= deadline:
+                raise ComfyUIUnavailable(
+                    f"ComfyUI did not answer within {timeout_s:g} s "
+                    "(COMFYUI_BOOT_TIMEOUT_S); last lines of its log: " + self.tail_text(5),
+                    {"log_tail": self.log_tail()},
+                )
+            time.sleep(0.2)
+
+    def check_alive(self) -> None:
+        """Raise `ComfyUIUnavailable`, with the exit code and log tail, if the child died."""
+        code = self.exit_code
+        if code is not None:
+            if self._reader is not None:
+                self._reader.join(timeout=1.0)  # let the last lines of the log arrive
+            raise ComfyUIUnavailable(
+                f"ComfyUI exited with code {code}; last lines of its log: " + self.tail_text(5),
+                {"exit_code": code, "log_tail": self.log_tail()},
+            )
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def restart(self, timeout_s: float) -> float:
+        self.stop()
+        self.restarts += 1
+        self.launch()
+        return self.wait_ready(timeout_s)
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    # --- log --------------------------------------------------------------------------------
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
+        return list(self._tail)[-lines:]
+
+    def tail_text(self, lines: int) -> str:
+        return " | ".join(self.log_tail(lines)) or "(no output)"
+
+    def _pump_log(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            self._tail.append(line)
+            comfy_log.info("%s", line)
+
+
+def _answers(url: str, *, timeout_s: float) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return bool(200 <= response.status < 300)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

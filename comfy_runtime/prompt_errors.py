@@ -1,0 +1,110 @@
+"""Turn ComfyUI's refusal of a prompt into a `WorkflowInvalid` (or `MissingModel`).
+
+ComfyUI answers `POST /prompt` with `{"error": {type, message, details}, "node_errors":
+{node_id: {class_type, errors: [{type, message, details, extra_info}]}}}`, either as a 400 or,
+when only some outputs failed, as a 200. The message we build names the node, its class and
+the input, and for a model that is not there, what is.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .errors import MissingModel, WorkflowInvalid
+
+MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
+_NODE_ID = re.compile(r"Node ID '#?([^']+)'")
+_MAX_LISTED = 20
+
+
+def rejected_prompt_error(body: Any) -> WorkflowInvalid:
+    """The error for a refused prompt, given ComfyUI's JSON answer."""
+    body = body if isinstance(body, dict) else {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    node_errors = body.get("node_errors") if isinstance(body.get("node_errors"), dict) else {}
+    problems = [
+        _problem(node_id, node.get("class_type", "?"), item)
+        for node_id, node in node_errors.items()
+        if isinstance(node, dict)
+        for item in node.get("errors", [])
+        if isinstance(item, dict)
+    ]
+    if not problems:
+        return WorkflowInvalid(_graph_level_message(error), [_graph_level_detail(error)])
+
+    missing = [p for p in problems if p["type"] == "value_not_in_list" and _is_model(p)]
+    lines = [p["text"] for p in (missing or problems)]
+    summary = "; ".join(lines[:3]) + (f" (and {len(lines) - 3} more)" if len(lines) > 3 else "")
+    details = [{k: v for k, v in p.items() if k != "text"} for p in problems]
+    if missing:
+        return MissingModel(summary, details)
+    return WorkflowInvalid(f"ComfyUI refused the workflow: {summary}", details)
+
+
+def _problem(node_id: str, class_type: str, item: dict[str, Any]) -> dict[str, Any]:
+    extra = item.get("extra_info") if isinstance(item.get("extra_info"), dict) else {}
+    input_name = extra.get("input_name")
+    problem: dict[str, Any] = {
+        "node_id": node_id,
+        "class_type": class_type,
+        "input": input_name,
+        "type": item.get("type", ""),
+        "message": item.get("message", ""),
+        "details": item.get("details", ""),
+    }
+    if "received_value" in extra:
+        problem["received_value"] = extra["received_value"]
+    options = _options(extra.get("input_config"))
+    where = f"node {node_id} ({class_type})" + (f" input '{input_name}'" if input_name else "")
+    if problem["type"] == "value_not_in_list" and options is not None:
+        problem["available"] = options
+        shown = ", ".join(map(str, options[:_MAX_LISTED])) or "none"
+        if len(options) > _MAX_LISTED:
+            shown += f", ... ({len(options)} in all)"
+        problem["text"] = (
+            f"{where}: {extra.get('received_value')!r} is not available; available: {shown}"
+        )
+    else:
+        explanation = item.get("message", "invalid")
+        if item.get("details") and item.get("details") != input_name:
+            explanation += f" ({item['details']})"
+        problem["text"] = f"{where}: {explanation}"
+    return problem
+
+
+def _options(config: Any) -> list[Any] | None:
+    # A combo input's config is [[option, ...], {...}] (or ["COMBO", {"options": [...]}]).
+    if isinstance(config, list) and config:
+        if isinstance(config[0], list):
+            return config[0]
+        if len(config) > 1 and isinstance(config[1], dict) and "options" in config[1]:
+            return list(config[1]["options"])
+    return None
+
+
+def _is_model(problem: dict[str, Any]) -> bool:
+    values = [problem.get("received_value"), *problem.get("available", [])]
+    return any(isinstance(v, str) and v.lower().endswith(MODEL_EXTENSIONS) for v in values)
+
+
+def _graph_level_message(error: dict[str, Any]) -> str:
+    kind = error.get("type", "")
+    if kind == "prompt_no_outputs":
+        return (
+            "the workflow has no output node: add one such as SaveImage, PreviewImage or "
+            "SaveVideo"
+        )
+    message = error.get("message") or "ComfyUI refused the workflow"
+    details = error.get("details")
+    if details and details != message:
+        message = f"{message} ({details})"
+    return f"ComfyUI refused the workflow: {message}"
+
+
+def _graph_level_detail(error: dict[str, Any]) -> dict[str, Any]:
+    detail: dict[str, Any] = {"type": error.get("type", ""), "message": error.get("message", "")}
+    match = _NODE_ID.search(str(error.get("details", "")))
+    if match:
+        detail["node_id"] = match.group(1)
+    return detail

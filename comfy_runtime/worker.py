@@ -1,0 +1,170 @@
+"""The worker's life across jobs: boot, warmup, and keeping ComfyUI healthy between jobs.
+
+`job.py` runs one job; this module decides what happens around it: a ComfyUI that died is
+restarted (and warmed up again) before the next job, and a worker that keeps crashing, or
+whose GPU reported a CUDA error, asks the platform to replace it (`refresh_worker`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from .cleanup import JobCleaner
+from .client import ComfyClient
+from .errors import ComfyUIUnavailable, JobError, UploadFailed
+from .job import JobContext, run_job
+from .process import ComfyProcess
+from .progress import ProgressSink
+from .settings import Settings
+from .workflows import WorkflowRegistry
+
+log = logging.getLogger(__name__)
+
+# After this many ComfyUI deaths the worker asks to be replaced rather than restart again.
+MAX_CRASHES = 3
+_FATAL_GPU_MARKERS = (
+    "CUDA error",
+    "illegal memory access",
+    "device-side assert",
+    "CUBLAS_STATUS",
+    "cuDNN error",
+    "NVML",
+)
+
+
+class Worker:
+    def __init__(self, settings: Settings, process: ComfyProcess | None = None) -> None:
+        self.settings = settings
+        self.process = process
+        self.client = ComfyClient(settings.comfyui_base_url, timeout_s=settings.comfyui_http_timeout_s)
+        self.crashes = 0
+        self.warmup_ms: float | None = None
+        self._restart_lock = asyncio.Lock()
+        self.ctx = JobContext(
+            settings=settings,
+            client=self.client,
+            workflows=WorkflowRegistry(settings.workflows_dir),
+            cleaner=JobCleaner(
+                self.client,
+                input_dir=settings.input_dir,
+                output_dir=settings.output_dir,
+                temp_dir=settings.temp_dir,
+            ),
+            store=_object_store(settings),
+            health_check=process.check_alive if process is not None else (lambda: None),
+        )
+
+    # --- boot -------------------------------------------------------------------------------
+    def wait_ready(self) -> float:
+        """Block until ComfyUI answers; seconds waited."""
+        timeout_s = self.settings.comfyui_boot_timeout_s
+        if self.process is not None:
+            return self.process.wait_ready(timeout_s)
+        started = time.monotonic()
+        while True:
+            try:
+                self.client.system_stats(timeout_s=2.0)
+                return time.monotonic() - started
+            except ComfyUIUnavailable as exc:
+                if time.monotonic() - started > timeout_s:
+                    raise ComfyUIUnavailable(
+                        f"ComfyUI at {self.settings.comfyui_base_url} did not answer within "
+                        f"{timeout_s:g} s (COMFYUI_BOOT_TIMEOUT_S): {exc.message}"
+                    ) from exc
+                time.sleep(0.25)
+
+    async def warmup(self) -> dict[str, Any] | None:
+        """Run the warmup workflow once; returns its result, or None when disabled."""
+        choice = self.settings.warmup_workflow.strip()
+        if choice.lower() in ("", "none", "off", "false"):
+            log.info("warmup disabled (WARMUP_WORKFLOW=none)")
+            return None
+        started = time.perf_counter()
+        job_input: dict[str, Any] = {"workflow": _warmup_graph(choice)}
+        result = await run_job(self.ctx, "warmup", job_input)
+        self.warmup_ms = round((time.perf_counter() - started) * 1000, 1)
+        if "error" in result:
+            message = f"warmup workflow {choice!r} failed: {result['error']}"
+            if self.settings.warmup_required:
+                raise ComfyUIUnavailable(message + " (WARMUP_REQUIRED=true)", result.get("details"))
+            log.error("%s; going on without it (set WARMUP_REQUIRED=true to stop instead)", message)
+        else:
+            log.info("warmup workflow %r done in %.0f ms", choice, self.warmup_ms)
+        return result
+
+    # --- jobs -------------------------------------------------------------------------------
+    async def handle(self, job: dict[str, Any], progress: ProgressSink | None = None) -> dict[str, Any]:
+        job_id = str(job.get("id") or "local")
+        try:
+            await self._ensure_comfyui()
+        except JobError as exc:
+            log.error("job %s: ComfyUI cannot be brought back: %s", job_id, exc.message)
+            return {**exc.to_output(), "refresh_worker": True}
+        result = await run_job(self.ctx, job_id, job.get("input"), progress=progress)
+        return self._after_job(job_id, result)
+
+    async def _ensure_comfyui(self) -> None:
+        if self.process is None or self.process.exit_code is None:
+            return
+        async with self._restart_lock:
+            if self.process.exit_code is None:
+                return  # another job restarted it while we waited
+            log.warning("ComfyUI is down (exit code %s); restarting it", self.process.exit_code)
+            await asyncio.to_thread(self.process.restart, self.settings.comfyui_boot_timeout_s)
+            await self.warmup()
+
+    def _after_job(self, job_id: str, result: dict[str, Any]) -> dict[str, Any]:
+        code = result.get("error_code")
+        if code == "comfyui_unavailable" and self.process is not None:
+            if self.process.exit_code is not None:
+                self.crashes += 1
+                result.setdefault("details", {})
+                if isinstance(result["details"], dict):
+                    result["details"].setdefault("exit_code", self.process.exit_code)
+                    result["details"].setdefault("log_tail", self.process.log_tail(20))
+                log.error("job %s: ComfyUI died (crash %d of %d allowed)", job_id, self.crashes,
+                          MAX_CRASHES)
+                if self.crashes >= MAX_CRASHES:
+                    result["refresh_worker"] = True
+        if code == "execution_failed" and _is_fatal_gpu_error(result):
+            log.error("job %s: the GPU reported a fatal error; asking for a fresh worker", job_id)
+            result["refresh_worker"] = True
+        if self.settings.refresh_worker:
+            result["refresh_worker"] = True
+        return result
+
+    def close(self) -> None:
+        self.client.close()
+        if self.process is not None:
+            self.process.stop()
+
+
+def _is_fatal_gpu_error(result: dict[str, Any]) -> bool:
+    text = json.dumps(result.get("details", ""))
+    return any(marker in text for marker in _FATAL_GPU_MARKERS)
+
+
+def _warmup_graph(choice: str) -> dict[str, Any] | str:
+    """A bundled workflow name, or the graph in a file."""
+    path = Path(choice)
+    if path.suffix == ".json" and path.exists():
+        return json.loads(path.read_text())
+    return choice
+
+
+def _object_store(settings: Settings) -> Any:
+    if not settings.object_store_configured:
+        return None
+    from .storage import ObjectStore  # boto3 loads only when a store is configured
+
+    try:
+        return ObjectStore.from_settings(settings)
+    except UploadFailed as exc:
+        # A misconfigured store must not stop inline jobs; jobs that need it say why.
+        log.error("object store disabled: %s", exc.message)
+        return None

@@ -1,0 +1,98 @@
+"""comfy-worker's entrypoint: a RunPod serverless worker that runs ComfyUI workflows.
+
+`python handler.py` launches ComfyUI (or attaches to COMFYUI_URL), waits until it answers,
+runs the warmup workflow and only then starts the RunPod SDK: the job loop on the platform,
+`test_input.json` locally, or an HTTP API with `--rp_serve_api`.
+
+Importing this module does nothing but define `handler`, so benchmarks and tests can call
+`handler.handler(job)` in-process against the ComfyUI at COMFYUI_URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from comfy_runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from comfy_runtime.worker import Worker
+
+log = logging.getLogger("comfy_worker")
+
+_worker: Worker | None = None
+
+
+async def handler(job: dict[str, Any]) -> dict[str, Any]:
+    """RunPod's handler: one job in, its JSON result out (errors included, never raised)."""
+    return await _get_worker().handle(job, progress=_progress_sink(job))
+
+
+def _get_worker() -> Worker:
+    global _worker
+    if _worker is None:
+        # In-process use (tests, benchmarks): attach to the ComfyUI at COMFYUI_URL.
+        from comfy_runtime.worker import Worker
+
+        _worker = Worker(Settings())
+    return _worker
+
+
+def _progress_sink(job: dict[str, Any]) -> Any:
+    # Progress goes to the platform only when there is one to send it to.
+    if not os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT") or "runpod" not in sys.modules:
+        return None
+    import runpod
+
+    return lambda report: runpod.serverless.progress_update(job, report)
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.worker_log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+    )
+    # These log request URLs and headers at low levels: presigned URLs carry key ids.
+    for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore", "websocket"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main() -> None:
+    global _worker
+    settings = Settings()
+    _configure_logging(settings)
+
+    # Launch ComfyUI first: it boots while the heavy modules below are imported.
+    from comfy_runtime.boot import launch_comfyui
+
+    process = launch_comfyui(settings)
+
+    import runpod
+
+    from comfy_runtime.errors import JobError
+    from comfy_runtime.worker import Worker
+
+    _worker = Worker(settings, process)
+    try:
+        waited = _worker.wait_ready()
+        log.info("ComfyUI answers at %s after %.1f s", settings.comfyui_base_url, waited)
+        asyncio.run(_worker.warmup())
+    except JobError as exc:
+        log.critical("cannot start: %s", exc.message)
+        _worker.close()
+        sys.exit(1)
+
+    runpod.serverless.start(
+        {
+            "handler": handler,
+            "concurrency_modifier": lambda current: settings.max_concurrency,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
