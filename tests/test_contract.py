@@ -1,0 +1,57 @@
+"""The job input contract: worker-comfyui's shape is accepted, bad input is named precisely."""
+
+from __future__ import annotations
+
+import pytest
+
+from comfy_runtime.contract import JobOutput, OutputFile, parse_job_input
+from comfy_runtime.errors import InvalidInput
+
+
+def test_worker_comfyui_input_is_accepted_unchanged() -> None:
+    job = parse_job_input(
+        {
+            "workflow": {"3": {"class_type": "KSampler", "inputs": {"seed": 1}, "_meta": {"title": "K"}}},
+            "images": [{"name": "a.png", "image": "aGVsbG8="}],
+            "comfy_org_api_key": "sk-secret",
+        }
+    )
+    assert job.workflow["3"].class_type == "KSampler"  # type: ignore[index]
+    assert job.images[0].name == "a.png"
+    assert "sk-secret" not in repr(job)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "words"),
+    [
+        ({"workflow": [1, 2]}, "workflow", "API-format graph"),
+        ({"workflow": {"3": {"inputs": {}}}}, "workflow.3.class_type", "required"),
+        ({"workflow": {"3": 7}}, "workflow.3", "expected an object"),
+        ({"workflow": {"nodes": [], "links": []}}, "workflow", "Export (API)"),
+        ({"workflw": {}}, "workflw", "unknown field"),
+        ({"images": [{"name": "a.png"}]}, "images[0].image", "required"),
+        ({"images": "x"}, "images", "list"),
+        ({"output": {"format": "gif"}}, "output.format", "png"),
+        ({"output": {"quality": 0}}, "output.quality", "greater than or equal"),
+        ({"timeout_s": -1}, "timeout_s", "greater than"),
+    ],
+)
+def test_bad_input_names_the_field(raw: dict, field: str, words: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_job_input(raw)
+    assert caught.value.code == "invalid_input"
+    assert caught.value.message.startswith(f"{field}: ")
+    assert words in caught.value.message
+    assert caught.value.details[0]["field"] == field
+
+
+def test_input_that_is_not_an_object() -> None:
+    with pytest.raises(InvalidInput, match="expected a JSON object, got list"):
+        parse_job_input([1])
+
+
+def test_output_leaves_out_empty_groups_for_worker_comfyui_clients() -> None:
+    item = OutputFile(filename="a.png", type="base64", data="x", node_id="9", mime_type="image/png")
+    data = JobOutput(images=[item], prompt_id="p").to_json()
+    assert set(data) == {"images", "prompt_id", "timings_ms"}
+    assert set(data["images"][0]) >= {"filename", "type", "data", "node_id", "mime_type"}

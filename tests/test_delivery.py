@@ -1,0 +1,83 @@
+"""Delivery: inline below the limit, object store above it, a clear error without one."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from comfy_runtime.delivery import deliver, inline_size
+from comfy_runtime.errors import InvalidInput, OutputTooLarge
+from comfy_runtime.outputs import OutputFileData, OutputRef
+from comfy_runtime.settings import Settings
+from comfy_runtime.storage import ObjectStore
+from tests.s3_server import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY, moto_server, s3_client, unique_bucket
+
+
+def _files(*sizes: int) -> list[OutputFileData]:
+    files = []
+    for index, size in enumerate(sizes):
+        name = f"out_{index}.png"
+        ref = OutputRef(str(index), name, "", "output", "images", False)
+        files.append(OutputFileData(ref=ref, filename=name, data=os.urandom(size), mime_type="image/png"))
+    return files
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[ObjectStore]:
+    with moto_server() as endpoint:
+        bucket = unique_bucket("delivery")
+        s3_client(endpoint).create_bucket(Bucket=bucket)
+        settings = Settings(
+            bucket_endpoint_url=f"{endpoint}/{bucket}",
+            bucket_access_key_id=TEST_ACCESS_KEY_ID,
+            bucket_secret_access_key=TEST_SECRET_ACCESS_KEY,
+            bucket_region="us-east-1",
+        )
+        yield ObjectStore(settings)
+
+
+def test_inline_when_small() -> None:
+    files = _files(1000)
+    (item,) = deliver(files, delivery="auto", job_id="j", store=None, max_response_bytes=100_000)
+    assert item.type == "base64"
+    assert base64.b64decode(item.data) == files[0].data
+
+
+def test_size_estimate_covers_the_encoded_json() -> None:
+    files = _files(30_000, 12_345)
+    items = deliver(files, delivery="base64", job_id="j", store=None, max_response_bytes=10**7)
+    actual = sum(len(i.model_dump_json()) for i in items)
+    assert actual <= inline_size(files) < actual + 8192
+
+
+def test_too_large_without_a_store_says_what_to_configure() -> None:
+    with pytest.raises(OutputTooLarge) as caught:
+        deliver(_files(60_000), delivery="auto", job_id="j", store=None, max_response_bytes=50_000)
+    assert "BUCKET_ENDPOINT_URL" in caught.value.message
+    assert caught.value.code == "output_too_large"
+    assert caught.value.details["size_bytes"] > 50_000
+
+
+def test_s3_without_a_store_is_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match="output.delivery"):
+        deliver(_files(10), delivery="s3", job_id="j", store=None, max_response_bytes=10**6)
+
+
+def test_auto_switches_to_the_store_past_the_limit(store: ObjectStore) -> None:
+    files = _files(60_000, 70_000)
+    items = deliver(files, delivery="auto", job_id="job-1", store=store, max_response_bytes=50_000)
+    assert [i.type for i in items] == ["s3_url", "s3_url"]
+    for file, item in zip(files, items):
+        response = httpx.get(item.data)
+        assert response.status_code == 200
+        assert response.content == file.data
+        assert response.headers["content-type"] == "image/png"
+
+
+def test_base64_refuses_rather_than_overflowing(store: ObjectStore) -> None:
+    with pytest.raises(OutputTooLarge):
+        deliver(_files(60_000), delivery="base64", job_id="j", store=store, max_response_bytes=50_000)
