@@ -90,7 +90,13 @@ class _Job:
         timeout_s = self.input.timeout_s or settings.job_timeout_s
         deadline = time.monotonic() + timeout_s
         try:
-            graph = self.ctx.workflows.resolve(self.input.workflow, self.input.params)
+            graph = await asyncio.to_thread(
+                self.ctx.workflows.resolve,
+                self.input.workflow,
+                self.input.params,
+                input_names=[item.name for item in self.input.images],
+                models=self.ctx.client.models,
+            )
             if len(graph) > settings.max_graph_nodes:
                 raise InvalidInput(
                     f"workflow: {len(graph)} nodes, more than the {settings.max_graph_nodes} "

@@ -23,6 +23,7 @@ import copy
 import json
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,9 +31,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .contract import GraphNode
-from .errors import InvalidInput
+from .errors import InvalidInput, MissingModel
 
 log = logging.getLogger(__name__)
+
+# folder name -> model files ComfyUI has there (ComfyUI's GET /models/{folder}).
+ModelLookup = Callable[[str], list[str]]
 
 _PY_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool,
                                "model": str, "input": str}
@@ -92,8 +96,15 @@ class BundledWorkflow:
     def model_params(self) -> dict[str, ParamSpec]:
         return {n: p for n, p in self.spec.params.items() if p.type == "model"}
 
-    def build(self, params: dict[str, Any] | None) -> dict[str, Any]:
-        """The graph with `params` applied; raises `InvalidInput` naming bad parameters."""
+    def build(
+        self,
+        params: dict[str, Any] | None,
+        *,
+        input_names: list[str] | None = None,
+        models: ModelLookup | None = None,
+    ) -> dict[str, Any]:
+        """The graph with `params` applied; raises `InvalidInput` naming bad parameters and
+        `MissingModel` for a model ComfyUI does not have, before anything is queued."""
         try:
             values = self.model.model_validate(params or {}).model_dump()
         except ValidationError as exc:
@@ -111,6 +122,10 @@ class BundledWorkflow:
         graph = copy.deepcopy(self.graph)
         for name, value in values.items():
             spec = self.spec.params[name]
+            if spec.type == "model" and models is not None:
+                value = _check_model(name, spec, value, models)
+            if spec.type == "input" and value is not None:
+                _check_input(name, value, input_names or [])
             if value is None:
                 continue
             if spec.randomize and value == -1:
@@ -118,6 +133,37 @@ class BundledWorkflow:
             for node_id, input_name in spec.target_pairs():
                 graph[node_id].setdefault("inputs", {})[input_name] = value
         return graph
+
+
+def _check_model(name: str, spec: ParamSpec, value: str | None, models: ModelLookup) -> str | None:
+    folder = spec.folder or "checkpoints"
+    available = models(folder)
+    if value is None:
+        # No choice made and no default: the first model ComfyUI has is the warm one.
+        if not available:
+            raise MissingModel(
+                f"params.{name}: ComfyUI has no models in {folder!r}; add one (image build "
+                "arg MODEL_SET, or a network volume's models/" + folder + ")",
+                [{"field": f"params.{name}", "folder": folder, "available": []}],
+            )
+        return available[0]
+    if value not in available:
+        shown = ", ".join(available[:20]) or "none"
+        raise MissingModel(
+            f"params.{name}: {value!r} is not in ComfyUI's {folder!r} folder; available: {shown}",
+            [{"field": f"params.{name}", "folder": folder, "received_value": value,
+              "available": available}],
+        )
+    return value
+
+
+def _check_input(name: str, value: str, input_names: list[str]) -> None:
+    if value not in input_names:
+        raise InvalidInput(
+            f"params.{name}: {value!r} is not the name of any of the job's images "
+            f"({', '.join(input_names) or 'none sent'})",
+            [{"field": f"params.{name}", "problem": "no such input", "inputs": input_names}],
+        )
 
 
 def _params_model(name: str, spec: WorkflowSpec) -> type[BaseModel]:
@@ -171,7 +217,12 @@ class WorkflowRegistry:
         return workflow
 
     def resolve(
-        self, workflow: dict[str, GraphNode] | str | None, params: dict[str, Any] | None
+        self,
+        workflow: dict[str, GraphNode] | str | None,
+        params: dict[str, Any] | None,
+        *,
+        input_names: list[str] | None = None,
+        models: ModelLookup | None = None,
     ) -> dict[str, Any]:
         """The API graph a job will run."""
         if workflow is None:
@@ -180,7 +231,7 @@ class WorkflowRegistry:
                 [{"field": "workflow", "problem": "missing"}],
             )
         if isinstance(workflow, str):
-            return self.get(workflow).build(params)
+            return self.get(workflow).build(params, input_names=input_names, models=models)
         if params:
             raise InvalidInput(
                 "params: only used with a bundled workflow name; edit the graph's inputs instead",
