@@ -1,0 +1,64 @@
+"""Fault switches of the ComfyUI double.
+
+Tests flip these while the server runs, so every consumer reads them at the moment it acts
+instead of copying them at start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Faults:
+    """Everything defaults to off: a double with default faults behaves like ComfyUI."""
+
+    step_delay_s: float = 0.0
+    """Each sampler step (and each node) sleeps this long; interruptible."""
+    node_delay_s: float = 0.0
+    """Every node sleeps this long before running; interruptible."""
+    hang: bool = False
+    """The first node that runs never finishes on its own; only /interrupt ends the run."""
+    execution_error_class: str | None = None
+    """Nodes of this class_type raise RuntimeError while running."""
+    node_errors_on_200: bool = False
+    """POST /prompt answers 200 with a non-empty node_errors for one output node."""
+    http_500: set[str] = field(default_factory=set)
+    """Route paths ("/prompt", "/view", "/history" ...) that answer 500."""
+    malformed_json: set[str] = field(default_factory=set)
+    """Route paths that answer 200 with a body that is not JSON."""
+    view_404: bool = False
+    """/view answers 404 even for files that exist."""
+    response_delay_s: float = 0.0
+    """Every HTTP response (not the websocket) is delayed this long."""
+    drop_ws_after: int | None = None
+    """Close the prompt's websocket after N per-prompt messages; the run goes on."""
+    no_end: bool = False
+    """Never send the final `executing` {node: null}; history is still written."""
+    crash_on_prompt: bool = False
+    """Die when a prompt starts executing (process: exit code 3; thread: server stops)."""
+    out_of_memory_class: str | None = None
+    """Nodes of this class_type fail like a CUDA out-of-memory error."""
+
+    @classmethod
+    def from_json(cls, text: str) -> Faults:
+        """Build from a JSON object of field values (the COMFY_DOUBLE_FAULTS variable)."""
+        raw: dict[str, Any] = json.loads(text) if text.strip() else {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown fault switches: {sorted(unknown)}")
+        for name in ("http_500", "malformed_json"):
+            if name in raw:
+                raw[name] = set(raw[name])
+        return cls(**raw)
+
+    def matches_route(self, switch: set[str], path: str) -> bool:
+        """True when `path` (without the /api prefix) is one of the routes in `switch`.
+
+        "/history" also covers "/history/{id}", so a test can break a whole family at once.
+        """
+        return any(path == route or path.startswith(route.rstrip("/") + "/") for route in switch)

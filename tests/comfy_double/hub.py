@@ -1,0 +1,62 @@
+"""The websocket side: one socket per client id, JSON events and binary preview frames."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+
+class Hub:
+    def __init__(self) -> None:
+        # ComfyUI keeps the latest socket per client id; a reconnect replaces the old one.
+        self.sockets: dict[str, web.WebSocketResponse] = {}
+
+    def register(self, sid: str, ws: web.WebSocketResponse) -> None:
+        self.sockets[sid] = ws
+
+    def unregister(self, sid: str, ws: web.WebSocketResponse) -> None:
+        if self.sockets.get(sid) is ws:
+            del self.sockets[sid]
+
+    async def send(self, event: str, data: dict[str, Any], sid: str | None) -> None:
+        """To `sid` only, or to every socket when sid is None (ComfyUI's broadcast)."""
+        text = json.dumps({"type": event, "data": data})
+        for ws in self._targets(sid):
+            await self._deliver(ws, text)
+
+    async def send_bytes(self, payload: bytes, sid: str | None) -> None:
+        for ws in self._targets(sid):
+            await self._deliver(ws, payload)
+
+    async def close(self, sid: str) -> None:
+        ws = self.sockets.pop(sid, None)
+        if ws is not None:
+            await ws.close()
+
+    async def close_all(self) -> None:
+        for sid in list(self.sockets):
+            await self.close(sid)
+
+    def _targets(self, sid: str | None) -> list[web.WebSocketResponse]:
+        if sid is None:
+            return list(self.sockets.values())
+        ws = self.sockets.get(sid)
+        return [ws] if ws is not None else []
+
+    @staticmethod
+    async def _deliver(ws: web.WebSocketResponse, payload: str | bytes) -> None:
+        if ws.closed:
+            return
+        try:
+            if isinstance(payload, bytes):
+                await ws.send_bytes(payload)
+            else:
+                await ws.send_str(payload)
+        except (ConnectionError, RuntimeError) as exc:
+            # A client that went away mid-send is not the run's problem, as in ComfyUI.
+            log.debug("websocket send failed: %s", exc)

@@ -1,0 +1,119 @@
+"""Run the ComfyUI double as a process, launched like ComfyUI:
+
+    python tests/comfy_double/main.py --listen 127.0.0.1 --port 8188 --disable-auto-launch \
+        [--disable-metadata] [--verbose LEVEL] [--log-stdout] \
+        [--input-directory X --output-directory Y --temp-directory Z] [other ComfyUI flags]
+
+Unknown flags (--cpu, --lowvram ...) are accepted and ignored. Without directory flags the
+current directory is the root (input/, output/, temp/ are created there).
+Environment: COMFY_DOUBLE_BOOT_DELAY_S (seconds to wait before listening, like ComfyUI's boot)
+and COMFY_DOUBLE_FAULTS (a JSON object of Faults fields).
+Logging follows ComfyUI: stderr, or stdout for everything below ERROR with --log-stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+if __package__ in (None, ""):
+    # Run as a script: import the package from the repository root, and keep this folder's
+    # module names (server, files, ...) from shadowing anything.
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+    sys.path.insert(0, str(_HERE.parents[1]))
+
+from tests.comfy_double.double import ComfyDouble  # noqa: E402
+from tests.comfy_double.faults import Faults  # noqa: E402
+from tests.comfy_double.server import COMFYUI_VERSION  # noqa: E402
+
+log = logging.getLogger("comfy_double")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="main.py", add_help=True)
+    parser.add_argument("--listen", nargs="?", const="0.0.0.0", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8188)
+    parser.add_argument("--disable-auto-launch", action="store_true")
+    parser.add_argument("--disable-metadata", action="store_true")
+    parser.add_argument("--verbose", nargs="?", const="DEBUG", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    parser.add_argument("--log-stdout", action="store_true")
+    parser.add_argument("--input-directory")
+    parser.add_argument("--output-directory")
+    parser.add_argument("--temp-directory")
+    parser.add_argument("--base-directory")
+    parser.add_argument("--cache-none", action="store_true")
+    args, unknown = parser.parse_known_args(argv)
+    args.ignored = unknown
+    return args
+
+
+def setup_logging(level: str, use_stdout: bool) -> None:
+    root = logging.getLogger()
+    root.setLevel(level)
+    errors = logging.StreamHandler(sys.stderr)
+    errors.setFormatter(logging.Formatter("%(message)s"))
+    if use_stdout:
+        errors.addFilter(lambda record: record.levelno >= logging.ERROR)
+        lesser = logging.StreamHandler(sys.stdout)
+        lesser.setFormatter(logging.Formatter("%(message)s"))
+        lesser.addFilter(lambda record: record.levelno < logging.ERROR)
+        root.addHandler(lesser)
+    root.addHandler(errors)
+
+
+async def serve(args: argparse.Namespace, argv: list[str]) -> None:
+    base = Path(args.base_directory) if args.base_directory else Path.cwd()
+    double = ComfyDouble(
+        base, port=args.port, host=args.listen.split(",")[0],
+        input_dir=Path(args.input_directory) if args.input_directory else None,
+        output_dir=Path(args.output_directory) if args.output_directory else None,
+        temp_dir=Path(args.temp_directory) if args.temp_directory else None,
+        disable_metadata=args.disable_metadata, argv=["main.py", *argv])
+    faults_json = os.environ.get("COMFY_DOUBLE_FAULTS", "")
+    if faults_json:
+        injected = Faults.from_json(faults_json)
+        for name, value in vars(injected).items():
+            setattr(double.faults, name, value)
+        log.warning("ComfyUI double faults: %s", faults_json)
+    double.caching = not args.cache_none
+
+    async def crash() -> None:
+        log.error("ComfyUI double: crashing on purpose (fault crash_on_prompt)")
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(3)
+
+    double.on_crash = crash
+    log.info("Checkpoint files will always be loaded safely.")
+    log.info("Python version: %s", sys.version)
+    log.info("ComfyUI version: %s", COMFYUI_VERSION)
+    log.info("ComfyUI double (not ComfyUI): root %s", base)
+    if args.ignored:
+        log.info("ignoring flags: %s", " ".join(args.ignored))
+    delay = float(os.environ.get("COMFY_DOUBLE_BOOT_DELAY_S", "0") or 0)
+    if delay > 0:
+        await asyncio.sleep(delay)
+    log.info("Starting server\n")
+    url = await double.open()
+    log.info("To see the GUI go to: %s", url)
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    args = parse_args(argv)
+    setup_logging(args.verbose, args.log_stdout)
+    try:
+        asyncio.run(serve(args, argv))
+    except KeyboardInterrupt:
+        log.info("\nStopped server")
+
+
+if __name__ == "__main__":
+    main()
