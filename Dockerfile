@@ -1,0 +1,107 @@
+# syntax=docker/dockerfile:1
+#
+# comfy-worker: ComfyUI + the RunPod worker in one image. docs/deployment.md explains every
+# build argument, the targets and the secret.
+#
+#   docker build -t comfy-worker .                                # models of MODEL_SET (sd15)
+#   docker build --target base -t comfy-worker:base .             # no models
+#   docker build --build-arg MODEL_SET=flux1-schnell \
+#       --secret id=hf_token,src=$HOME/.cache/huggingface/token -t comfy-worker:flux .
+#
+# Stages: uv (the installer binary), runtime-os (what every stage shares), builder (compilers,
+# git: ComfyUI, custom nodes and the virtualenv are assembled here), models (downloads, checked),
+# base (runtime without models: a target of its own), full (base + models; the default).
+
+# The base image only needs the driver plumbing (NVIDIA_* variables, the CUDA>=12.8 driver
+# requirement): the torch wheels bring their own CUDA and cuDNN libraries, so the larger
+# cudnn-runtime image would ship them twice.
+ARG BASE_IMAGE=nvidia/cuda:12.8.1-base-ubuntu24.04
+
+FROM ghcr.io/astral-sh/uv:0.8.22 AS uv
+
+FROM ${BASE_IMAGE} AS runtime-os
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONUNBUFFERED=1
+# Ubuntu's python3.12 is the interpreter behind /opt/venv in every stage, so the venv built in
+# `builder` runs unchanged in `base`. libgl1 and libglib2.0 are what opencv-based custom nodes
+# load at import; they cost a few MB.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        ca-certificates libgl1 libglib2.0-0t64 python3.12 \
+    && rm -rf /var/lib/apt/lists/*
+
+FROM runtime-os AS builder
+# Stages built on runtime-os inherit its shell; it is repeated so each stage reads on its own.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ARG COMFYUI_VERSION=v0.3.64
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+ARG TORCH_PACKAGES="torch==2.8.0 torchvision==0.23.0 torchaudio==2.8.0"
+# Compilers and headers stay in this stage: some custom nodes' requirements build from source.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential git python3.12-dev \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=uv /uv /usr/local/bin/uv
+# Bytecode compiled now saves that work on every cold start; copy mode because the cache is a
+# separate mount that hard links cannot cross.
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never
+# Torch first, in its own layer: it is the largest and changes least. The constraints file
+# keeps later installs (ComfyUI's and the custom nodes' requirements) from replacing it.
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv venv --seed --python /usr/bin/python3.12 /opt/venv \
+    && echo "${TORCH_PACKAGES}" | tr -s ' ' '\n' >/opt/torch-constraints.txt \
+    && uv pip install --python /opt/venv/bin/python --index-url "${TORCH_INDEX_URL}" \
+        -r /opt/torch-constraints.txt
+# ComfyUI and the worker resolve together, so the worker's pins win without breaking ComfyUI.
+COPY requirements.txt /tmp/worker-requirements.txt
+RUN --mount=type=cache,target=/root/.cache/uv \
+    git clone --depth 1 --branch "${COMFYUI_VERSION}" \
+        https://github.com/Comfy-Org/ComfyUI.git /comfyui \
+    && rm -rf /comfyui/.git \
+    && uv pip install --python /opt/venv/bin/python --constraint /opt/torch-constraints.txt \
+        -r /comfyui/requirements.txt -r /tmp/worker-requirements.txt
+COPY docker/install_custom_nodes.sh docker/custom_nodes.txt /opt/docker/
+RUN --mount=type=cache,target=/root/.cache/uv \
+    PIP_INSTALL="uv pip install --python /opt/venv/bin/python --constraint /opt/torch-constraints.txt" \
+    bash /opt/docker/install_custom_nodes.sh /opt/docker/custom_nodes.txt /comfyui/custom_nodes
+
+FROM runtime-os AS models
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ARG MODEL_SET=sd15
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends curl \
+    && rm -rf /var/lib/apt/lists/*
+COPY docker/fetch_models.sh docker/models.tsv /opt/docker/
+# The Hugging Face token arrives as a BuildKit secret, mounted for this step only, and /tmp
+# (where the request header is written) is a tmpfs: the token never reaches a layer or the
+# image history. Sets without gated files need no secret.
+RUN --mount=type=secret,id=hf_token,required=false \
+    --mount=type=tmpfs,target=/tmp \
+    bash /opt/docker/fetch_models.sh "${MODEL_SET}" /models /opt/docker/models.tsv
+
+FROM runtime-os AS base
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV COMFYUI_DIR=/comfyui \
+    COMFYUI_PYTHON=/opt/venv/bin/python \
+    PATH=/opt/venv/bin:${PATH}
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /comfyui /comfyui
+COPY docker/check_comfyui.sh /opt/docker/check_comfyui.sh
+# Fails the build when ComfyUI, a built-in node, a custom node or the worker's dependencies do
+# not import. The files the test run leaves (database, user settings, temp) are removed so the
+# worker starts from a clean ComfyUI.
+RUN bash /opt/docker/check_comfyui.sh \
+    && rm -rf /comfyui/user /comfyui/temp
+WORKDIR /worker
+COPY handler.py test_input.json ./
+COPY comfy_runtime ./comfy_runtime
+COPY workflows ./workflows
+CMD ["/opt/venv/bin/python", "-u", "handler.py"]
+
+FROM base AS full
+COPY --from=models /models/ /comfyui/models/
