@@ -463,12 +463,21 @@ class _PromptRun:
         resolved: dict[str, Any] = {}
         for name, value in entry.get("inputs", {}).items():
             if is_link(value):
-                resolved[name] = self.values[value[0]][value[1]]
+                resolved[name] = self._value_of(value[0])[value[1]]
             elif isinstance(value, dict) and "__value__" in value:
                 resolved[name] = value["__value__"]
             else:
                 resolved[name] = value
         return resolved
+
+    def _value_of(self, node_id: str) -> tuple[Any, ...]:
+        if node_id in self.values:
+            return self.values[node_id]
+        # Cached upstream nodes never enter the execution order; their values come from the cache.
+        cached = self.runner.cached(self.keys[node_id])
+        if cached is None:
+            raise KeyError(node_id)
+        return cached.outputs
 
     async def _call(self, node_id: str, class_type: str, inputs: dict[str, Any]) -> NodeResult:
         runner, faults = self.runner, self.runner.faults
