@@ -27,6 +27,7 @@ class JobCleaner:
     def clean(self, *, job_id: str, folder: str, prompt_id: str | None) -> None:
         """Remove everything of one job; failures are logged, never raised."""
         self._remove_tree(self._roots["input"], folder, job_id)
+        self._remove_tree(self._roots["output"], folder, job_id)
         if prompt_id is None:
             return
         try:

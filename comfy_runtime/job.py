@@ -21,7 +21,8 @@ from .contract import JobInput, JobOutput, parse_job_input
 from .conversion import convert_image
 from .delivery import deliver
 from .errors import InvalidInput, JobError
-from .media import InputLimits, decode_inputs, job_folder, rewrite_references, upload_inputs
+from .isolation import isolate, job_folder, public_subfolder
+from .media import InputLimits, decode_inputs, upload_inputs
 from .outputs import collect_outputs, fetch_outputs, websocket_outputs
 from .progress import ProgressReporter, ProgressSink
 from .prompt_run import STOP_GRACE_S, PromptRun, RunOutcome
@@ -114,7 +115,7 @@ class _Job:
     # --- steps ------------------------------------------------------------------------------
     def _prepare_inputs(self, graph: dict[str, Any]) -> dict[str, Any]:
         if not self.input.images:
-            return graph
+            return isolate(graph, self.folder, {})
         settings = self.ctx.settings
         limits = InputLimits(
             max_bytes=settings.max_input_bytes,
@@ -125,7 +126,7 @@ class _Job:
         )
         prepared = decode_inputs(self.input.images, limits)
         uploaded = upload_inputs(self.ctx.client, prepared, folder=self.folder)
-        return rewrite_references(graph, uploaded)
+        return isolate(graph, self.folder, uploaded)
 
     async def _execute(self, graph: dict[str, Any], deadline: float, timeout_s: float) -> RunOutcome:
         on_event = None
@@ -177,6 +178,7 @@ class _Job:
             other_bytes=text_bytes,
         )
         for file, item in zip(files, delivered):
+            item.subfolder = public_subfolder(item.subfolder, self.folder)
             getattr(output, file.ref.kind).append(item)
         self.timer.mark("outputs")
         output.timings_ms = {

@@ -1,9 +1,7 @@
 """A job's input files: base64, data URI or URL -> checked bytes -> uploaded to ComfyUI.
 
 Each job's files go to its own subfolder of ComfyUI's input directory, so jobs never see or
-overwrite each other's files and cleanup removes exactly one folder. The graph keeps
-referring to a file by the `name` the client gave; `rewrite_references` points those
-references at where the file was actually stored.
+overwrite each other's files and cleanup removes exactly one folder (see `isolation`).
 """
 
 from __future__ import annotations
@@ -55,10 +53,6 @@ def safe_filename(name: str) -> str:
     return name[:128] or "input"
 
 
-def job_folder(job_id: str) -> str:
-    return "job-" + (safe_filename(job_id).replace(" ", "_")[:64] or "unknown")
-
-
 def decode_inputs(items: list[InputFile], limits: InputLimits) -> list[PreparedInput]:
     """Every input's bytes, checked; URL inputs are fetched several at a time."""
     if len(items) > limits.max_inputs:
@@ -100,22 +94,6 @@ def upload_inputs(
         return dict(upload(i) for i in inputs)
     with ThreadPoolExecutor(max_workers=min(_UPLOAD_THREADS, len(inputs))) as pool:
         return dict(pool.map(upload, inputs))
-
-
-def rewrite_references(graph: dict[str, Any], uploaded: dict[str, UploadedFile]) -> dict[str, Any]:
-    """A copy of `graph` where every input value naming an input file points at its upload."""
-    if not uploaded:
-        return graph
-    paths = {name: file.graph_path for name, file in uploaded.items()}
-    rewritten: dict[str, Any] = {}
-    for node_id, node in graph.items():
-        inputs = node.get("inputs", {})
-        new_inputs = {
-            key: paths.get(value, value) if isinstance(value, str) else value
-            for key, value in inputs.items()
-        }
-        rewritten[node_id] = {**node, "inputs": new_inputs}
-    return rewritten
 
 
 # --- decoding ---------------------------------------------------------------------------------

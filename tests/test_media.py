@@ -12,7 +12,8 @@ import pytest
 from comfy_runtime.client import UploadedFile
 from comfy_runtime.contract import InputFile
 from comfy_runtime.errors import InvalidInput
-from comfy_runtime.media import InputLimits, decode_inputs, job_folder, rewrite_references, safe_filename
+from comfy_runtime.isolation import isolate, job_folder, public_subfolder
+from comfy_runtime.media import InputLimits, decode_inputs, safe_filename
 from tests.images import png_b64, png_bytes
 
 LIMITS = InputLimits(max_bytes=1_000_000, max_pixels=4096 * 4096, max_inputs=4,
@@ -100,15 +101,20 @@ def test_safe_filename(name: str, safe: str) -> None:
 
 
 def test_job_folder_is_one_safe_segment() -> None:
-    assert job_folder("../../x") == "job-x"
+    assert job_folder("../../x").startswith("job-x-")
+    assert job_folder("x") != job_folder("x")  # a retried job gets a fresh folder
     assert "/" not in job_folder("a/b/c")
 
 
-def test_references_point_at_the_upload() -> None:
+def test_inputs_and_outputs_go_to_the_jobs_folder() -> None:
     graph = {"1": {"class_type": "LoadImage", "inputs": {"image": "photo.png", "upload": "image"}},
-             "2": {"class_type": "X", "inputs": {"other": "photo.png.bak", "link": ["1", 0]}}}
+             "2": {"class_type": "X", "inputs": {"other": "photo.png.bak", "link": ["1", 0]}},
+             "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "video/out"}}}
     uploaded = {"photo.png": UploadedFile(name="photo.png", subfolder="job-1", type="input")}
-    rewritten = rewrite_references(graph, uploaded)
+    rewritten = isolate(graph, "job-1", uploaded)
     assert rewritten["1"]["inputs"]["image"] == "job-1/photo.png"
     assert rewritten["2"]["inputs"] == graph["2"]["inputs"]
+    assert rewritten["3"]["inputs"]["filename_prefix"] == "job-1/video/out"
     assert graph["1"]["inputs"]["image"] == "photo.png"  # the caller's graph is not changed
+    assert public_subfolder("job-1/video", "job-1") == "video"
+    assert public_subfolder("job-1", "job-1") == ""

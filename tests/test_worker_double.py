@@ -1,0 +1,239 @@
+"""The worker against the ComfyUI double: every outcome a client can meet, and its recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+import time
+
+import pytest
+
+from tests.conftest import WorkerHarness
+from tests.images import open_image, png_b64
+
+EMPTY_512 = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 512, "height": 512, "batch_size": 1, "color": 0x3366FF}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "w"}},
+}
+INVERT = {
+    "1": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}},
+    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "inv"}},
+}
+TXT2IMG_STEPS = 4
+
+
+def _txt2img(ckpt: str = "random-sd15.safetensors") -> dict:
+    return {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": TXT2IMG_STEPS, "cfg": 7.0,
+              "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0, "model": ["4", 0],
+              "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "t2i"}},
+    }
+
+
+def _image(item: dict):
+    return open_image(base64.b64decode(item["data"]))
+
+
+def test_empty_image_job_returns_a_decodable_png(harness: WorkerHarness) -> None:
+    result = harness.run({"workflow": EMPTY_512})
+    (item,) = result["images"]
+    assert (item["type"], item["node_id"], item["mime_type"]) == ("base64", "2", "image/png")
+    image = _image(item)
+    assert image.size == (512, 512)
+    assert image.convert("RGB").getpixel((0, 0)) == (0x33, 0x66, 0xFF)
+    assert set(result["timings_ms"]) >= {"inputs", "queued", "execution", "outputs", "total", "nodes"}
+    assert harness.leftovers() == []
+
+
+def test_base64_input_is_inverted(harness: WorkerHarness) -> None:
+    result = harness.run({"workflow": INVERT, "images": [{"name": "photo.png", "image": png_b64(color=(10, 200, 30))}]})
+    assert _image(result["images"][0]).convert("RGB").getpixel((3, 3)) == (245, 55, 225)
+    (prompt,) = harness.double.prompts
+    folder, name = prompt["prompt"]["1"]["inputs"]["image"].split("/")
+    assert (folder.startswith("job-job-1-"), name) == (True, "photo.png")  # the job's own folder
+    assert prompt["prompt"]["3"]["inputs"]["filename_prefix"] == f"{folder}/inv"
+    assert result["images"][0]["subfolder"] == ""  # as the client's graph would have it
+    assert harness.leftovers() == []
+
+
+def test_two_jobs_with_the_same_input_name_keep_apart(harness: WorkerHarness) -> None:
+    first = harness.run({"workflow": INVERT, "images": [{"name": "photo.png", "image": png_b64(color=(0, 0, 0))}]}, "a")
+    second = harness.run({"workflow": INVERT, "images": [{"name": "photo.png", "image": png_b64(color=(255, 255, 255))}]}, "b")
+    assert _image(first["images"][0]).convert("RGB").getpixel((0, 0)) == (255, 255, 255)
+    assert _image(second["images"][0]).convert("RGB").getpixel((0, 0)) == (0, 0, 0)
+
+
+def test_unknown_node_is_workflow_invalid_and_the_next_job_runs(harness: WorkerHarness) -> None:
+    bad = harness.run({"workflow": {"1": {"class_type": "NoSuchNode", "inputs": {}},
+                                    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}})
+    assert bad["error_code"] == "workflow_invalid"
+    assert "NoSuchNode" in bad["error"]
+    assert "images" in harness.run({"workflow": EMPTY_512})
+
+
+def test_invalid_input_never_reaches_comfyui(harness: WorkerHarness) -> None:
+    result = harness.run({"workflow": "not-a-workflow-name"})
+    assert result["error_code"] == "invalid_input"
+    assert "not-a-workflow-name" in result["error"]
+    result = harness.run({"workflow": EMPTY_512, "images": [{"name": "a.png", "image": "%%%"}]})
+    assert result["error_code"] == "invalid_input"
+    assert result["error"].startswith("images[0].image")
+    assert harness.double.prompts == []
+
+
+def test_missing_checkpoint_lists_what_is_there(harness: WorkerHarness) -> None:
+    result = harness.run({"workflow": _txt2img("nope.safetensors")})
+    assert result["error_code"] == "missing_model"
+    assert "random-sd15.safetensors" in result["error"]
+
+
+def test_200_with_node_errors_is_an_error(harness: WorkerHarness) -> None:
+    harness.double.faults.node_errors_on_200 = True
+    result = harness.run({"workflow": EMPTY_512})
+    assert result["error_code"] == "workflow_invalid"
+    harness.double.faults.node_errors_on_200 = False
+    assert "images" in harness.run({"workflow": EMPTY_512})
+
+
+def test_execution_error_names_node_and_exception(harness: WorkerHarness) -> None:
+    harness.double.faults.execution_error_class = "ImageInvert"
+    result = harness.run({"workflow": INVERT, "images": [{"name": "photo.png", "image": png_b64()}]})
+    assert result["error_code"] == "execution_failed"
+    assert result["error"].startswith("node 2 (ImageInvert) failed: RuntimeError")
+    assert result["details"]["traceback"]
+    assert harness.leftovers() == []
+
+
+def test_timeout_stops_the_prompt_and_the_next_job_runs(harness: WorkerHarness) -> None:
+    harness.double.faults.hang = True
+    started = time.monotonic()
+    result = harness.run({"workflow": EMPTY_512, "timeout_s": 1})
+    assert result["error_code"] == "timeout"
+    assert time.monotonic() - started < 5
+    assert "time limit of 1 s" in result["error"]
+    assert harness.double.interrupts, "the prompt was not interrupted"
+    harness.double.faults.hang = False
+    started = time.monotonic()
+    assert "images" in harness.run({"workflow": EMPTY_512})
+    assert time.monotonic() - started < 2
+
+
+def test_progress_is_reported_during_sampling(harness: WorkerHarness) -> None:
+    harness.double.faults.step_delay_s = 0.3
+    result = harness.run({"workflow": _txt2img()})
+    assert "images" in result
+    steps = [p for p in harness.progress if p.get("class_type") == "KSampler" and "step" in p]
+    assert steps, harness.progress
+    assert steps[-1]["step"] == TXT2IMG_STEPS and steps[-1]["max"] == TXT2IMG_STEPS
+    percents = [p["percent"] for p in harness.progress]
+    assert percents == sorted(percents) and percents[-1] == 100.0
+    assert result["timings_ms"]["nodes"]["3"] >= TXT2IMG_STEPS * 300 * 0.8
+
+
+def test_dropped_websocket_still_returns_the_result(harness: WorkerHarness) -> None:
+    harness.double.faults.drop_ws_after = 3
+    result = harness.run({"workflow": EMPTY_512})
+    assert _image(result["images"][0]).size == (512, 512)
+
+
+def test_missing_end_message_is_recovered_from_history(harness: WorkerHarness) -> None:
+    harness.double.faults.no_end = True
+    result = harness.run({"workflow": EMPTY_512})
+    assert "images" in result
+
+
+def test_unreachable_comfyui_is_comfyui_unavailable(comfy_double) -> None:
+    url = comfy_double.url
+    comfy_double.stop()
+    from tests.conftest import WorkerHarness as H
+
+    harness = H.__new__(H)
+    H.__init__(harness, comfy_double)
+    harness.settings.__dict__["comfyui_base_url"] = url
+    result = harness.run({"workflow": EMPTY_512})
+    assert result["error_code"] == "comfyui_unavailable"
+
+
+@pytest.mark.parametrize("route", ["/prompt", "/history", "/view"])
+def test_server_errors_are_comfyui_unavailable(harness: WorkerHarness, route: str) -> None:
+    harness.double.faults.http_500 = {route}
+    result = harness.run({"workflow": EMPTY_512})
+    assert result["error_code"] == "comfyui_unavailable"
+    assert route in result["error"] or "output" in result["error"]
+    harness.double.faults.http_500 = set()
+    assert "images" in harness.run({"workflow": EMPTY_512})
+
+
+def test_malformed_json_is_comfyui_unavailable(harness: WorkerHarness) -> None:
+    harness.double.faults.malformed_json = {"/prompt"}
+    result = harness.run({"workflow": EMPTY_512})
+    assert result["error_code"] == "comfyui_unavailable"
+    assert "not JSON" in result["error"]
+
+
+def test_view_404_names_the_output(harness: WorkerHarness) -> None:
+    harness.double.faults.view_404 = True
+    result = harness.run({"workflow": EMPTY_512})
+    assert result["error_code"] == "comfyui_unavailable"
+    assert "w_00001_.png" in result["error"]
+
+
+def test_previews_format_and_api_key(harness: WorkerHarness) -> None:
+    graph = {**EMPTY_512, "3": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+    result = harness.run({"workflow": graph, "output": {"include_previews": True, "format": "jpeg"},
+                          "comfy_org_api_key": "sk-job-key"})
+    assert sorted(i["node_id"] for i in result["images"]) == ["2", "3"]
+    assert all(i["mime_type"] == "image/jpeg" and i["filename"].endswith(".jpg") for i in result["images"])
+    assert _image(result["images"][0]).format == "JPEG"
+    assert harness.double.prompts[-1]["extra_data"] == {"api_key_comfy_org": "sk-job-key"}
+    assert "sk-job-key" not in str(result)
+    assert harness.leftovers() == []
+
+
+def test_animated_webp_is_returned_untouched(harness: WorkerHarness) -> None:
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 3, "color": 0}},
+             "2": {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["1", 0], "filename_prefix": "anim",
+                   "fps": 6.0, "lossless": False, "quality": 80, "method": "default"}}}
+    result = harness.run({"workflow": graph, "output": {"format": "jpeg"}})
+    (item,) = result["images"]
+    assert (item["mime_type"], item["filename"]) == ("image/webp", "anim_00001_.webp")
+    data = base64.b64decode(item["data"])
+    assert data[:4] == b"RIFF" and data[8:12] == b"WEBP"  # not re-encoded as JPEG
+
+
+def test_bundled_txt2img_uses_comfyuis_checkpoint(harness: WorkerHarness) -> None:
+    result = harness.run({"workflow": "txt2img", "params": {"prompt": "a cat", "steps": 2, "width": 64, "height": 64}})
+    assert "images" in result, result
+    sent = harness.double.prompts[-1]["prompt"]
+    assert sent["4"]["inputs"]["ckpt_name"] == "random-sd15.safetensors"
+    assert sent["6"]["inputs"]["text"] == "a cat"
+
+
+def test_cancelling_the_job_interrupts_comfyui(harness: WorkerHarness) -> None:
+    harness.double.faults.hang = True
+
+    async def cancel_soon() -> None:
+        task = asyncio.ensure_future(harness.worker.handle({"id": "c", "input": {"workflow": EMPTY_512}}))
+        await asyncio.sleep(0.8)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_soon())
+    assert harness.double.interrupts
+    harness.double.faults.hang = False
+    assert "images" in harness.run({"workflow": EMPTY_512})
+    assert harness.leftovers() == []
+
+
+def test_refresh_worker_setting_is_returned(comfy_double) -> None:
+    harness = WorkerHarness(comfy_double, refresh_worker=True)
+    assert harness.run({"workflow": EMPTY_512})["refresh_worker"] is True
