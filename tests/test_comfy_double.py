@@ -85,7 +85,7 @@ def upload(url: str, filename: str, data: bytes, **fields: str) -> tuple[int, An
 class Client:
     """A websocket client like the recorder's: connect first, then queue, then follow."""
 
-    def __init__(self, base_url: str, client_id: str | None = None):
+    def __init__(self, base_url: str, client_id: str | None = None) -> None:
         self.base_url = base_url
         self.client_id = client_id or uuid.uuid4().hex
         self.ws = websocket.create_connection(
@@ -129,7 +129,12 @@ class Client:
         return answer, messages, history[answer["prompt_id"]]
 
     def close(self) -> None:
-        self.ws.close()
+        try:
+            self.ws.close(timeout=1)
+        except (websocket.WebSocketException, OSError):
+            pass  # the server may already have dropped it (faults)
+        finally:
+            self.ws.shutdown()
 
 
 def kind(message: dict[str, Any]) -> str:
@@ -224,7 +229,7 @@ def test_view_serves_outputs_like_recording(client: Client, name: str) -> None:
     rec = recording(name)
     if "view" not in rec:
         rec["view"] = recording("nonimage_summary.json")[name[9:-5]]["view"]
-    answer, _, history = client.run(rec["request"]["prompt"])
+    _answer, _, history = client.run(rec["request"]["prompt"])
     for recorded_view in rec["view"]:
         item = history["outputs"][recorded_view["node"]][recorded_view["key"]][0]
         query = urllib.parse.urlencode(item)
@@ -260,7 +265,7 @@ def test_warm_txt2img_reuses_model_nodes(client: Client) -> None:
 
 def test_save_image_websocket_sends_binary_png(client: Client) -> None:
     rec, recorded_messages, _ = recorded_run("nonimage_SaveImageWebsocket.json")
-    answer, messages, history = client.run(rec["request"]["prompt"])
+    _answer, messages, history = client.run(rec["request"]["prompt"])
     assert [kind(m) for m in messages] == rec["ws_types"]
     binary = next(m for m in messages if m.get("binary"))
     recorded_binary = next(m for m in recorded_messages if m.get("binary"))
@@ -274,10 +279,10 @@ def test_after_free_nothing_is_cached(client: Client) -> None:
     client.run(prompt)
     for body in ({"unload_models": True}, {"free_memory": True},
                  {"unload_models": True, "free_memory": True}):
-        status, content_type, payload = http(client.base_url + "/free", "POST", body)
+        status, _content_type, payload = http(client.base_url + "/free", "POST", body)
         assert (status, payload) == (200, b"")
     rec = recording("prompt_after_free.json")
-    answer, messages, _ = client.run(prompt)
+    _answer, messages, _ = client.run(prompt)
     assert [kind(m) for m in messages] == rec["ws_types"]
     cached = next(m for m in messages if m["type"] == "execution_cached")
     assert cached["data"]["nodes"] == recording("free.json")["rerun_after_free_execution_cached"][
@@ -290,7 +295,7 @@ def test_after_free_nothing_is_cached(client: Client) -> None:
                                   "runtime_partial_success.json"])
 def test_runtime_error_matches_recording(client: Client, name: str) -> None:
     rec, recorded_messages, recorded_history = recorded_run(name)
-    answer, messages, history = client.run(rec["request"]["prompt"])
+    _answer, messages, history = client.run(rec["request"]["prompt"])
     assert [kind(m) for m in messages] == rec["ws_types"]
     error = next(m["data"] for m in messages if m["type"] == "execution_error")
     recorded = next(m["data"] for m in recorded_messages if m["type"] == "execution_error")
@@ -340,7 +345,7 @@ def test_invalid_prompt_answers_like_recording(client: Client, case: str) -> Non
     status, answer = http_json(url, "POST", body)
     assert status == rec["status"]
     assert _without_tracebacks(answer) == _without_tracebacks(rec["response"])
-    for node_id, entry in (answer.get("node_errors") or {}).items():
+    for entry in (answer.get("node_errors") or {}).values():
         for error in entry["errors"]:
             if "traceback" in error["extra_info"]:
                 assert isinstance(error["extra_info"]["traceback"], list)
@@ -491,7 +496,7 @@ def test_interrupt_like_recording(comfy_double: ComfyDouble, client: Client) -> 
     assert [a["number"] for a in answers] == [0, 1, 2]
     first, second, third = (a["prompt_id"] for a in answers)
     time.sleep(0.12)
-    status, queue = http_json(client.base_url + "/queue")
+    _status, queue = http_json(client.base_url + "/queue")
     assert [item[1] for item in queue["queue_running"]] == [first]
     assert [item[1] for item in queue["queue_pending"]] == [second, third]
     assert queue["queue_running"][0][3:] == [{"client_id": client.client_id}, ["99"]]
@@ -596,7 +601,7 @@ def test_fault_view_404(client: Client, comfy_double: ComfyDouble) -> None:  # n
 
 def test_fault_execution_error(client: Client, comfy_double: ComfyDouble) -> None:  # noqa: F811
     comfy_double.faults.execution_error_class = "ImageInvert"
-    answer, messages, history = client.run(recording("prompt_invert.json")["request"]["prompt"])
+    _answer, messages, history = client.run(recording("prompt_invert.json")["request"]["prompt"])
     error = next(m["data"] for m in messages if m["type"] == "execution_error")
     assert (error["node_id"], error["node_type"], error["exception_type"]) == (
         "2", "ImageInvert", "RuntimeError")
@@ -619,7 +624,7 @@ def test_fault_out_of_memory(client: Client, comfy_double: ComfyDouble) -> None:
 
 def test_fault_hang_until_interrupt(client: Client, comfy_double: ComfyDouble) -> None:  # noqa: F811
     comfy_double.faults.hang = True
-    status, answer = client.queue(recording("prompt_empty.json")["request"]["prompt"])
+    _status, answer = client.queue(recording("prompt_empty.json")["request"]["prompt"])
     time.sleep(0.3)
     assert http_json(f"{client.base_url}/history/{answer['prompt_id']}")[1] == {}
     http(client.base_url + "/interrupt", "POST", {"prompt_id": answer["prompt_id"]})
@@ -629,7 +634,7 @@ def test_fault_hang_until_interrupt(client: Client, comfy_double: ComfyDouble) -
 
 def test_fault_drop_ws_after(client: Client, comfy_double: ComfyDouble) -> None:  # noqa: F811
     comfy_double.faults.drop_ws_after = 3
-    status, answer = client.queue(recording("prompt_empty.json")["request"]["prompt"])
+    _status, answer = client.queue(recording("prompt_empty.json")["request"]["prompt"])
     received = []
     with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
         while True:
@@ -647,7 +652,7 @@ def test_fault_drop_ws_after(client: Client, comfy_double: ComfyDouble) -> None:
 
 def test_fault_no_end(client: Client, comfy_double: ComfyDouble) -> None:  # noqa: F811
     comfy_double.faults.no_end = True
-    status, answer = client.queue(recording("prompt_empty.json")["request"]["prompt"])
+    _status, answer = client.queue(recording("prompt_empty.json")["request"]["prompt"])
     with pytest.raises(AssertionError, match="no end"):
         client.follow(answer["prompt_id"], timeout=1)
     history = http_json(f"{client.base_url}/history/{answer['prompt_id']}")[1]

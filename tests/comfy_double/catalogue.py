@@ -41,7 +41,8 @@ IMAGE_LOADERS = {"LoadImage", "LoadImageMask"}
 class Catalogue:
     """Input specs per class, as /object_info shows them right now."""
 
-    def __init__(self, object_info_path: Path, input_dir: Path, models: dict[str, list[str]]):
+    def __init__(self, object_info_path: Path, input_dir: Path,
+                 models: dict[str, list[str]]) -> None:
         self._raw: dict[str, Any] = json.loads(object_info_path.read_text())
         self._input_dir = input_dir
         self.models = models

@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -33,7 +33,7 @@ class ComfyDouble:
     def __init__(self, root: Path, *, port: int = 0, object_info_path: Path | None = None,
                  input_dir: Path | None = None, output_dir: Path | None = None,
                  temp_dir: Path | None = None, host: str = "127.0.0.1",
-                 disable_metadata: bool = False, argv: list[str] | None = None):
+                 disable_metadata: bool = False, argv: list[str] | None = None) -> None:
         self.root = Path(root)
         self.input_dir = Path(input_dir) if input_dir else self.root / "input"
         self.output_dir = Path(output_dir) if output_dir else self.root / "output"
@@ -118,8 +118,10 @@ class ComfyDouble:
             self._worker.cancel()
             try:
                 await self._worker
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down anyway
-                pass
+            except asyncio.CancelledError:
+                pass  # the expected end of the worker
+            except Exception:
+                log.exception("the prompt worker failed while shutting down")
             self._worker = None
         if self._state is not None:
             await self._state.hub.close_all()
@@ -140,7 +142,7 @@ class ComfyDouble:
         log.warning("fault: the double crashes (stops serving)")
         if self._state is not None:
             for ws in list(self._state.hub.sockets.values()):
-                transport = ws._req.transport if ws._req is not None else None  # noqa: SLF001
+                transport = ws._req.transport if ws._req is not None else None
                 if transport is not None:
                     transport.abort()
         await self.close()
@@ -191,7 +193,7 @@ class ComfyDouble:
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(30)  # type: ignore[arg-type]
 
-    def __enter__(self) -> ComfyDouble:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

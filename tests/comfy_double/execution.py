@@ -61,7 +61,7 @@ class QueueItem:
 
 
 class PromptQueue:
-    def __init__(self, hub: Hub):
+    def __init__(self, hub: Hub) -> None:
         self._hub = hub
         self.pending: list[QueueItem] = []
         self.running: QueueItem | None = None
@@ -122,7 +122,7 @@ class PromptQueue:
 class _Channel:
     """Per-prompt messages to the prompt's client, with the drop_ws_after fault."""
 
-    def __init__(self, hub: Hub, sid: str | None, faults: Faults):
+    def __init__(self, hub: Hub, sid: str | None, faults: Faults) -> None:
         self._hub = hub
         self._sid = sid
         self._faults = faults
@@ -160,7 +160,7 @@ class _Channel:
 class _ProgressBoard:
     """progress_state: every node started in this prompt, with value, max and state."""
 
-    def __init__(self, prompt_id: str, channel: _Channel):
+    def __init__(self, prompt_id: str, channel: _Channel) -> None:
         self._prompt_id = prompt_id
         self._channel = channel
         self._nodes: dict[str, dict[str, Any]] = {}
@@ -219,7 +219,7 @@ class Runner:
     """Takes prompts off the queue and executes them, one at a time."""
 
     def __init__(self, queue: PromptQueue, hub: Hub, catalogue: Catalogue, dirs: Dirs,
-                 faults: Faults, *, disable_metadata: bool = False):
+                 faults: Faults, *, disable_metadata: bool = False) -> None:
         self.queue = queue
         self.hub = hub
         self.catalogue = catalogue
@@ -264,7 +264,7 @@ class Runner:
                 await self._run(item)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a bug in the double must not kill the queue
+            except Exception:
                 log.exception("the double failed to run prompt %s", item.prompt_id)
                 if self.queue.running is item:
                     await self.queue.done(item, self._history_entry(item, {}, {}, "error", []))
@@ -373,7 +373,7 @@ class _PromptRun:
     """One prompt's execution: the order, the values, the UI outputs, the failure."""
 
     def __init__(self, runner: Runner, item: QueueItem, keys: dict[str, str], channel: _Channel,
-                 board: _ProgressBoard):
+                 board: _ProgressBoard) -> None:
         self.runner = runner
         self.item = item
         self.keys = keys

@@ -24,7 +24,7 @@ class DependencyCycle(Exception):
 
 class ExecutionOrder:
     def __init__(self, prompt: dict[str, Any], is_output: Callable[[str], bool],
-                 is_cached: Callable[[str], bool]):
+                 is_cached: Callable[[str], bool]) -> None:
         self._prompt = prompt
         self._is_output = is_output
         self._is_cached = is_cached

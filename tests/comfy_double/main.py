@@ -27,9 +27,9 @@ if __package__ in (None, ""):
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
     sys.path.insert(0, str(_HERE.parents[1]))
 
-from tests.comfy_double.double import ComfyDouble  # noqa: E402
-from tests.comfy_double.faults import Faults  # noqa: E402
-from tests.comfy_double.server import COMFYUI_VERSION  # noqa: E402
+from tests.comfy_double.double import ComfyDouble
+from tests.comfy_double.faults import Faults
+from tests.comfy_double.server import COMFYUI_VERSION
 
 log = logging.getLogger("comfy_double")
 

@@ -68,7 +68,8 @@ def _fault_middleware(state: ServerState) -> Any:
         if faults.matches_route(faults.http_500, path):
             return web.Response(status=500, text=TEXT_500)
         if faults.matches_route(faults.malformed_json, path):
-            return web.Response(status=200, body=b"<html>not json{", content_type="application/json")
+            return web.Response(status=200, body=b"<html>not json{",
+                                content_type="application/json")
         return await handler(request)
     return middleware
 
@@ -82,7 +83,7 @@ async def _json_body(request: web.Request) -> Any:
 
 
 class Routes:
-    def __init__(self, state: ServerState):
+    def __init__(self, state: ServerState) -> None:
         self.s = state
 
     def table(self) -> list[tuple[str, str, Handler]]:

@@ -48,7 +48,7 @@ def _types_match(received: str, expected: Any) -> bool:
 
 
 class _Validator:
-    def __init__(self, prompt: dict[str, Any], catalogue: Catalogue, dirs: Dirs):
+    def __init__(self, prompt: dict[str, Any], catalogue: Catalogue, dirs: Dirs) -> None:
         self.prompt = prompt
         self.catalogue = catalogue
         self.dirs = dirs
@@ -119,7 +119,8 @@ class _Validator:
         for name in sorted(custom):
             problem = self._custom(class_type, name, inputs.get(name))
             if problem is not None:
-                errors.append(_error("custom_validation_failed", "Custom validation failed for node",
+                errors.append(_error("custom_validation_failed",
+                                     "Custom validation failed for node",
                                      f"{name} - {problem}", input_name=name))
         return (not errors and upstream_ok), errors
 
