@@ -765,3 +765,66 @@ def test_process_mode_crash_fault_and_directories(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
         process.communicate(timeout=10)
+
+
+# --- nodes beyond the recordings -------------------------------------------------------------
+
+def test_annotated_names_scaling_and_masks(client: Client) -> None:
+    rgba = Image.new("RGBA", (10, 6), (255, 0, 0, 255))
+    rgba.putpixel((0, 0), (0, 0, 0, 0))
+    buffer = io.BytesIO()
+    rgba.save(buffer, format="PNG")
+    upload(client.base_url, "alpha.png", buffer.getvalue(), overwrite="true")
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "alpha.png [input]"}},
+        "2": {"class_type": "ImageScaleBy",
+              "inputs": {"image": ["1", 0], "upscale_method": "nearest-exact", "scale_by": 2.0}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0],
+                                                    "filename_prefix": "deep/er/scaled"}},
+        "4": {"class_type": "LoadImageMask", "inputs": {"image": "alpha.png", "channel": "alpha"}},
+        "5": {"class_type": "MaskPreview", "inputs": {"mask": ["4", 0]}},
+        "6": {"class_type": "ImageScale", "inputs": {"image": ["1", 0], "width": 4, "height": 0,
+                                                     "upscale_method": "bilinear",
+                                                     "crop": "center"}},
+        "7": {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}},
+    }
+    _, _, history = client.run(prompt)
+    assert history["status"]["status_str"] == "success", history["status"]
+    saved = history["outputs"]["3"]["images"][0]
+    assert (saved["filename"], saved["subfolder"]) == ("scaled_00001_.png", "deep/er")
+    _, _, data = http(client.base_url + "/view?" + urllib.parse.urlencode(saved))
+    assert Image.open(io.BytesIO(data)).size == (20, 12)
+    mask_item = history["outputs"]["5"]["images"][0]
+    _, _, data = http(client.base_url + "/view?" + urllib.parse.urlencode(mask_item))
+    mask = Image.open(io.BytesIO(data))
+    assert mask.getpixel((0, 0)) == (255, 255, 255) and mask.getpixel((1, 1)) == (0, 0, 0)
+    preview = history["outputs"]["7"]["images"][0]
+    _, _, data = http(client.base_url + "/view?" + urllib.parse.urlencode(preview))
+    assert Image.open(io.BytesIO(data)).size == (4, 2)
+
+
+def test_save_audio_writes_flac(client: Client, comfy_double: ComfyDouble) -> None:  # noqa: F811
+    prompt = recording("nonimage_EmptyAudio_SaveAudio.json")["request"]["prompt"]
+    _, _, history = client.run(prompt)
+    item = history["outputs"]["2"]["audio"][0]
+    data = (comfy_double.output_dir / item["subfolder"] / item["filename"]).read_bytes()
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO first
+    info = int.from_bytes(data[18:26], "big")
+    sample_rate, channels = info >> 44, ((info >> 41) & 0x7) + 1
+    bits, samples = ((info >> 36) & 0x1F) + 1, info & ((1 << 36) - 1)
+    assert (sample_rate, channels, bits, samples) == (16000, 1, 16, 8000)
+
+
+def test_reconnecting_client_learns_the_running_node(client: Client,
+                                                     comfy_double: ComfyDouble) -> None:  # noqa: F811
+    comfy_double.faults.hang = True
+    _, answer = client.queue(recording("prompt_empty.json")["request"]["prompt"])
+    time.sleep(0.2)
+    again = Client(client.base_url, client.client_id)
+    try:
+        assert again.first["type"] == "status"
+        assert json.loads(again.ws.recv()) == {"type": "executing", "data": {"node": "1"}}
+        http(client.base_url + "/interrupt", "POST", raw=b"")
+        assert kind(again.follow(answer["prompt_id"])[-3]) == "execution_interrupted"
+    finally:
+        again.close()
