@@ -28,7 +28,11 @@ _worker: Worker | None = None
 
 async def handler(job: dict[str, Any]) -> dict[str, Any]:
     """RunPod's handler: one job in, its JSON result out (errors included, never raised)."""
-    return await _get_worker().handle(job, progress=_progress_sink(job))
+    result = await _get_worker().handle(job, progress=_progress_sink(job))
+    if "error" in result and "error_code" in result:
+        # The platform keeps only `error` of a failed job, so the code travels in it too.
+        result["error"] = f"{result['error_code']}: {result['error']}"
+    return result
 
 
 def _get_worker() -> Worker:
@@ -68,12 +72,16 @@ def main() -> None:
 
     # Launch ComfyUI first: it boots while the heavy modules below are imported.
     from comfy_runtime.boot import launch_comfyui
+    from comfy_runtime.errors import JobError
 
-    process = launch_comfyui(settings)
+    try:
+        process = launch_comfyui(settings)
+    except (JobError, ValueError) as exc:
+        log.critical("cannot start: %s", getattr(exc, "message", exc))
+        sys.exit(1)
 
     import runpod
 
-    from comfy_runtime.errors import JobError
     from comfy_runtime.worker import Worker
 
     _worker = Worker(settings, process)

@@ -12,15 +12,17 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 from .cleanup import JobCleaner
-from .client import ComfyClient
+from .client import ComfyClient, HistoryEntry
 from .contract import JobInput, JobOutput, parse_job_input
 from .conversion import convert_image
 from .delivery import deliver
 from .errors import InvalidInput, JobError
+from .folders import ComfyFolders
 from .isolation import isolate, job_folder, public_subfolder
 from .media import InputLimits, decode_inputs, upload_inputs
 from .outputs import collect_outputs, fetch_outputs, websocket_outputs
@@ -42,8 +44,18 @@ class JobContext:
     client: ComfyClient
     workflows: WorkflowRegistry
     cleaner: JobCleaner | None = None
+    folders: ComfyFolders | None = None  # ComfyUI's folders, when they are on this machine
     store: Any = None  # ObjectStore | None; typed loosely so boto3 loads only when configured
     health_check: HealthCheck = field(default=lambda: None)
+    # Cleanup runs after the result is handed back: it is not the client's time to spend.
+    cleanup_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="cleanup")
+    )
+    pending_cleanups: set[Future[None]] = field(default_factory=set)
+
+    def drain_cleanups(self, timeout_s: float = 30.0) -> None:
+        """Wait until every finished job's files are gone."""
+        wait(list(self.pending_cleanups), timeout=timeout_s)
 
 
 @dataclass
@@ -85,6 +97,7 @@ class _Job:
         self.prompt_id = str(uuid.uuid4())
         self.timer = _Timer()
         self.queued = False
+        self.history: HistoryEntry | None = None
 
     async def run(self) -> dict[str, Any]:
         settings = self.ctx.settings
@@ -110,7 +123,9 @@ class _Job:
             result = await asyncio.to_thread(self._collect, outcome, graph)
             return result
         finally:
-            await asyncio.shield(asyncio.to_thread(self._clean))
+            future = self.ctx.cleanup_pool.submit(self._clean)
+            self.ctx.pending_cleanups.add(future)
+            future.add_done_callback(self.ctx.pending_cleanups.discard)
 
     # --- steps ------------------------------------------------------------------------------
     def _prepare_inputs(self, graph: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +140,9 @@ class _Job:
             allow_private_urls=settings.allow_private_urls,
         )
         prepared = decode_inputs(self.input.images, limits)
-        uploaded = upload_inputs(self.ctx.client, prepared, folder=self.folder)
+        uploaded = upload_inputs(
+            self.ctx.client, prepared, folder=self.folder, folders=self.ctx.folders
+        )
         return isolate(graph, self.folder, uploaded)
 
     async def _execute(self, graph: dict[str, Any], deadline: float, timeout_s: float) -> RunOutcome:
@@ -149,6 +166,8 @@ class _Job:
             log.info("job %s cancelled; stopping its prompt", self.job_id)
             run.cancel()
             await asyncio.wait([task], timeout=STOP_GRACE_S + 5)
+            if task.done() and not task.cancelled():
+                task.exception()  # the JobCancelled we caused: collected, nothing to report
             raise
 
     def _extra_data(self) -> dict[str, Any] | None:
@@ -157,9 +176,11 @@ class _Job:
 
     def _collect(self, outcome: RunOutcome, graph: dict[str, Any]) -> dict[str, Any]:
         self.timer.mark("run")
+        self.history = outcome.history
         options = self.input.output
         refs, texts = collect_outputs(outcome.history, include_previews=options.include_previews)
-        files = fetch_outputs(self.ctx.client, refs) + websocket_outputs(outcome.ws_images, graph)
+        files = fetch_outputs(self.ctx.client, refs, self.ctx.folders)
+        files += websocket_outputs(outcome.ws_images, graph)
         if options.format:
             files = [convert_image(f, options.format, options.quality) for f in files]
         output = JobOutput(prompt_id=outcome.prompt_id, text=texts)
@@ -200,6 +221,7 @@ class _Job:
                 job_id=self.job_id,
                 folder=self.folder,
                 prompt_id=self.prompt_id if self.queued else None,
+                history=self.history,
             )
         except Exception:  # cleanup must never turn a result into a failure
             log.exception("job %s: cleanup failed", self.job_id)

@@ -21,6 +21,7 @@ from PIL import Image
 from .client import ComfyClient, UploadedFile
 from .contract import InputFile
 from .errors import InvalidInput
+from .folders import ComfyFolders
 from .url_fetch import UrlPolicy, fetch_url
 
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^,;]*)*),", re.I)
@@ -83,12 +84,19 @@ def decode_inputs(items: list[InputFile], limits: InputLimits) -> list[PreparedI
 
 
 def upload_inputs(
-    client: ComfyClient, inputs: list[PreparedInput], *, folder: str
+    client: ComfyClient,
+    inputs: list[PreparedInput],
+    *,
+    folder: str,
+    folders: ComfyFolders | None = None,
 ) -> dict[str, UploadedFile]:
-    """Upload each input into `folder`; maps the client's name to where ComfyUI stored it."""
+    """Put each input into `folder` of ComfyUI's input directory (directly when it is on this
+    machine, else by upload); maps the client's name to where it was stored."""
 
     def upload(item: PreparedInput) -> tuple[str, UploadedFile]:
-        return item.name, client.upload(item.data, safe_filename(item.name), subfolder=folder)
+        name = safe_filename(item.name)
+        stored = folders.write_input(item.data, name, subfolder=folder) if folders else None
+        return item.name, stored or client.upload(item.data, name, subfolder=folder)
 
     if len(inputs) <= 1:
         return dict(upload(i) for i in inputs)

@@ -18,6 +18,7 @@ from .client import ComfyClient, HistoryEntry
 from .contract import MediaKind, TextOutput
 from .errors import ComfyUIUnavailable
 from .events import BinaryFrame
+from .folders import ComfyFolders
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"}
 VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"}
@@ -107,12 +108,18 @@ def collect_outputs(
     return files, texts
 
 
-def fetch_outputs(client: ComfyClient, refs: list[OutputRef]) -> list[OutputFileData]:
-    """Download every reported file from ComfyUI, several at a time."""
+def fetch_outputs(
+    client: ComfyClient, refs: list[OutputRef], folders: ComfyFolders | None = None
+) -> list[OutputFileData]:
+    """Every reported file, read from disk when ComfyUI's folders are here, else downloaded."""
     if not refs:
         return []
 
     def fetch(ref: OutputRef) -> OutputFileData:
+        local = folders.read(ref.folder_type, ref.subfolder, ref.filename) if folders else None
+        if local is not None:
+            return OutputFileData(ref=ref, filename=ref.filename, data=local,
+                                  mime_type=guess_mime(ref.filename))
         try:
             data, content_type = client.view(ref.filename, ref.subfolder, ref.folder_type)
         except ComfyUIUnavailable as exc:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import ComfyClient, HistoryEntry
+from .client import ComfyClient, HistoryEntry, HistoryStatus
 from .errors import ComfyUIUnavailable, ExecutionFailed, JobCancelled, JobTimeout
 from .events import BinaryFrame, ComfyEvent, ConnectionLost, EventStream
 
@@ -53,8 +53,22 @@ class _Progress:
     node_ms: dict[str, float] = field(default_factory=dict)
     ws_images: list[tuple[str, BinaryFrame]] = field(default_factory=list)
     ended: bool = False
+    # The run's record as the events told it; complete unless an event was missed.
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    missed_events: bool = False
 
     def on_event(self, event: ComfyEvent) -> None:
+        if event.type in ("execution_start", "execution_cached", "execution_success",
+                          "execution_error", "execution_interrupted"):
+            self.messages.append((event.type, event.data))
+        if event.type == "executed" and isinstance(event.data.get("output"), dict):
+            merged = self.outputs.setdefault(str(event.node), {})
+            for key, value in event.data["output"].items():
+                if isinstance(value, list):
+                    merged.setdefault(key, []).extend(value)
+                else:
+                    merged[key] = value
         if event.type == "execution_start":
             self.started_at = event.received_at
         elif event.type == "executing":
@@ -76,6 +90,14 @@ class _Progress:
                 self.node_ms.get(self.current_node, 0.0) + elapsed, 1
             )
             self.current_node = None
+
+    def as_history(self) -> HistoryEntry | None:
+        """The history entry the events add up to, when we saw all of a successful run."""
+        kinds = [kind for kind, _ in self.messages]
+        if self.missed_events or "execution_start" not in kinds or "execution_success" not in kinds:
+            return None
+        status = HistoryStatus(status_str="success", completed=True, messages=self.messages)
+        return HistoryEntry(outputs=self.outputs, status=status)
 
     def describe(self, graph: dict[str, Any]) -> dict[str, Any]:
         where: dict[str, Any] = {"nodes_done": sorted(self.node_ms)}
@@ -192,6 +214,7 @@ class PromptRun:
                 message = self._stream.receive(min(remaining, SILENCE_POLL_S))
             except ConnectionLost as exc:
                 log.warning("prompt %s: %s; reconnecting", self.prompt_id, exc)
+                self._progress.missed_events = True
                 self._reconnect(deadline)
                 message = None
             if message is None:
@@ -210,11 +233,12 @@ class PromptRun:
             self._progress.on_event(message)
             self._on_event(message)
             if self._progress.ended:
-                return self._read_history(deadline)
+                return self._progress.as_history() or self._read_history(deadline)
 
     def _read_history(self, deadline: float) -> HistoryEntry | None:
-        # The entry is written before the final `executing`, so it is there; the loop only
-        # guards against a ComfyUI that differs.
+        # A failed run, or one whose events we partly missed: ComfyUI's own record decides.
+        # It is written before the final `executing`, so the loop only guards against a
+        # ComfyUI that differs.
         delay = 0.01
         while time.monotonic() < deadline:
             history = self.client.history(self.prompt_id)

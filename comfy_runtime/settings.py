@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     comfyui_temp_dir: Path | None = Field(
         None, description="ComfyUI's temp directory (default: COMFYUI_DIR/temp)."
     )
+    comfyui_local_files: bool = Field(
+        True,
+        description="Write inputs to and read outputs from ComfyUI's folders directly when "
+        "they are on this machine (faster than HTTP for large files).",
+    )
     network_volume_dir: Path = Field(
         Path("/runpod-volume"),
         description="Where a network volume is mounted; its models/ folder is added to "

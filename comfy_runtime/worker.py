@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .cleanup import JobCleaner
+from .folders import ComfyFolders
 from .client import ComfyClient
 from .errors import ComfyUIUnavailable, JobError, UploadFailed
 from .job import JobContext, run_job
@@ -45,16 +46,13 @@ class Worker:
         self.crashes = 0
         self.warmup_ms: float | None = None
         self._restart_lock = asyncio.Lock()
+        folders = _local_folders(settings, launched=process is not None)
         self.ctx = JobContext(
             settings=settings,
             client=self.client,
             workflows=WorkflowRegistry(settings.workflows_dir),
-            cleaner=JobCleaner(
-                self.client,
-                input_dir=settings.input_dir,
-                output_dir=settings.output_dir,
-                temp_dir=settings.temp_dir,
-            ),
+            cleaner=JobCleaner(self.client, folders),
+            folders=folders if settings.comfyui_local_files else None,
             store=_object_store(settings),
             health_check=process.check_alive if process is not None else (lambda: None),
         )
@@ -139,6 +137,8 @@ class Worker:
         return result
 
     def close(self) -> None:
+        self.ctx.drain_cleanups()
+        self.ctx.cleanup_pool.shutdown(wait=True)
         self.client.close()
         if self.process is not None:
             self.process.stop()
@@ -155,6 +155,15 @@ def _warmup_graph(choice: str) -> dict[str, Any] | str:
     if path.suffix == ".json" and path.exists():
         return json.loads(path.read_text())
     return choice
+
+
+def _local_folders(settings: Settings, *, launched: bool) -> ComfyFolders | None:
+    """ComfyUI's folders, if they are certainly the ones it uses: we launched it from
+    COMFYUI_DIR, or they were named explicitly."""
+    named = settings.comfyui_input_dir or settings.comfyui_output_dir or settings.comfyui_temp_dir
+    if not (launched or named):
+        return None
+    return ComfyFolders(settings.input_dir, settings.output_dir, settings.temp_dir)
 
 
 def _object_store(settings: Settings) -> Any:

@@ -32,7 +32,9 @@ class WorkerHarness:
 
     def run(self, job_input: Any, job_id: str = "job-1") -> dict[str, Any]:
         job = {"id": job_id, "input": job_input}
-        return asyncio.run(self.worker.handle(job, progress=self.progress.append))
+        result = asyncio.run(self.worker.handle(job, progress=self.progress.append))
+        self.worker.ctx.drain_cleanups()
+        return result
 
     def leftovers(self) -> list[str]:
         """Files left in ComfyUI's folders."""

@@ -162,14 +162,33 @@ def test_unreachable_comfyui_is_comfyui_unavailable(comfy_double) -> None:
     assert result["error_code"] == "comfyui_unavailable"
 
 
-@pytest.mark.parametrize("route", ["/prompt", "/history", "/view"])
-def test_server_errors_are_comfyui_unavailable(harness: WorkerHarness, route: str) -> None:
+def test_a_broken_history_route_does_not_fail_a_run_whose_events_arrived(harness: WorkerHarness) -> None:
+    harness.double.faults.http_500 = {"/history"}
+    assert _image(harness.run({"workflow": EMPTY_512})["images"][0]).size == (512, 512)
+
+
+@pytest.fixture
+def http_only(comfy_double) -> WorkerHarness:
+    """A worker that moves files through ComfyUI's HTTP API, as with a remote ComfyUI."""
+    return WorkerHarness(comfy_double, comfyui_local_files=False)
+
+
+def test_files_travel_over_http_when_the_folders_are_not_ours(http_only: WorkerHarness) -> None:
+    result = http_only.run({"workflow": INVERT, "images": [{"name": "photo.png", "image": png_b64(color=(0, 0, 0))}]})
+    assert _image(result["images"][0]).convert("RGB").getpixel((0, 0)) == (255, 255, 255)
+    assert http_only.leftovers() == []
+
+
+@pytest.mark.parametrize("route", ["/prompt", "/view", "/upload/image"])
+def test_server_errors_are_comfyui_unavailable(http_only: WorkerHarness, route: str) -> None:
+    harness = http_only
     harness.double.faults.http_500 = {route}
-    result = harness.run({"workflow": EMPTY_512})
+    job = {"workflow": INVERT, "images": [{"name": "photo.png", "image": png_b64()}]}
+    result = harness.run(job)
     assert result["error_code"] == "comfyui_unavailable"
-    assert route in result["error"] or "output" in result["error"]
+    assert route in result["error"] or "output 'inv_00001_.png'" in result["error"]
     harness.double.faults.http_500 = set()
-    assert "images" in harness.run({"workflow": EMPTY_512})
+    assert "images" in harness.run(job)
 
 
 def test_malformed_json_is_comfyui_unavailable(harness: WorkerHarness) -> None:
@@ -179,7 +198,8 @@ def test_malformed_json_is_comfyui_unavailable(harness: WorkerHarness) -> None:
     assert "not JSON" in result["error"]
 
 
-def test_view_404_names_the_output(harness: WorkerHarness) -> None:
+def test_view_404_names_the_output(http_only: WorkerHarness) -> None:
+    harness = http_only
     harness.double.faults.view_404 = True
     result = harness.run({"workflow": EMPTY_512})
     assert result["error_code"] == "comfyui_unavailable"

@@ -37,6 +37,7 @@ def test_runsync_serves_jobs_and_survives_a_bad_one(launch_worker: LaunchWorker)
     assert failed["status"] == "FAILED", f"{brief(failed)}\n{worker.tail()}"
     assert "output" not in failed, brief(failed)
     assert isinstance(failed["error"], str), brief(failed)
+    assert failed["error"].startswith("workflow_invalid: "), brief(failed)  # the code survives
     assert "refused the workflow" in failed["error"], brief(failed)
     assert "NoSuchNode" in failed["error"], brief(failed)
 

@@ -1,0 +1,130 @@
+"""Handler overhead: wall time of a job minus the time ComfyUI spent executing it.
+
+    python bench/overhead.py [--jobs 30] [--comfyui-url http://127.0.0.1:8188]
+
+Runs each workload N times through `handler.handler` in-process, as the SDK would, against
+the ComfyUI at --comfyui-url / COMFYUI_URL, or else against the ComfyUI double started as a
+separate process (so its CPU time is not ours). Prints, per workload, the median wall time,
+the median ComfyUI execution time (from the history's timestamps) and their difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _noise_png(size: int) -> bytes:
+    from PIL import Image
+
+    image = Image.frombytes("RGB", (size, size), os.urandom(size * size * 3))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def workloads() -> dict[str, dict[str, Any]]:
+    photo = base64.b64encode(_noise_png(1024)).decode()
+    return {
+        "empty 512 -> save": {"workflow": {
+            "1": {"class_type": "EmptyImage", "inputs": {"width": 512, "height": 512, "batch_size": 1, "color": 0x808080}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench"}}}},
+        "empty 4x1024 -> save": {"workflow": {
+            "1": {"class_type": "EmptyImage", "inputs": {"width": 1024, "height": 1024, "batch_size": 4, "color": 0x808080}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench"}}}},
+        f"{len(photo) * 3 // 4 / 1e6:.1f} MB png input -> invert -> save": {
+            "images": [{"name": "photo.png", "image": photo}],
+            "workflow": {
+                "1": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}},
+                "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+                "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "bench"}}}},
+    }
+
+
+@contextmanager
+def comfyui(url: str | None, python: str = sys.executable) -> Iterator[str]:
+    """The ComfyUI to measure against: the given one, or the double in its own process
+    (run by `python`, which needs aiohttp and pillow)."""
+    if url:
+        yield url
+        return
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(tempfile.mkdtemp(prefix="bench-comfy-"))
+    process = subprocess.Popen(
+        [python, str(REPO / "tests/comfy_double/main.py"), "--port", str(port),
+         "--disable-metadata", "--base-directory", str(root)],
+        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/system_stats", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def measure(job_input: dict[str, Any], jobs: int) -> tuple[list[float], list[float]]:
+    """Jobs one after another on one event loop, as the SDK's job loop runs them."""
+    import handler
+
+    walls: list[float] = []
+    executions: list[float] = []
+    for index in range(jobs + 2):
+        started = time.perf_counter()
+        result = await handler.handler({"id": f"bench-{index}", "input": job_input})
+        wall = (time.perf_counter() - started) * 1000
+        if "error" in result:
+            raise SystemExit(f"job failed: {result['error']}")
+        if index >= 2:  # the first runs warm caches on both sides
+            walls.append(wall)
+            executions.append(float(result["timings_ms"]["execution"]))
+    return walls, executions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=30)
+    parser.add_argument("--comfyui-url", default=os.environ.get("COMFYUI_URL"))
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
+    with comfyui(args.comfyui_url) as url:
+        os.environ["COMFYUI_URL"] = url
+        print(f"ComfyUI: {url}{'' if args.comfyui_url else ' (the double, own process)'}; "
+              f"{args.jobs} jobs per workload, medians\n")
+        print(f"{'workload':40} {'wall ms':>9} {'comfy ms':>9} {'overhead ms':>12}")
+        for name, job_input in workloads().items():
+            walls, executions = asyncio.run(measure(job_input, args.jobs))
+            overheads = [w - e for w, e in zip(walls, executions)]
+            print(f"{name:40} {statistics.median(walls):9.1f} {statistics.median(executions):9.1f} "
+                  f"{statistics.median(overheads):12.1f}")
+
+
+if __name__ == "__main__":
+    main()
