@@ -21,8 +21,9 @@ from .client import ComfyClient, HistoryEntry
 from .contract import JobInput, JobOutput, parse_job_input
 from .conversion import convert_image
 from .delivery import deliver
-from .errors import InvalidInput, JobError
+from .errors import JobError
 from .folders import ComfyFolders
+from .graph_checks import check_graph
 from .isolation import isolate, job_folder, public_subfolder
 from .media import InputLimits, decode_inputs, upload_inputs
 from .outputs import collect_outputs, fetch_outputs, websocket_outputs
@@ -111,12 +112,7 @@ class _Job:
                 input_names=[item.name for item in self.input.images],
                 models=self.ctx.client.models,
             )
-            if len(graph) > settings.max_graph_nodes:
-                raise InvalidInput(
-                    f"workflow: {len(graph)} nodes, more than the {settings.max_graph_nodes} "
-                    "allowed (MAX_GRAPH_NODES)",
-                    [{"field": "workflow", "problem": "too many nodes"}],
-                )
+            check_graph(graph, max_nodes=settings.max_graph_nodes)
             graph = await asyncio.to_thread(self._prepare_inputs, graph)
             self.timer.mark("inputs")
             outcome = await self._execute(graph, deadline, timeout_s)
