@@ -80,6 +80,9 @@ class ComfyClient:
     def object_info(self, node_class: str | None = None) -> dict[str, Any]:
         return self._json("GET", f"/object_info/{node_class}" if node_class else "/object_info")
 
+    def models_folders(self) -> list[str]:
+        return list(self._json("GET", "/models"))
+
     def models(self, folder: str) -> list[str]:
         return list(self._json("GET", f"/models/{folder}"))
 

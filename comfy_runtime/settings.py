@@ -71,8 +71,10 @@ class Settings(BaseSettings):
         600.0, gt=0, description="Default time limit of a job; a job's timeout_s overrides it."
     )
     warmup_workflow: str = Field(
-        "warmup",
-        description="Bundled workflow name or graph file run once at start; 'none' skips it.",
+        "auto",
+        description="Run once at start: 'auto' (one txt2img step with the default checkpoint "
+        "if ComfyUI has one, else the model-free 'warmup'), a bundled workflow name, a graph "
+        "file, or 'none'.",
     )
     warmup_required: bool = Field(
         False, description="Stop the worker when the warmup fails (else log and go on)."

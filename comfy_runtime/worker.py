@@ -16,6 +16,7 @@ from typing import Any
 
 from .cleanup import JobCleaner
 from .folders import ComfyFolders
+from .info import worker_info
 from .client import ComfyClient
 from .errors import ComfyUIUnavailable, JobError, UploadFailed
 from .job import JobContext, run_job
@@ -83,7 +84,7 @@ class Worker:
             log.info("warmup disabled (WARMUP_WORKFLOW=none)")
             return None
         started = time.perf_counter()
-        job_input: dict[str, Any] = {"workflow": _warmup_graph(choice)}
+        job_input = await asyncio.to_thread(self._warmup_input, choice)
         result = await run_job(self.ctx, "warmup", job_input)
         self.warmup_ms = round((time.perf_counter() - started) * 1000, 1)
         if "error" in result:
@@ -95,6 +96,19 @@ class Worker:
             log.info("warmup workflow %r done in %.0f ms", choice, self.warmup_ms)
         return result
 
+    def _warmup_input(self, choice: str) -> dict[str, Any]:
+        if choice.lower() != "auto":
+            return {"workflow": _warmup_graph(choice)}
+        try:
+            has_checkpoint = bool(self.client.models("checkpoints"))
+        except ComfyUIUnavailable:
+            has_checkpoint = False
+        if has_checkpoint and "txt2img" in self.ctx.workflows.workflows:
+            # One step at the default size loads the default checkpoint onto the GPU and
+            # compiles the kernels the first real job would otherwise wait for.
+            return {"workflow": "txt2img", "params": {"prompt": "warmup", "steps": 1, "seed": 0}}
+        return {"workflow": "warmup"}
+
     # --- jobs -------------------------------------------------------------------------------
     async def handle(self, job: dict[str, Any], progress: ProgressSink | None = None) -> dict[str, Any]:
         job_id = str(job.get("id") or "local")
@@ -103,8 +117,24 @@ class Worker:
         except JobError as exc:
             log.error("job %s: ComfyUI cannot be brought back: %s", job_id, exc.message)
             return {**exc.to_output(), "refresh_worker": True}
-        result = await run_job(self.ctx, job_id, job.get("input"), progress=progress)
+        raw_input = job.get("input")
+        if isinstance(raw_input, dict) and raw_input.get("info") is True:
+            return await self._info()
+        result = await run_job(self.ctx, job_id, raw_input, progress=progress)
         return self._after_job(job_id, result)
+
+    async def _info(self) -> dict[str, Any]:
+        try:
+            return await asyncio.to_thread(
+                worker_info,
+                self.client,
+                self.settings,
+                self.ctx.workflows,
+                store_configured=self.ctx.store is not None,
+                warmup_ms=self.warmup_ms,
+            )
+        except JobError as exc:
+            return exc.to_output()
 
     async def _ensure_comfyui(self) -> None:
         if self.process is None or self.process.exit_code is None:

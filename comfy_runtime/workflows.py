@@ -181,8 +181,10 @@ def _params_model(name: str, spec: WorkflowSpec) -> type[BaseModel]:
             constraints["json_schema_extra"] = {"model_folder": param.folder}
         if param.required:
             fields[param_name] = (py_type, Field(..., **constraints))
+        elif param.default is None:
+            fields[param_name] = (py_type | None, Field(None, **constraints))
         else:
-            fields[param_name] = (py_type | None, Field(param.default, **constraints))
+            fields[param_name] = (py_type, Field(param.default, **constraints))
     return create_model(  # type: ignore[call-overload]
         f"{name.title().replace('_', '')}Params",
         __config__=ConfigDict(extra="forbid", strict=False),

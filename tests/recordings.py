@@ -1,4 +1,8 @@
-"""Access to the recorded exchanges of a real ComfyUI (../shared/comfyui-protocol/)."""
+"""Access to the recorded exchanges of a real ComfyUI.
+
+They are kept in tests/protocol/, a copy of the team's shared/comfyui-protocol/, so the tests
+run from a plain clone; test_protocol_copy.py fails if the copy and the original drift apart.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "comfyui-protocol"
+RECORDINGS = Path(__file__).resolve().parent / "protocol"
+SHARED_ORIGINAL = Path(__file__).resolve().parents[2] / "shared" / "comfyui-protocol"
 
 
 @cache

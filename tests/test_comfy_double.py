@@ -29,7 +29,7 @@ from PIL import Image
 from tests.comfy_double import ComfyDouble, Faults
 from tests.comfy_double.fixtures import comfy_double  # noqa: F401 - the fixture under test
 
-RECORDINGS = Path(__file__).resolve().parents[1].parent / "shared" / "comfyui-protocol"
+RECORDINGS = Path(__file__).resolve().parent / "protocol"
 MAIN = Path(__file__).resolve().parent / "comfy_double" / "main.py"
 
 pytestmark = [

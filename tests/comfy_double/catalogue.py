@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_OBJECT_INFO = REPO_ROOT.parent / "shared" / "comfyui-protocol" / "object_info.json"
+DEFAULT_OBJECT_INFO = REPO_ROOT / "tests" / "protocol" / "object_info.json"
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 

@@ -1,0 +1,56 @@
+"""The info request tells what is true of the running ComfyUI, and no secrets."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import SecretStr
+
+from comfy_runtime.schema import SCHEMA_PATH, render
+from tests.conftest import WorkerHarness
+
+
+def test_info_lists_what_comfyui_has(harness: WorkerHarness) -> None:
+    harness.double.models = {"checkpoints": ["a.safetensors", "b.safetensors"], "loras": ["x.safetensors"]}
+    info = harness.run({"info": True})
+    assert info["comfyui"]["version"] == "0.3.64"
+    assert info["models"] == {"checkpoints": ["a.safetensors", "b.safetensors"], "loras": ["x.safetensors"]}
+    assert "euler" in info["samplers"] and "normal" in info["schedulers"]
+    txt2img = info["workflows"]["txt2img"]["params_schema"]
+    assert txt2img["properties"]["steps"]["maximum"] == 150
+    assert txt2img["properties"]["checkpoint"]["model_folder"] == "checkpoints"
+    assert info["limits"]["max_inputs"] == harness.settings.max_inputs
+    assert info["output"]["delivery"] == ["auto", "base64"]  # no object store configured
+    assert harness.double.prompts == []  # nothing was queued
+
+
+def test_info_never_shows_secrets(comfy_double) -> None:
+    harness = WorkerHarness(comfy_double, comfy_org_api_key=SecretStr("sk-very-secret"),
+                            bucket_secret_access_key=SecretStr("bucket-very-secret"))
+    text = json.dumps(harness.run({"info": True}))
+    assert "very-secret" not in text
+    assert '"comfy_org_api_key_configured": true' in text
+
+
+def test_the_published_job_schema_is_current() -> None:
+    assert SCHEMA_PATH.read_text() == render(), "run: python -m comfy_runtime.schema"
+
+
+def test_auto_warmup_loads_the_default_checkpoint(harness: WorkerHarness) -> None:
+    import asyncio
+
+    result = asyncio.run(harness.worker.warmup())
+    assert "images" in result
+    (prompt,) = harness.double.prompts
+    assert prompt["prompt"]["4"]["inputs"]["ckpt_name"] == "random-sd15.safetensors"
+    assert prompt["prompt"]["3"]["inputs"]["steps"] == 1
+    assert harness.worker.warmup_ms is not None
+
+
+def test_auto_warmup_without_models_is_model_free(harness: WorkerHarness) -> None:
+    import asyncio
+
+    harness.double.models = {"checkpoints": []}
+    assert "images" in asyncio.run(harness.worker.warmup())
+    (prompt,) = harness.double.prompts
+    assert {n["class_type"] for n in prompt["prompt"].values()} == {"EmptyImage", "PreviewImage"}

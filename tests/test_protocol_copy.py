@@ -1,0 +1,17 @@
+"""tests/protocol/ is a copy of the shared recordings; where both exist they must agree."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.recordings import RECORDINGS, SHARED_ORIGINAL
+
+
+def test_the_copy_matches_the_shared_recordings() -> None:
+    if not SHARED_ORIGINAL.is_dir():
+        pytest.skip(f"no shared recordings beside the repository ({SHARED_ORIGINAL})")
+    originals = {p.relative_to(SHARED_ORIGINAL): p for p in SHARED_ORIGINAL.rglob("*.json")}
+    copies = {p.relative_to(RECORDINGS): p for p in RECORDINGS.rglob("*.json")}
+    assert sorted(copies) == sorted(originals), "copy the shared recordings into tests/protocol/"
+    stale = [str(name) for name, path in originals.items() if path.read_bytes() != copies[name].read_bytes()]
+    assert not stale, f"tests/protocol/ is stale: {stale}"
