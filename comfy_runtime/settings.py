@@ -155,3 +155,38 @@ class Settings(BaseSettings):
     @property
     def object_store_configured(self) -> bool:
         return bool(self.bucket_endpoint_url)
+
+
+def markdown_table() -> str:
+    """The README's settings table, from the fields above (a test keeps the README current)."""
+    rows = ["| Variable | Default | What it does |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default = "the worker's Python" if name == "comfyui_python" else "(computed)"
+        elif field.default is None:
+            default = "unset"
+        elif isinstance(field.default, bool):
+            default = f"`{str(field.default).lower()}`"
+        else:
+            default = f"`{str(field.default).replace(str(REPO_ROOT), '<repo>')}`"
+            if default == "``":
+                default = "empty"
+        rows.append(f"| `{name.upper()}` | {default} | {field.description} |")
+    return "\n".join(rows)
+
+
+README_MARKERS = ("<!-- settings:start -->", "<!-- settings:end -->")
+
+
+def readme_with_table(readme: str) -> str:
+    """`readme` with the text between the settings markers replaced by the current table."""
+    start, end = README_MARKERS
+    head, rest = readme.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{markdown_table()}\n{end}{tail}"
+
+
+if __name__ == "__main__":
+    # Rewrites the README's settings table from the class above.
+    readme_path = REPO_ROOT / "README.md"
+    readme_path.write_text(readme_with_table(readme_path.read_text()))
