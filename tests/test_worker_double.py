@@ -55,7 +55,7 @@ def test_empty_image_job_returns_a_decodable_png(harness: WorkerHarness) -> None
 
 def test_base64_input_is_inverted(harness: WorkerHarness) -> None:
     result = harness.run({"workflow": INVERT, "images": [{"name": "photo.png", "image": png_b64(color=(10, 200, 30))}]})
-    assert _image(result["images"][0]).convert("RGB").getpixel((3, 3)) == (245, 55, 225)
+    assert _image(result["images"][0]).convert("RGB").getpixel((3, 3)) == (245, 54, 225)
     (prompt,) = harness.double.prompts
     folder, name = prompt["prompt"]["1"]["inputs"]["image"].split("/")
     assert (folder.startswith("job-job-1-"), name) == (True, "photo.png")  # the job's own folder

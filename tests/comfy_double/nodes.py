@@ -7,6 +7,8 @@ must talk to the websocket mid-run (progress, previews) are coroutines.
 
 from __future__ import annotations
 
+import struct
+
 import hashlib
 import json
 import random
@@ -178,8 +180,21 @@ def empty_image(ctx: NodeContext, width: int, height: int, batch_size: int = 1,
 
 
 @node("ImageInvert")
+def _f32(value: float) -> float:
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def _comfy_invert(value: int) -> int:
+    # ComfyUI computes 1 - v/255 in float32 and truncates when saving, so some values come
+    # out one below 255 - v (200 -> 54, as recorded from a real ComfyUI).
+    return int(_f32(255.0 * _f32(1.0 - _f32(_f32(value) / 255.0))))
+
+
+_INVERT_LUT = [_comfy_invert(v) for v in range(256)] * 3
+
+
 def image_invert(ctx: NodeContext, image: ImageBatch) -> NodeResult:
-    return NodeResult((ImageBatch(ImageOps.invert(i.convert("RGB")) for i in image),))
+    return NodeResult((ImageBatch(i.convert("RGB").point(_INVERT_LUT) for i in image),))
 
 
 def _scaled_size(size: tuple[int, int], width: int, height: int) -> tuple[int, int]:

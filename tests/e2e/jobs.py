@@ -9,7 +9,8 @@ from typing import Any
 from PIL import Image
 
 INPUT_COLOR = (10, 200, 30)
-INVERTED_COLOR = tuple(255 - c for c in INPUT_COLOR)
+# ComfyUI inverts in float32 and truncates: 200 becomes 54, not 55 (recorded on a real one).
+INVERTED_COLOR = (245, 54, 225)
 
 
 def png_b64(color: tuple[int, int, int] = INPUT_COLOR, size: tuple[int, int] = (32, 24)) -> str:
