@@ -124,12 +124,16 @@ def test_conversion(worker: Worker, fmt: str, pil: str) -> None:
         ({"workflow": {"1": {"class_type": "LoadImage", "inputs": {"image": "bad.png"}},
                        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}},
           "images": [{"name": "bad.png", "image": base64.b64encode(b"not an image at all").decode()}]}, "invalid_input"),
-        ({"workflow": {"1": {"class_type": "LoadImage", "inputs": {"image": "bad.bin"}},
-                       "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}},
-          "images": [{"name": "bad.bin", "image": base64.b64encode(b"not an image at all").decode()}]}, "execution_failed"),
+        # A corrupt file already in ComfyUI's input folder (put there by the test, as the
+        # recording did): the worker's own checks never see it, so ComfyUI's node fails.
+        ({"workflow": {"1": {"class_type": "LoadImage", "inputs": {"image": "corrupt_real_test.png"}},
+                       "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}}},
+         "execution_failed"),
     ],
 )
 def test_error_codes_for_their_causes(worker: Worker, job_input: dict, code: str) -> None:
+    files = {"image": ("corrupt_real_test.png", b"not an image", "image/png")}
+    httpx.post(f"{URL}/upload/image", files=files, data={"overwrite": "true"}).raise_for_status()
     result = run(worker, job_input)
     assert result.get("error_code") == code, result
     assert "images" in run(worker, {"workflow": EMPTY})  # the worker stays healthy
