@@ -179,7 +179,6 @@ def empty_image(ctx: NodeContext, width: int, height: int, batch_size: int = 1,
                                   for _ in range(batch_size)),))
 
 
-@node("ImageInvert")
 def _f32(value: float) -> float:
     return struct.unpack("f", struct.pack("f", value))[0]
 
@@ -193,6 +192,7 @@ def _comfy_invert(value: int) -> int:
 _INVERT_LUT = [_comfy_invert(v) for v in range(256)] * 3
 
 
+@node("ImageInvert")
 def image_invert(ctx: NodeContext, image: ImageBatch) -> NodeResult:
     return NodeResult((ImageBatch(i.convert("RGB").point(_INVERT_LUT) for i in image),))
 

@@ -1,0 +1,82 @@
+"""First job after start versus a warm one, with and without the warmup.
+
+    COMFYUI_DIR=/path/to/ComfyUI COMFYUI_PYTHON=/path/to/its/python \
+        python bench/warmup.py [--jobs 4] [--steps 4] [--size 128]
+
+Needs a real ComfyUI with at least one checkpoint (a random-weight SD1.5 one is enough on a
+CPU). For each mode (WARMUP_WORKFLOW=auto, then none) it launches a fresh ComfyUI the way
+`handler.py` does, runs the warmup, then times the first txt2img job and the warm ones, and
+prints the first job's time as a multiple of the warm median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from comfy_runtime.boot import launch_comfyui  # noqa: E402
+from comfy_runtime.settings import Settings  # noqa: E402
+from comfy_runtime.worker import Worker  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _jobs(worker: Worker, count: int, steps: int, size: int) -> list[float]:
+    times = []
+    for index in range(count):
+        params = {"prompt": "a lighthouse at dusk", "steps": steps, "width": size, "height": size,
+                  "seed": index}
+        started = time.perf_counter()
+        result = await worker.handle({"id": f"warm-{index}", "input": {"workflow": "txt2img", "params": params}})
+        times.append(time.perf_counter() - started)
+        if "error" in result:
+            raise SystemExit(f"job failed: {result['error']}")
+    return times
+
+
+def run_mode(warmup: str, jobs: int, steps: int, size: int) -> tuple[float, float, float | None]:
+    settings = Settings(comfyui_port=_free_port(), warmup_workflow=warmup, comfyui_args="--cpu")
+    process = launch_comfyui(settings)
+    worker = Worker(settings, process)
+    try:
+        worker.wait_ready()
+        asyncio.run(worker.warmup())
+        times = asyncio.run(_jobs(worker, jobs, steps, size))
+    finally:
+        worker.close()
+    return times[0], statistics.median(times[1:]), worker.warmup_ms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=4, help="jobs per mode (first + warm ones)")
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--size", type=int, default=128)
+    args = parser.parse_args()
+    if "COMFYUI_DIR" not in os.environ:
+        raise SystemExit("set COMFYUI_DIR (and COMFYUI_PYTHON) to a ComfyUI with a checkpoint")
+    print(f"machine: {platform.machine()} {os.cpu_count()} cores; txt2img {args.size}x{args.size}, "
+          f"{args.steps} steps, {args.jobs} jobs per mode\n")
+    print(f"{'WARMUP_WORKFLOW':16} {'warmup s':>9} {'first s':>8} {'warm s':>7} {'first/warm':>11}")
+    for mode in ("auto", "none"):
+        first, warm, warmup_ms = run_mode(mode, args.jobs, args.steps, args.size)
+        warmup_s = f"{warmup_ms / 1000:.1f}" if warmup_ms else "-"
+        print(f"{mode:16} {warmup_s:>9} {first:8.2f} {warm:7.2f} {first / warm:10.2f}x")
+
+
+if __name__ == "__main__":
+    main()
