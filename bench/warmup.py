@@ -38,8 +38,10 @@ def _free_port() -> int:
 async def _jobs(worker: Worker, count: int, steps: int, size: int) -> list[float]:
     times = []
     for index in range(count):
-        params = {"prompt": "a lighthouse at dusk", "steps": steps, "width": size, "height": size,
-                  "seed": index}
+        # A new prompt each time: ComfyUI would otherwise serve the text encoding of warm jobs
+        # from its cache and flatter them against the first.
+        params = {"prompt": f"a lighthouse at dusk, painting number {index}", "steps": steps,
+                  "width": size, "height": size, "seed": index}
         started = time.perf_counter()
         result = await worker.handle({"id": f"warm-{index}", "input": {"workflow": "txt2img", "params": params}})
         times.append(time.perf_counter() - started)

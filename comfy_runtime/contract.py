@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from .errors import InvalidInput
+from .graph_checks import check_nesting
 
 MediaKind = Literal["images", "videos", "audio", "files"]
 
@@ -33,6 +34,12 @@ class GraphNode(BaseModel):
 
     class_type: str = Field(min_length=1)
     inputs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("inputs")
+    @classmethod
+    def _not_too_deep(cls, inputs: dict[str, Any]) -> dict[str, Any]:
+        # Checked here, before anything walks the values recursively and overflows the stack.
+        return check_nesting(inputs)
 
 
 def _workflow_kind(value: Any) -> str | None:
@@ -164,7 +171,9 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
 def _explain(error: Any) -> tuple[str, str]:
     """(field path, problem) for one pydantic error."""
     # The union's tags show up in the location; they say nothing to the user.
-    loc = tuple(part for part in error["loc"] if part not in ("graph", "name"))
+    loc = error["loc"]
+    if len(loc) > 1 and loc[0] == "workflow" and loc[1] in ("graph", "name"):
+        loc = (loc[0], *loc[2:])
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field"

@@ -112,7 +112,11 @@ class _Job:
                 input_names=[item.name for item in self.input.images],
                 models=self.ctx.client.models,
             )
-            check_graph(graph, max_nodes=settings.max_graph_nodes)
+            check_graph(
+                graph,
+                max_nodes=settings.max_graph_nodes,
+                input_names=[item.name for item in self.input.images],
+            )
             graph = await asyncio.to_thread(self._prepare_inputs, graph)
             self.timer.mark("inputs")
             outcome = await self._execute(graph, deadline, timeout_s)
