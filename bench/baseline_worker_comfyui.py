@@ -1,0 +1,166 @@
+"""Baseline for bench/overhead.py: the same workloads through runpod-workers/worker-comfyui.
+
+    git --git-dir=<mirror of runpod-workers/worker-comfyui> archive 5.8.5 \\
+        | tar -x -C /tmp/worker-comfyui-5.8.5
+    python3 -m venv /tmp/wc-venv
+    /tmp/wc-venv/bin/pip install "runpod~=1.7.12" requests websocket-client pillow
+    /tmp/wc-venv/bin/python bench/baseline_worker_comfyui.py \\
+        --worker-dir /tmp/worker-comfyui-5.8.5 [--jobs 30] [--fresh-outputs]
+
+worker-comfyui is not vendored here: its handler.py is loaded from --worker-dir, in a
+separate virtual environment that has its requirements (runpod, requests, websocket-client),
+plus pillow for `overhead.workloads()`. The ComfyUI double is started by overhead.comfyui(),
+in its own process, with --double-python (our venv's interpreter, which has aiohttp).
+
+Each workload runs --jobs + 2 times (the first 2 dropped) through its synchronous
+`handler(job)` in this process, as its SDK job loop would call it. Wall time is taken around
+that call; ComfyUI's execution time comes from the double's /history/{prompt_id}
+(execution_start -> execution_success timestamps), read after the timed call. Its handler's
+own per-job work is all inside the timed call: the "is ComfyUI up" GET /, the image upload,
+the websocket connect, queueing, history, /view downloads and base64 encoding.
+
+What is adapted, and why:
+- COMFY_HOST is a module constant ("127.0.0.1:8188") in 5.8.5, not read from the
+  environment; it is set on the loaded module to the double's host:port.
+- COMFY_PID_FILE (/tmp/comfyui.pid, written by its start.sh) is pointed at a temporary file
+  holding a live pid, so its per-job liveness check takes the production path (read the
+  file, os.kill(pid, 0)) without touching /tmp/comfyui.pid.
+- queue_workflow is wrapped to record the prompt_id (the handler does not return it); the
+  wrapper only passes the call through.
+- Its print() logging goes to /dev/null during jobs (formatted and written, not rendered).
+
+Caching: worker-comfyui sends the workflow as given, so repeating one identical job lets
+ComfyUI (and the double) answer from its cache: nothing executes, execution time is ~0 and
+the history points at the first job's files. Our worker gives every job its own
+filename_prefix, so its save nodes run each time. --fresh-outputs gives each baseline job a
+unique filename_prefix in its input (as distinct real jobs, e.g. other seeds, would be), so
+the double executes the save nodes for it too; the default sends the identical input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+import overhead  # bench/overhead.py: workloads() and comfyui()
+
+
+def load_worker(worker_dir: Path, host: str, pid_file: Path) -> ModuleType:
+    """worker-comfyui's handler.py as module `wc_handler` (not `handler`: ours is on sys.path)."""
+    sys.path.insert(0, str(worker_dir / "src"))  # network_volume.py; the image copies it to /
+    spec = importlib.util.spec_from_file_location("wc_handler", worker_dir / "handler.py")
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"no handler.py in {worker_dir}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["wc_handler"] = module
+    spec.loader.exec_module(module)
+    module.COMFY_HOST = host
+    module.COMFY_PID_FILE = str(pid_file)
+    return module
+
+
+def execution_ms(base_url: str, prompt_id: str) -> float:
+    with urllib.request.urlopen(f"{base_url}/history/{prompt_id}", timeout=10) as response:
+        entry = json.load(response)[prompt_id]
+    messages = {name: data for name, data in entry["status"]["messages"]}
+    return float(messages["execution_success"]["timestamp"]
+                 - messages["execution_start"]["timestamp"])
+
+
+def with_fresh_outputs(job_input: dict[str, Any]) -> dict[str, Any]:
+    """The same job with a unique filename_prefix on its save nodes, so none is cached."""
+    fresh = copy.deepcopy(job_input)
+    tag = uuid.uuid4().hex[:8]
+    for node in fresh["workflow"].values():
+        prefix = node.get("inputs", {}).get("filename_prefix")
+        if isinstance(prefix, str):
+            node["inputs"]["filename_prefix"] = f"{prefix}-{tag}"
+    return fresh
+
+
+def measure(worker: ModuleType, base_url: str, job_input: dict[str, Any],
+            jobs: int, fresh_outputs: bool = False) -> tuple[list[float], list[float]]:
+    """Jobs one after another, each a direct call of its synchronous handler."""
+    prompt_ids: list[str] = []
+    queue_workflow = worker.queue_workflow
+
+    def recording_queue_workflow(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        queued = queue_workflow(*args, **kwargs)
+        prompt_ids.append(queued["prompt_id"])
+        return queued
+
+    worker.queue_workflow = recording_queue_workflow
+    walls: list[float] = []
+    executions: list[float] = []
+    try:
+        with open(os.devnull, "w") as devnull:
+            for index in range(jobs + 2):
+                this_input = with_fresh_outputs(job_input) if fresh_outputs else job_input
+                with contextlib.redirect_stdout(devnull):
+                    started = time.perf_counter()
+                    result = worker.handler({"id": f"baseline-{index}", "input": this_input})
+                    wall = (time.perf_counter() - started) * 1000
+                if "error" in result or not result.get("images"):
+                    raise SystemExit(f"job failed: {json.dumps(result)[:2000]}")
+                if index >= 2:  # the first runs warm caches on both sides
+                    walls.append(wall)
+                    executions.append(execution_ms(base_url, prompt_ids[-1]))
+    finally:
+        worker.queue_workflow = queue_workflow
+    return walls, executions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker-dir", type=Path, required=True,
+                        help="an extracted worker-comfyui release (its handler.py)")
+    parser.add_argument("--jobs", type=int, default=30)
+    parser.add_argument("--fresh-outputs", action="store_true",
+                        help="a unique filename_prefix per job, so ComfyUI's cache is not hit")
+    parser.add_argument("--comfyui-url", default=None,
+                        help="a running ComfyUI; default: start the double")
+    parser.add_argument("--double-python", default=str(REPO / ".venv/bin/python"),
+                        help="interpreter for the ComfyUI double (needs aiohttp, pillow)")
+    args = parser.parse_args()
+    worker_dir: Path = args.worker_dir.resolve()
+    print(f"machine: {platform.machine()} {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}")
+    with overhead.comfyui(args.comfyui_url, python=args.double_python) as url, \
+            tempfile.TemporaryDirectory(prefix="wc-bench-") as scratch:
+        # With a live pid file its check_server polls until ComfyUI answers, without limit.
+        urllib.request.urlopen(f"{url}/system_stats", timeout=10).close()
+        pid_file = Path(scratch) / "comfyui.pid"
+        pid_file.write_text(str(os.getpid()))
+        worker = load_worker(worker_dir, url.split("://", 1)[-1].rstrip("/"), pid_file)
+        print(f"worker-comfyui: {worker_dir}; ComfyUI: {url}"
+              f"{'' if args.comfyui_url else ' (the double, own process)'}; "
+              f"{args.jobs} jobs per workload, medians; "
+              f"{'a unique filename_prefix per job' if args.fresh_outputs else 'identical input per job'}\n")
+        print(f"{'workload':40} {'wall ms':>9} {'comfy ms':>9} {'overhead ms':>12}")
+        for name, job_input in overhead.workloads().items():
+            walls, executions = measure(worker, url, job_input, args.jobs, args.fresh_outputs)
+            overheads = [w - e for w, e in zip(walls, executions)]
+            print(f"{name:40} {statistics.median(walls):9.1f} "
+                  f"{statistics.median(executions):9.1f} {statistics.median(overheads):12.1f}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
