@@ -86,8 +86,21 @@ def comfyui(url: str | None, python: str = sys.executable) -> Iterator[str]:
                 time.sleep(0.1)
         yield url
     finally:
+        if "handler" in sys.modules and sys.modules["handler"]._worker is not None:
+            sys.modules["handler"]._worker.ctx.drain_cleanups()  # before ComfyUI goes away
         process.terminate()
         process.wait(timeout=10)
+
+
+def double_folders(url: str) -> dict[str, str]:
+    """The double's folders, as a worker that launched it would know them."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/system_stats", timeout=5) as response:
+        argv = json.load(response)["system"]["argv"]
+    root = Path(argv[argv.index("--base-directory") + 1])
+    return {f"COMFYUI_{kind.upper()}_DIR": str(root / kind) for kind in ("input", "output", "temp")}
 
 
 async def measure(job_input: dict[str, Any], jobs: int) -> tuple[list[float], list[float]]:
@@ -112,12 +125,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=30)
     parser.add_argument("--comfyui-url", default=os.environ.get("COMFYUI_URL"))
+    parser.add_argument(
+        "--http-files", action="store_true",
+        help="move files through ComfyUI's HTTP API, as when attached to a remote ComfyUI "
+        "(default with the double: its folders are known, as when the worker launched it)",
+    )
     args = parser.parse_args()
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
     with comfyui(args.comfyui_url) as url:
         os.environ["COMFYUI_URL"] = url
+        if not args.comfyui_url and not args.http_files:
+            os.environ.update(double_folders(url))
+        files = "HTTP" if args.http_files or args.comfyui_url else "ComfyUI's folders"
         print(f"ComfyUI: {url}{'' if args.comfyui_url else ' (the double, own process)'}; "
-              f"{args.jobs} jobs per workload, medians\n")
+              f"files via {files}; {args.jobs} jobs per workload, medians\n")
         print(f"{'workload':40} {'wall ms':>9} {'comfy ms':>9} {'overhead ms':>12}")
         for name, job_input in workloads().items():
             walls, executions = asyncio.run(measure(job_input, args.jobs))

@@ -316,8 +316,15 @@ def execution_error(data: dict[str, Any]) -> ExecutionFailed:
     exception_type = data.get("exception_type", "Exception")
     message = str(data.get("exception_message", "")).strip()
     traceback = [line.rstrip() for line in data.get("traceback", [])][-_TRACEBACK_LINES:]
+    first_line = message.splitlines()[0] if message else ""
+    summary = f"node {node_id} ({node_type}) failed: {exception_type}: {first_line}".rstrip(": ")
+    if is_out_of_memory(exception_type, message):
+        summary += (
+            "; the GPU ran out of memory: use a smaller size or batch, or start ComfyUI with "
+            "COMFYUI_ARGS=--lowvram"
+        )
     return ExecutionFailed(
-        f"node {node_id} ({node_type}) failed: {exception_type}: {message.splitlines()[0] if message else ''}".rstrip(": "),
+        summary,
         {
             "node_id": node_id,
             "class_type": node_type,
@@ -326,6 +333,10 @@ def execution_error(data: dict[str, Any]) -> ExecutionFailed:
             "traceback": traceback,
         },
     )
+
+
+def is_out_of_memory(exception_type: str, message: str) -> bool:
+    return "OutOfMemory" in exception_type or "out of memory" in message.lower()
 
 
 def _where_text(where: dict[str, Any]) -> str:

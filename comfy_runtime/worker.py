@@ -162,9 +162,19 @@ class Worker:
         if code == "execution_failed" and _is_fatal_gpu_error(result):
             log.error("job %s: the GPU reported a fatal error; asking for a fresh worker", job_id)
             result["refresh_worker"] = True
+        elif code == "execution_failed" and "ran out of memory" in result.get("error", ""):
+            # ComfyUI keeps what it loaded; give the next job the whole GPU.
+            self._free_memory(job_id)
         if self.settings.refresh_worker:
             result["refresh_worker"] = True
         return result
+
+    def _free_memory(self, job_id: str) -> None:
+        try:
+            self.client.free(unload_models=True, free_memory=True)
+            log.warning("job %s: out of GPU memory; asked ComfyUI to unload its models", job_id)
+        except ComfyUIUnavailable as exc:
+            log.warning("job %s: could not ask ComfyUI to free memory: %s", job_id, exc.message)
 
     def close(self) -> None:
         self.ctx.drain_cleanups()

@@ -257,3 +257,27 @@ def test_cancelling_the_job_interrupts_comfyui(harness: WorkerHarness) -> None:
 def test_refresh_worker_setting_is_returned(comfy_double) -> None:
     harness = WorkerHarness(comfy_double, refresh_worker=True)
     assert harness.run({"workflow": EMPTY_512})["refresh_worker"] is True
+
+
+def _ran(result: dict) -> set[str]:
+    """Nodes ComfyUI ran for a job (cached ones send no `executing`, so have no timing)."""
+    return set(result["timings_ms"]["nodes"])
+
+
+def test_out_of_memory_says_what_to_do_and_frees_the_gpu(harness: WorkerHarness) -> None:
+    harness.run({"workflow": EMPTY_512})
+    harness.double.faults.out_of_memory_class = "ImageInvert"
+    result = harness.run({"workflow": INVERT, "images": [{"name": "photo.png", "image": png_b64()}]})
+    assert result["error_code"] == "execution_failed"
+    assert "ran out of memory" in result["error"] and "--lowvram" in result["error"]
+    assert "refresh_worker" not in result
+    harness.double.faults.out_of_memory_class = None
+    # ComfyUI was asked to free memory (/free), which also empties its cache: the earlier
+    # identical EmptyImage node runs again.
+    assert _ran(harness.run({"workflow": EMPTY_512})) == {"1", "2"}
+
+
+def test_unchanged_nodes_are_served_from_comfyuis_cache(harness: WorkerHarness) -> None:
+    # The control for the test above: without /free, the identical EmptyImage is reused.
+    assert _ran(harness.run({"workflow": EMPTY_512})) == {"1", "2"}
+    assert _ran(harness.run({"workflow": EMPTY_512})) == {"2"}  # the save node always runs
