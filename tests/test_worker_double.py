@@ -265,9 +265,10 @@ def _ran(result: dict) -> set[str]:
 
 
 def test_out_of_memory_says_what_to_do_and_frees_the_gpu(harness: WorkerHarness) -> None:
-    harness.run({"workflow": EMPTY_512})
     harness.double.faults.out_of_memory_class = "ImageInvert"
-    result = harness.run({"workflow": INVERT, "images": [{"name": "photo.png", "image": png_b64()}]})
+    graph = {**EMPTY_512, "3": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+             "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "i"}}}
+    result = harness.run({"workflow": graph})
     assert result["error_code"] == "execution_failed"
     assert "ran out of memory" in result["error"] and "--lowvram" in result["error"]
     assert "refresh_worker" not in result
