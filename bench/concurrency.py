@@ -1,0 +1,186 @@
+"""Throughput of I/O-heavy jobs with 1 and with 2 jobs in flight (issue 5, item 7).
+
+    python bench/concurrency.py [--jobs 20] [--repeats 3] [--node-delays 0.05,0.15]
+                                [--size 1024] [--format webp]
+
+What it measures: N identical jobs go through `handler.handler` in-process on one event loop,
+started with `asyncio.gather` behind a semaphore of 1, then of 2 - what the SDK does with
+`concurrency_modifier` / MAX_CONCURRENCY - all sharing the one Worker. Each result is also
+serialized with `json.dumps`, as the SDK does before it posts it. Printed per node delay:
+jobs per second at 1 and at 2 in flight (medians of --repeats runs, alternating which goes
+first) and their ratio (the issue's target: >= 1.3); the job's time split at 1 in flight (the
+worker's own part = total - run, ComfyUI's part = run) and the two-stage pipeline bound
+(own + comfy) / max(own, comfy); the CPU time per job of the worker process and of the double
+(from /proc/PID/stat); and the event loop's worst wake-up delay (a long one means something
+blocking runs on the loop's thread, which would serialize jobs).
+
+The job: a noise PNG of --size x --size (1024: about 3.1 MB, 4.2 MB as base64) sent inline ->
+LoadImage -> ImageScaleBy 1.0 -> SaveImage, returned as WebP (output.format "webp"). Before
+ComfyUI runs, the worker decodes the base64, checks the image and writes it into ComfyUI's
+input folder; after, it reads the PNG, re-encodes it as WebP and base64-encodes it. That work
+can overlap the other job's ComfyUI run; ComfyUI (and the double) runs one prompt at a time.
+(ImageScaleBy 1.0 stands in for a cheap per-pixel node such as ImageInvert, which the double
+at 8733369 does not run: its @node("ImageInvert") decorator sits on the helper `_f32`.)
+
+Why a node delay: the double's nodes cost only their CPU work (PNG decode and encode, about
+0.3 s of CPU here), while on a GPU worker ComfyUI's time is mostly spent waiting on the GPU,
+leaving the CPU to the worker. `node_delay_s` (COMFY_DOUBLE_FAULTS) makes each of the 3 nodes
+sleep first, without using a core, as a GPU-bound node would. 0.05 s (0.15 s a job) puts
+ComfyUI's share close to the worker's own (about 0.6-0.75 s each: the case the issue calls
+I/O-heavy, ideal ratio about 1.8); 0.15 s makes ComfyUI's share the larger one.
+
+The double runs as its own process with its folders known to the worker (local file fast
+path), as on a RunPod worker where ComfyUI is a child on the same machine. On a small shared
+machine the two processes compete for the cores; the CPU columns show how close to that
+limit the figures are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _double import cpu_seconds, double, machine, noise_png
+
+
+def job_input(photo_b64: str, output_format: str = "webp") -> dict[str, Any]:
+    return {
+        "images": [{"name": "photo.png", "image": photo_b64}],
+        "output": {"format": output_format, "quality": 90},
+        "workflow": {
+            "1": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}},
+            "2": {"class_type": "ImageScaleBy", "inputs": {"image": ["1", 0],
+                                                           "upscale_method": "nearest-exact",
+                                                           "scale_by": 1.0}},
+            "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "cc"}},
+        },
+    }
+
+
+class LoopLag:
+    """The longest time the event loop failed to wake a 5 ms sleeper: a measure of blocking."""
+
+    def __init__(self) -> None:
+        self.worst_ms = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _watch(self) -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(0.005)
+            self.worst_ms = max(self.worst_ms, (time.perf_counter() - started - 0.005) * 1000)
+
+    def start(self) -> None:
+        self.worst_ms = 0.0
+        self._task = asyncio.ensure_future(self._watch())
+
+    def stop(self) -> float:
+        assert self._task is not None
+        self._task.cancel()
+        return self.worst_ms
+
+
+async def run_batch(
+    handler: Any, job: dict[str, Any], jobs: int, in_flight: int, tag: str
+) -> tuple[float, list[dict[str, Any]]]:
+    """Seconds for `jobs` jobs with at most `in_flight` at once; their timings_ms."""
+    gate = asyncio.Semaphore(in_flight)
+    timings: list[dict[str, Any]] = []
+
+    async def one(index: int) -> None:
+        async with gate:
+            result = await handler.handler({"id": f"{tag}-{index}", "input": job})
+            json.dumps(result)  # what the SDK does with it before posting
+            if "error" in result:
+                raise SystemExit(f"job failed: {result['error']}")
+            timings.append(result["timings_ms"])
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(jobs)))
+    return time.perf_counter() - started, timings
+
+
+async def measure(job: dict[str, Any], jobs: int, repeats: int, double_pid: int) -> dict[str, Any]:
+    import handler
+
+    for index in range(3):  # warm both sides: imports, connections, caches
+        await handler.handler({"id": f"warm-{index}", "input": job})
+    lag = LoopLag()
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    stalls: dict[int, list[float]] = {1: [], 2: []}
+    cpu: dict[str, list[float]] = {"worker": [], "double": []}
+    split: list[dict[str, Any]] = []
+    for repeat in range(repeats):
+        for in_flight in (1, 2) if repeat % 2 == 0 else (2, 1):
+            lag.start()
+            own, theirs = cpu_seconds("self"), cpu_seconds(double_pid)
+            seconds, timings = await run_batch(handler, job, jobs, in_flight, f"r{repeat}c{in_flight}")
+            stalls[in_flight].append(lag.stop())
+            cpu["worker"].append((cpu_seconds("self") - own) / jobs * 1000)
+            cpu["double"].append((cpu_seconds(double_pid) - theirs) / jobs * 1000)
+            rates[in_flight].append(jobs / seconds)
+            if in_flight == 1:
+                split += timings
+    handler._get_worker().ctx.drain_cleanups()
+    return {"rates": rates, "stalls": stalls, "split": split, "cpu": cpu}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--node-delays", default="0.05,0.15",
+                        help="comma-separated node_delay_s values of the double, one run each")
+    parser.add_argument("--size", type=int, default=1024, help="input PNG side in pixels")
+    parser.add_argument("--format", default="webp", choices=["webp", "png", "jpeg"],
+                        help="output.format of the job (png: no conversion)")
+    args = parser.parse_args()
+
+    photo = noise_png(args.size, seed=7)
+    photo_b64 = base64.b64encode(photo).decode()
+    job = job_input(photo_b64, args.format)
+    print(f"machine: {machine()}")
+    print(f"job: {len(photo) / 1e6:.1f} MB noise PNG {args.size}x{args.size} as base64 "
+          f"({len(photo_b64) / 1e6:.1f} MB) -> LoadImage -> ImageScaleBy 1.0 -> SaveImage -> "
+          f"{args.format}; {args.jobs} jobs a run, {args.repeats} runs each, medians")
+    print("worker/comfy ms: the job's own part and ComfyUI's part at 1 in flight; ideal: the "
+          "two-stage pipeline bound;\ncpu ms: CPU time per job of the worker process and of the "
+          "double; stall: the event loop's worst wake-up delay\n")
+    print(f"{'node_delay_s':>12} {'1 job/s':>8} {'2 job/s':>8} {'ratio':>6} {'worker ms':>10} "
+          f"{'comfy ms':>9} {'ideal':>6} {'cpu worker':>11} {'cpu double':>11} "
+          f"{'stall1 ms':>10} {'stall2 ms':>10}")
+    for delay in (float(d) for d in args.node_delays.split(",")):
+        with double({"node_delay_s": delay}) as comfy:
+            if "handler" in sys.modules:  # a fresh Worker for this double
+                sys.modules["handler"]._worker = None  # type: ignore[attr-defined]
+            figures = asyncio.run(measure(job, args.jobs, args.repeats, comfy.pid))
+            worker = sys.modules["handler"]._worker  # type: ignore[attr-defined]
+            if worker is not None:
+                worker.close()
+        one = statistics.median(figures["rates"][1])
+        two = statistics.median(figures["rates"][2])
+        # At 1 in flight: ComfyUI's share is queue + run (the prompt's wall time, events
+        # included); the rest of the job's total is the worker's own.
+        comfy_ms = statistics.median(t["run"] for t in figures["split"])
+        own_ms = statistics.median(t["total"] - t["run"] for t in figures["split"])
+        ideal = (own_ms + comfy_ms) / max(own_ms, comfy_ms)
+        print(f"{delay:12.3f} {one:8.2f} {two:8.2f} {two / one:6.2f} {own_ms:10.1f} "
+              f"{comfy_ms:9.1f} {ideal:6.2f} {statistics.median(figures['cpu']['worker']):11.0f} "
+              f"{statistics.median(figures['cpu']['double']):11.0f} "
+              f"{statistics.median(figures['stalls'][1]):10.1f} "
+              f"{statistics.median(figures['stalls'][2]):10.1f}")
+        print(f"{'':12} runs at 1: {', '.join(f'{r:.2f}' for r in figures['rates'][1])}; "
+              f"at 2: {', '.join(f'{r:.2f}' for r in figures['rates'][2])} jobs/s")
+
+
+if __name__ == "__main__":
+    main()
