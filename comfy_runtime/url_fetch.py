@@ -81,6 +81,22 @@ class UrlPolicy:
             raise ValueError(f"UrlPolicy limits must be positive: {self!r}")
 
 
+def system_resolver(host: str, port: int) -> list[str]:
+    """The system's answer for `host` (getaddrinfo), each address once, in its order."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    seen: list[str] = []
+    for _family, _type, _proto, _canon, sockaddr in infos:
+        address = str(sockaddr[0])
+        if address not in seen:
+            seen.append(address)
+    return seen
+
+
+default_resolver: Resolver = system_resolver
+"""What `fetch_url` asks when it is given no resolver. This is the DNS seam: tests replace it
+(pytest's monkeypatch) to map made-up names to chosen addresses, with every check left on."""
+
+
 def fetch_url(
     url: str, policy: UrlPolicy, *, field: str, resolver: Resolver | None = None
 ) -> FetchedInput:
@@ -89,7 +105,8 @@ def fetch_url(
     Raises InvalidInput when the URL (or a redirect) is refused by policy, and
     InputFetchFailed when the download itself fails (network, timeout, status, size).
     """
-    resolve = resolver or _resolve_with_getaddrinfo
+    # Looked up at call time, so a replaced `default_resolver` is seen by every caller.
+    resolve = resolver or default_resolver
     deadline = time.monotonic() + policy.timeout_s
     current = url
     with _new_client() as client:
@@ -165,16 +182,6 @@ def _parse_and_check_scheme(url: str, *, field: str, via_redirect: bool) -> http
 
 
 # --- step 2: resolve once and check every address -----------------------------------------
-
-
-def _resolve_with_getaddrinfo(host: str, port: int) -> list[str]:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    seen: list[str] = []
-    for _family, _type, _proto, _canon, sockaddr in infos:
-        address = str(sockaddr[0])
-        if address not in seen:
-            seen.append(address)
-    return seen
 
 
 def _resolve_and_check(
