@@ -72,10 +72,14 @@ def deliver(
 
 
 def _inline(file: OutputFileData) -> OutputFile:
+    encoded = base64.b64encode(file.data).decode("ascii")
+    # The base64 text is all that is returned: let the raw bytes go now, not at the job's
+    # end, so a large batch never holds both for every file at once.
+    file.data = b""
     return OutputFile(
         filename=file.filename,
         type="base64",
-        data=base64.b64encode(file.data).decode("ascii"),
+        data=encoded,
         node_id=file.ref.node_id,
         mime_type=file.mime_type,
         subfolder=file.ref.subfolder,

@@ -53,6 +53,9 @@ class JobContext:
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="cleanup")
     )
     pending_cleanups: set[Future[None]] = field(default_factory=set)
+    run_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=16, thread_name_prefix="prompt")
+    )
 
     def drain_cleanups(self, timeout_s: float = 30.0) -> None:
         """Wait until every finished job's files are gone."""
@@ -159,7 +162,12 @@ class _Job:
             health_check=self.ctx.health_check,
         )
         self.queued = True
-        task = asyncio.ensure_future(asyncio.to_thread(run.run, deadline, timeout_s))
+        # Its own pool: a run holds its thread for the whole ComfyUI run, which must not
+        # starve the short steps of other jobs in asyncio's shared pool.
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(
+            loop.run_in_executor(self.ctx.run_pool, run.run, deadline, timeout_s)
+        )
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:

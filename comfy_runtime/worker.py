@@ -179,6 +179,7 @@ class Worker:
     def close(self) -> None:
         self.ctx.drain_cleanups()
         self.ctx.cleanup_pool.shutdown(wait=True)
+        self.ctx.run_pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()
         if self.process is not None:
             self.process.stop()

@@ -42,16 +42,19 @@ def store() -> Iterator[ObjectStore]:
 
 def test_inline_when_small() -> None:
     files = _files(1000)
+    original = files[0].data
     (item,) = deliver(files, delivery="auto", job_id="j", store=None, max_response_bytes=100_000)
     assert item.type == "base64"
-    assert base64.b64decode(item.data) == files[0].data
+    assert base64.b64decode(item.data) == original
+    assert files[0].data == b""  # the raw bytes are not kept beside their base64 text
 
 
 def test_size_estimate_covers_the_encoded_json() -> None:
     files = _files(30_000, 12_345)
+    estimate = inline_size(files)
     items = deliver(files, delivery="base64", job_id="j", store=None, max_response_bytes=10**7)
     actual = sum(len(i.model_dump_json()) for i in items)
-    assert actual <= inline_size(files) < actual + 8192
+    assert actual <= estimate < actual + 8192
 
 
 def test_too_large_without_a_store_says_what_to_configure() -> None:
