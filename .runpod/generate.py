@@ -83,6 +83,7 @@ LABELS: dict[str, str] = {
     "max_inputs": "Most input files per job",
     "max_graph_nodes": "Most nodes per graph",
     "max_pixels": "Largest input image (pixels)",
+    "extra_input_extensions": "More accepted input file types",
     "max_response_bytes": "Largest inline result (bytes)",
     "input_fetch_timeout_s": "URL input download timeout (s)",
     "bucket_endpoint_url": "Object store endpoint URL",

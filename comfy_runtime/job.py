@@ -141,6 +141,7 @@ class _Job:
             max_inputs=settings.max_inputs,
             fetch_timeout_s=settings.input_fetch_timeout_s,
             allow_private_urls=settings.allow_private_urls,
+            extra_suffixes=settings.extra_input_suffixes,
         )
         prepared = decode_inputs(self.input.images, limits)
         uploaded = upload_inputs(

@@ -83,6 +83,7 @@ class InputLimits:
     max_inputs: int
     fetch_timeout_s: float
     allow_private_urls: bool
+    extra_suffixes: frozenset[str] = frozenset()  # EXTRA_INPUT_EXTENSIONS: accepted unchecked
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def decode_inputs(items: list[InputFile], limits: InputLimits) -> list[PreparedI
             field = f"images[{index}].image"
             start = _payload_start(item.image, field)
             _check_encoded_size(len(item.image) - start, field, limits.max_bytes)
-        _check_suffix(item.name, f"images[{index}].name")
+        _check_suffix(item.name, f"images[{index}].name", limits.extra_suffixes)
 
     def decode(pair: tuple[int, InputFile]) -> PreparedInput:
         index, item = pair
@@ -246,16 +247,16 @@ def _strict_base64(text: str, field: str, max_bytes: int) -> bytes:
 
 
 # --- what the content is ---------------------------------------------------------------------
-def _check_suffix(name: str, field: str) -> None:
+def _check_suffix(name: str, field: str, extra: frozenset[str] = frozenset()) -> None:
     # The name that reaches the disk is the one judged ("x.png\x00.sh" is stored as
     # "x.png_.sh").
     suffix = PurePosixPath(safe_filename(name).lower()).suffix
-    if suffix in ALLOWED_SUFFIXES:
+    if suffix in ALLOWED_SUFFIXES or suffix in extra:
         return
     what = f"the extension {suffix!r}" if suffix else "no extension"
     raise InvalidInput(
         f"{field}: {name!r} has {what}; inputs must be images, video or audio named with one "
-        f"of: {' '.join(sorted(ALLOWED_SUFFIXES))}",
+        f"of: {' '.join(sorted(ALLOWED_SUFFIXES))} (EXTRA_INPUT_EXTENSIONS adds more)",
         [{"field": field, "problem": "file type not allowed", "suffix": suffix}],
     )
 
@@ -266,6 +267,8 @@ def _check_content(name: str, data: bytes, field: str, limits: InputLimits) -> N
     if suffix in IMAGE_SUFFIXES:
         _check_image(name, data, field, limits)
         return
+    if suffix not in VIDEO_SUFFIXES and suffix not in AUDIO_SUFFIXES:
+        return  # a type the deployment chose to accept (EXTRA_INPUT_EXTENSIONS)
     kind, accepted = (
         ("video", VIDEO_SUFFIXES[suffix])
         if suffix in VIDEO_SUFFIXES

@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     )
     max_inputs: int = Field(32, gt=0, description="Most input files in one job.")
     max_graph_nodes: int = Field(2000, gt=0, description="Most nodes in one graph.")
+    extra_input_extensions: str = Field(
+        "",
+        description="More input file types to accept besides images, video and audio, "
+        "comma-separated (e.g. '.txt,.json,.npy'); their content is not checked.",
+    )
     max_pixels: int = Field(
         8192 * 8192, gt=0, description="Largest input image, in pixels (width x height)."
     )
@@ -151,6 +156,11 @@ class Settings(BaseSettings):
     @property
     def temp_dir(self) -> Path:
         return self.comfyui_temp_dir or self.comfyui_dir / "temp"
+
+    @property
+    def extra_input_suffixes(self) -> frozenset[str]:
+        parts = (p.strip().lower() for p in self.extra_input_extensions.split(","))
+        return frozenset(p if p.startswith(".") else f".{p}" for p in parts if p)
 
     @property
     def object_store_configured(self) -> bool:

@@ -54,3 +54,9 @@ def test_auto_warmup_without_models_is_model_free(harness: WorkerHarness) -> Non
     assert "images" in asyncio.run(harness.worker.warmup())
     (prompt,) = harness.double.prompts
     assert {n["class_type"] for n in prompt["prompt"].values()} == {"EmptyImage", "PreviewImage"}
+
+
+def test_extra_extensions_setting_is_parsed() -> None:
+    from comfy_runtime.settings import Settings
+
+    assert Settings(extra_input_extensions=" .TXT, json ,").extra_input_suffixes == {".txt", ".json"}

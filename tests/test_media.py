@@ -118,3 +118,11 @@ def test_inputs_and_outputs_go_to_the_jobs_folder() -> None:
     assert graph["1"]["inputs"]["image"] == "photo.png"  # the caller's graph is not changed
     assert public_subfolder("job-1/video", "job-1") == "video"
     assert public_subfolder("job-1", "job-1") == ""
+
+
+def test_other_file_types_only_when_the_deployment_allows_them() -> None:
+    text = base64.b64encode(b'{"a": 1}').decode()
+    with pytest.raises(InvalidInput, match="EXTRA_INPUT_EXTENSIONS"):
+        _decode("params.json", text)
+    allowing = InputLimits(**{**LIMITS.__dict__, "extra_suffixes": frozenset({".json"})})
+    assert _decode("params.json", text, allowing) == b'{"a": 1}'
