@@ -87,7 +87,8 @@ def comfyui(url: str | None, python: str = sys.executable) -> Iterator[str]:
         yield url
     finally:
         if "handler" in sys.modules and sys.modules["handler"]._worker is not None:
-            sys.modules["handler"]._worker.ctx.drain_cleanups()  # before ComfyUI goes away
+            sys.modules["handler"]._worker.close()  # its cleanups finish before ComfyUI goes
+            sys.modules["handler"]._worker = None
         process.terminate()
         process.wait(timeout=10)
 

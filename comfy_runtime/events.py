@@ -93,6 +93,11 @@ class EventStream:
             log.warning("ignoring a websocket message that is not ComfyUI's JSON shape")
             return None
 
+    def abort(self) -> None:
+        """Wake a thread blocked in `receive` on this connection (it gets ConnectionLost)."""
+        if self._ws is not None:
+            self._ws.abort()
+
     def close(self) -> None:
         if self._ws is not None:
             try:

@@ -22,6 +22,7 @@ from .contract import JobInput, JobOutput, parse_job_input
 from .conversion import convert_image
 from .delivery import deliver
 from .errors import JobError
+from .event_hub import EventHub
 from .folders import ComfyFolders
 from .graph_checks import check_graph
 from .isolation import isolate, job_folder, public_subfolder
@@ -46,6 +47,10 @@ class JobContext:
     workflows: WorkflowRegistry
     cleaner: JobCleaner | None = None
     folders: ComfyFolders | None = None  # ComfyUI's folders, when they are on this machine
+    events: EventHub = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.events = EventHub(self.client.ws_url)
     store: Any = None  # ObjectStore | None; typed loosely so boto3 loads only when configured
     health_check: HealthCheck = field(default=lambda: None)
     # Cleanup runs after the result is handed back: it is not the client's time to spend.
@@ -156,7 +161,7 @@ class _Job:
         run = PromptRun(
             self.ctx.client,
             graph,
-            client_id=f"{self.folder}-{uuid.uuid4().hex[:8]}",
+            events=self.ctx.events,
             prompt_id=self.prompt_id,
             extra_data=self._extra_data(),
             on_event=on_event,

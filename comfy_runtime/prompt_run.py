@@ -18,7 +18,8 @@ from typing import Any
 
 from .client import ComfyClient, HistoryEntry, HistoryStatus
 from .errors import ComfyUIUnavailable, ExecutionFailed, JobCancelled, JobTimeout
-from .events import BinaryFrame, ComfyEvent, ConnectionLost, EventStream
+from .event_hub import EventHub, Subscription
+from .events import BinaryFrame, ComfyEvent, ConnectionLost
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class PromptRun:
         client: ComfyClient,
         graph: dict[str, Any],
         *,
-        client_id: str,
+        events: EventHub,
         prompt_id: str,
         extra_data: dict[str, Any] | None = None,
         on_event: EventCallback | None = None,
@@ -127,13 +128,13 @@ class PromptRun:
     ) -> None:
         self.client = client
         self.graph = graph
-        self.client_id = client_id
+        self.events = events
         self.prompt_id = prompt_id
         self.extra_data = extra_data
         self._on_event = on_event or (lambda event: None)
         self._health_check = health_check or (lambda: None)
         self._progress = _Progress()
-        self._stream = EventStream(client.ws_url, client_id)
+        self._subscription: Subscription | None = None
         self._cancelled = threading.Event()
 
     def cancel(self) -> None:
@@ -142,12 +143,12 @@ class PromptRun:
 
     def run(self, deadline: float, timeout_s: float) -> RunOutcome:
         """Queue and follow; `deadline` is on the monotonic clock."""
-        self._open_stream()
+        self._subscription = self._subscribe()
         try:
             queued_at = time.monotonic()
             self.client.queue_prompt(
                 self.graph,
-                client_id=self.client_id,
+                client_id=self.events.client_id,
                 prompt_id=self.prompt_id,
                 extra_data=self.extra_data,
             )
@@ -168,7 +169,7 @@ class PromptRun:
                     {"timeout_s": timeout_s, **where},
                 )
         finally:
-            self._stream.close()
+            self._subscription.close()
         started = self._progress.started_at
         return RunOutcome(
             prompt_id=self.prompt_id,
@@ -195,12 +196,12 @@ class PromptRun:
             log.warning("could not stop prompt %s: %s", self.prompt_id, exc.message)
 
     # --- following ------------------------------------------------------------------------
-    def _open_stream(self) -> None:
+    def _subscribe(self) -> Subscription:
         try:
-            self._stream.connect()
-        except ConnectionLost as exc:
-            self._health_check()
-            raise ComfyUIUnavailable(str(exc)) from exc
+            return self.events.subscribe(self.prompt_id)
+        except ComfyUIUnavailable:
+            self._health_check()  # a dead child says more than a refused connection
+            raise
 
     def _follow(self, deadline: float) -> HistoryEntry | None:
         """The history entry once the run ends, or None when the deadline passes first."""
@@ -210,12 +211,13 @@ class PromptRun:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
+            assert self._subscription is not None
             try:
-                message = self._stream.receive(min(remaining, SILENCE_POLL_S))
+                message = self._subscription.receive(min(remaining, SILENCE_POLL_S))
             except ConnectionLost as exc:
-                log.warning("prompt %s: %s; reconnecting", self.prompt_id, exc)
+                # The hub reconnects; what we missed, the history will tell.
+                log.warning("prompt %s: %s", self.prompt_id, exc)
                 self._progress.missed_events = True
-                self._reconnect(deadline)
                 message = None
             if message is None:
                 # Silence: either a long node, or events we will never see. The history says.
@@ -248,23 +250,10 @@ class PromptRun:
             delay = min(delay * 2, 0.5)
         return None
 
-    def _reconnect(self, deadline: float) -> None:
-        delay = 0.1
-        while time.monotonic() + delay < deadline:
-            self._health_check()
-            time.sleep(delay)
-            try:
-                self._stream.close()
-                self._stream.connect()
-                return
-            except ConnectionLost:
-                delay = min(delay * 2, 5.0)
-        # Out of time: the caller's deadline check reports the timeout.
-
     def _wait_until_gone(self, until: float) -> None:
         while time.monotonic() < until:
             try:
-                message = self._stream.receive(0.2)
+                message = self._subscription.receive(0.2) if self._subscription else None
             except ConnectionLost:
                 message = None
             if isinstance(message, ComfyEvent) and message.prompt_id == self.prompt_id:

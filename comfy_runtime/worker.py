@@ -180,6 +180,7 @@ class Worker:
         self.ctx.drain_cleanups()
         self.ctx.cleanup_pool.shutdown(wait=True)
         self.ctx.run_pool.shutdown(wait=False, cancel_futures=True)
+        self.ctx.events.close()
         self.client.close()
         if self.process is not None:
             self.process.stop()
