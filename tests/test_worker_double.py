@@ -282,3 +282,32 @@ def test_unchanged_nodes_are_served_from_comfyuis_cache(harness: WorkerHarness) 
     # The control for the test above: without /free, the identical EmptyImage is reused.
     assert _ran(harness.run({"workflow": EMPTY_512})) == {"1", "2"}
     assert _ran(harness.run({"workflow": EMPTY_512})) == {"2"}  # the save node always runs
+
+
+def test_jobs_in_flight_together_keep_their_events_and_files_apart(harness: WorkerHarness) -> None:
+    harness.double.faults.node_delay_s = 0.1
+
+    def job(color: int) -> dict:
+        return {"workflow": {
+            "1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": color}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "same"}}}}
+
+    async def both() -> list[dict]:
+        return await asyncio.gather(*(
+            harness.worker.handle({"id": f"j{i}", "input": job(color)})
+            for i, color in enumerate((0xFF0000, 0x0000FF, 0x00FF00))))
+
+    results = asyncio.run(both())
+    harness.worker.ctx.drain_cleanups()
+    colors = [_image(r["images"][0]).convert("RGB").getpixel((0, 0)) for r in results]
+    assert colors == [(255, 0, 0), (0, 0, 255), (0, 255, 0)]
+    assert len({r["prompt_id"] for r in results}) == 3
+    assert harness.leftovers() == []
+
+
+def test_websocket_only_images_are_returned(harness: WorkerHarness) -> None:
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 0xFF00FF}},
+             "2": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["1", 0]}}}
+    (item,) = harness.run({"workflow": graph})["images"]
+    assert (item["node_id"], item["mime_type"]) == ("2", "image/png")
+    assert _image(item).convert("RGB").getpixel((1, 1)) == (255, 0, 255)
