@@ -24,9 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from comfy_runtime.boot import launch_comfyui  # noqa: E402
-from comfy_runtime.settings import Settings  # noqa: E402
-from comfy_runtime.worker import Worker  # noqa: E402
+from comfy_runtime.boot import launch_comfyui
+from comfy_runtime.settings import Settings
+from comfy_runtime.worker import Worker
 
 
 def _free_port() -> int:

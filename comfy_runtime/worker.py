@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from .cleanup import JobCleaner
-from .folders import ComfyFolders
-from .info import worker_info
 from .client import ComfyClient
 from .errors import ComfyUIUnavailable, JobError, UploadFailed
+from .folders import ComfyFolders
+from .info import worker_info
 from .job import JobContext, run_job
 from .process import ComfyProcess
 from .progress import ProgressSink
@@ -148,17 +148,18 @@ class Worker:
 
     def _after_job(self, job_id: str, result: dict[str, Any]) -> dict[str, Any]:
         code = result.get("error_code")
-        if code == "comfyui_unavailable" and self.process is not None:
-            if self.process.exit_code is not None:
-                self.crashes += 1
-                result.setdefault("details", {})
-                if isinstance(result["details"], dict):
-                    result["details"].setdefault("exit_code", self.process.exit_code)
-                    result["details"].setdefault("log_tail", self.process.log_tail(20))
-                log.error("job %s: ComfyUI died (crash %d of %d allowed)", job_id, self.crashes,
-                          MAX_CRASHES)
-                if self.crashes >= MAX_CRASHES:
-                    result["refresh_worker"] = True
+        died = self.process is not None and self.process.exit_code is not None
+        if code == "comfyui_unavailable" and died:
+            assert self.process is not None
+            self.crashes += 1
+            result.setdefault("details", {})
+            if isinstance(result["details"], dict):
+                result["details"].setdefault("exit_code", self.process.exit_code)
+                result["details"].setdefault("log_tail", self.process.log_tail(20))
+            log.error("job %s: ComfyUI died (crash %d of %d allowed)", job_id, self.crashes,
+                      MAX_CRASHES)
+            if self.crashes >= MAX_CRASHES:
+                result["refresh_worker"] = True
         if code == "execution_failed" and _is_fatal_gpu_error(result):
             log.error("job %s: the GPU reported a fatal error; asking for a fresh worker", job_id)
             result["refresh_worker"] = True
