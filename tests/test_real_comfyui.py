@@ -173,3 +173,17 @@ def test_info_is_true_of_this_comfyui(worker: Worker) -> None:
     assert info["comfyui"]["version"] == stats["system"]["comfyui_version"]
     assert info["models"].get("checkpoints", []) == checkpoints()
     assert "euler" in info["samplers"]
+
+
+def test_unreachable_comfyui_and_unfetchable_input() -> None:
+    closed = Worker(Settings(comfyui_url="http://127.0.0.1:9"))
+    try:
+        assert run(closed, {"workflow": EMPTY})["error_code"] == "comfyui_unavailable"
+    finally:
+        closed.close()
+    local = Worker(Settings(comfyui_url=URL, allow_private_urls=True, input_fetch_timeout_s=5))
+    try:
+        job = {"workflow": EMPTY, "images": [{"name": "a.png", "image": "http://127.0.0.1:9/a.png"}]}
+        assert run(local, job)["error_code"] == "input_fetch_failed"
+    finally:
+        local.close()
