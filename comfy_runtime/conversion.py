@@ -23,7 +23,7 @@ def convert_image(file: OutputFileData, target: str, quality: int) -> OutputFile
     """`file` in `target` format (png | jpeg | webp), or unchanged when it is not a still image."""
     if file.ref.kind != "images" or file.ref.animated or file.mime_type == _MIME[target]:
         return file
-    with Image.open(io.BytesIO(file.data)) as image:
+    with Image.open(file.open()) as image:
         if getattr(image, "n_frames", 1) > 1:
             return file
         image.load()
@@ -35,7 +35,7 @@ def convert_image(file: OutputFileData, target: str, quality: int) -> OutputFile
         else:
             image.save(buffer, "PNG", compress_level=4)
     name = str(PurePosixPath(file.filename).with_suffix(_EXTENSIONS[target]))
-    return replace(file, filename=name, data=buffer.getvalue(), mime_type=_MIME[target])
+    return replace(file, filename=name, data=buffer.getvalue(), path=None, mime_type=_MIME[target])
 
 
 def _flatten(image: Image.Image) -> Image.Image:

@@ -31,7 +31,7 @@ _UPLOAD_THREADS = 4
 
 def inline_size(files: list[OutputFileData], other_bytes: int = 0) -> int:
     """Bytes of the JSON result if every file is returned as base64."""
-    encoded = sum(4 * ((len(f.data) + 2) // 3) + _ITEM_OVERHEAD for f in files)
+    encoded = sum(4 * ((f.size + 2) // 3) + _ITEM_OVERHEAD for f in files)
     return encoded + other_bytes + _ENVELOPE_OVERHEAD
 
 
@@ -72,10 +72,10 @@ def deliver(
 
 
 def _inline(file: OutputFileData) -> OutputFile:
-    encoded = base64.b64encode(file.data).decode("ascii")
+    encoded = base64.b64encode(file.read()).decode("ascii")
     # The base64 text is all that is returned: let the raw bytes go now, not at the job's
     # end, so a large batch never holds both for every file at once.
-    file.data = b""
+    file.release()
     return OutputFile(
         filename=file.filename,
         type="base64",
@@ -91,9 +91,11 @@ def _upload_all(files: list[OutputFileData], *, job_id: str, store: ObjectStore)
 
     def upload(pair: tuple[OutputFileData, str]) -> OutputFile:
         file, name = pair
-        stored = store.upload(
-            job_id=job_id, filename=name, data=file.data, content_type=file.mime_type
-        )
+        with file.open() as body:  # streamed from disk when the file is local
+            stored = store.upload(
+                job_id=job_id, filename=name, data=body, content_type=file.mime_type
+            )
+        file.release()
         return OutputFile(
             filename=file.filename,
             type="s3_url",

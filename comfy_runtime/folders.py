@@ -35,11 +35,10 @@ class ComfyFolders:
             return None
         return target
 
-    def read(self, folder_type: str, subfolder: str, filename: str) -> bytes | None:
+    def existing(self, folder_type: str, subfolder: str, filename: str) -> Path | None:
+        """The file's path, if it is there and inside its folder."""
         path = self.inside(folder_type, subfolder, filename)
-        if path is None or not path.is_file():
-            return None
-        return path.read_bytes()
+        return path if path is not None and path.is_file() else None
 
     def write_input(self, data: bytes, filename: str, *, subfolder: str) -> UploadedFile | None:
         """Store an input where ComfyUI's upload would; None if the folder is not here."""

@@ -8,11 +8,12 @@ We walk every node and every key and sort files by what they are, not where they
 
 from __future__ import annotations
 
+import io
 import mimetypes
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import PurePosixPath
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
 
 from .client import ComfyClient, HistoryEntry
 from .contract import MediaKind, TextOutput
@@ -50,12 +51,41 @@ class OutputRef:
 
 @dataclass
 class OutputFileData:
-    """A fetched file, ready to convert and deliver."""
+    """A file ready to convert and deliver: its bytes, or where they lie on this machine.
+
+    A local file is read only when it must be (base64, conversion) and streamed otherwise
+    (object store), so a large batch is never all in memory at once.
+    """
 
     ref: OutputRef
     filename: str
-    data: bytes
+    data: bytes | None
     mime_type: str
+    path: Path | None = None
+
+    @property
+    def size(self) -> int:
+        if self.data is not None:
+            return len(self.data)
+        return self.path.stat().st_size if self.path is not None else 0
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        return self.path.read_bytes() if self.path is not None else b""
+
+    def open(self) -> BinaryIO:
+        """A readable, seekable stream of the content."""
+        if self.data is None and self.path is not None:
+            return self.path.open("rb")
+        return io.BytesIO(self.read())
+
+    def release(self) -> None:
+        """Drop the bytes held in memory (a local file stays where it is)."""
+        if self.path is not None:
+            self.data = None
+        else:
+            self.data = b""
 
 
 def guess_mime(filename: str) -> str:
@@ -116,9 +146,9 @@ def fetch_outputs(
         return []
 
     def fetch(ref: OutputRef) -> OutputFileData:
-        local = folders.read(ref.folder_type, ref.subfolder, ref.filename) if folders else None
+        local = folders.existing(ref.folder_type, ref.subfolder, ref.filename) if folders else None
         if local is not None:
-            return OutputFileData(ref=ref, filename=ref.filename, data=local,
+            return OutputFileData(ref=ref, filename=ref.filename, data=None, path=local,
                                   mime_type=guess_mime(ref.filename))
         try:
             data, content_type = client.view(ref.filename, ref.subfolder, ref.folder_type)

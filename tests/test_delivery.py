@@ -72,13 +72,28 @@ def test_s3_without_a_store_is_invalid_input() -> None:
 
 def test_auto_switches_to_the_store_past_the_limit(store: ObjectStore) -> None:
     files = _files(60_000, 70_000)
+    originals = [f.data for f in files]
     items = deliver(files, delivery="auto", job_id="job-1", store=store, max_response_bytes=50_000)
     assert [i.type for i in items] == ["s3_url", "s3_url"]
-    for file, item in zip(files, items):
+    for original, item in zip(originals, items):
         response = httpx.get(item.data)
         assert response.status_code == 200
-        assert response.content == file.data
+        assert response.content == original
         assert response.headers["content-type"] == "image/png"
+
+
+def test_local_files_are_streamed_not_read_whole(store: ObjectStore, tmp_path) -> None:
+    content = os.urandom(200_000)
+    path = tmp_path / "big.png"
+    path.write_bytes(content)
+    ref = OutputRef("9", "big.png", "", "output", "images", False)
+    local = OutputFileData(ref=ref, filename="big.png", data=None, path=path, mime_type="image/png")
+    assert inline_size([local]) > 4 * 200_000 // 3
+    (item,) = deliver([local], delivery="s3", job_id="job-2", store=store, max_response_bytes=10**7)
+    assert local.data is None  # never read into memory by us
+    assert httpx.get(item.data).content == content
+    (inline,) = deliver([local], delivery="base64", job_id="j", store=None, max_response_bytes=10**7)
+    assert base64.b64decode(inline.data) == content and local.data is None
 
 
 def test_base64_refuses_rather_than_overflowing(store: ObjectStore) -> None:
