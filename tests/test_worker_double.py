@@ -311,3 +311,26 @@ def test_websocket_only_images_are_returned(harness: WorkerHarness) -> None:
     (item,) = harness.run({"workflow": graph})["images"]
     assert (item["node_id"], item["mime_type"]) == ("2", "image/png")
     assert _image(item).convert("RGB").getpixel((1, 1)) == (255, 0, 255)
+
+
+def test_a_queued_job_past_its_time_is_taken_off_the_queue(harness: WorkerHarness) -> None:
+    harness.double.faults.hang = True
+
+    async def both() -> list[dict]:
+        running = asyncio.ensure_future(
+            harness.worker.handle({"id": "running", "input": {"workflow": EMPTY_512, "timeout_s": 3}}))
+        await asyncio.sleep(0.3)
+        waiting = await harness.worker.handle({"id": "waiting", "input": {"workflow": INVERT, "timeout_s": 1,
+                                               "images": [{"name": "photo.png", "image": png_b64()}]}})
+        return [await running, waiting]
+
+    running, waiting = asyncio.run(both())
+    harness.worker.ctx.drain_cleanups()
+    assert waiting["error_code"] == "timeout"
+    assert "had not started" in waiting["error"]
+    assert running["error_code"] == "timeout"
+    # The waiting prompt never ran: only the running one was interrupted.
+    assert len(harness.double.interrupts) == 1
+    harness.double.faults.hang = False
+    assert "images" in harness.run({"workflow": EMPTY_512})
+    assert harness.leftovers() == []
