@@ -10,33 +10,7 @@ Configuration (worker-comfyui's variable names, plus a few of ours):
     BUCKET_REGION             SigV4 signing region ("auto" = derive it, see below)
     BUCKET_URL_EXPIRY_S       lifetime of the returned presigned URLs
 
-How the endpoint URL is read (`resolve_location` implements this):
-
-1. A URL without a scheme gets ``https://``.
-2. AWS virtual-hosted form, ``https://<bucket>.s3[.<region>].amazonaws.com[/...]`` (also the
-   legacy ``s3-<region>`` and ``s3.dualstack.<region>`` hosts and ``amazonaws.com.cn``): the
-   labels before the ``s3`` label are the bucket. boto3 is given the URL without them
-   (``https://s3.<region>.amazonaws.com``); a path after the host becomes a key prefix placed
-   before BUCKET_PREFIX. When BUCKET_NAME is set it wins; the host's bucket is still
-   removed, because boto3 puts the bucket in front of the host itself. The path-style AWS
-   form (``https://s3.<region>.amazonaws.com/<bucket>``) follows rule 3.
-3. Any other URL with a path, e.g. ``https://<account>.r2.cloudflarestorage.com/<bucket>`` or
-   ``http://127.0.0.1:9000/<bucket>``: the first path segment is the bucket and boto3 is given
-   ``scheme://host[:port]``. Path segments after the bucket become a key prefix placed before
-   BUCKET_PREFIX (``.../<bucket>/renders`` stores under ``renders/{job_id}/...``). When
-   BUCKET_NAME is set, the first segment is removed only if it equals BUCKET_NAME; otherwise
-   the path is left on the endpoint (an S3 API mounted below a path on a proxy).
-4. No bucket from BUCKET_NAME nor from the URL (e.g. ``https://s3.us-east-1.amazonaws.com``
-   with no path): configuration error, `UploadFailed` naming BUCKET_NAME.
-
-Region: an explicit BUCKET_REGION is used as is. With the default "auto", AWS hosts sign
-with the region in the host name (``us-east-1`` for the global ``s3.amazonaws.com``), and
-other hosts shaped ``s3.<region>.<domain>`` (Backblaze B2, Wasabi) with that region; anything
-else signs with "auto", which is what Cloudflare R2 expects and MinIO accepts.
-
-Addressing: path-style (``host/bucket/key``) for every non-AWS endpoint, since MinIO, R2 and
-most self-hosted stores do not serve bucket sub-domains; boto3's "auto" for AWS, which uses
-virtual-hosted style where the bucket name allows it.
+How the endpoint URL becomes an endpoint, a bucket and a region: `bucket_location`.
 
 The secret key and the access key id never appear in our error messages, error details or
 log records. botocore's own DEBUG logs print request headers, whose SigV4 Authorization
@@ -54,18 +28,22 @@ import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from comfy_runtime.errors import UploadFailed
-from comfy_runtime.settings import Settings
+from .bucket_location import (
+    AddressingStyle,
+    BucketLocation,
+    config_error,
+    join_key_parts,
+    resolve_location,
+)
+from .errors import UploadFailed
+from .settings import Settings
 
 if TYPE_CHECKING:  # boto3 costs ~0.3 s to import; the worker's cold start only pays it on use
     from botocore.client import BaseClient
 
 log = logging.getLogger(__name__)
-
-AddressingStyle = Literal["path", "virtual", "auto"]
 
 # Store answers that say "try again later"; anything else (NoSuchBucket, AccessDenied,
 # SignatureDoesNotMatch, ...) will not change on a retry and fails the upload at once.
@@ -91,161 +69,6 @@ class StoredObject:
     key: str
     url: str
     size: int
-
-
-@dataclass(frozen=True)
-class BucketLocation:
-    """Where objects go, after reading BUCKET_ENDPOINT_URL and friends."""
-
-    endpoint_url: str
-    bucket: str
-    key_prefix: str
-    region: str
-    addressing_style: AddressingStyle
-    is_aws: bool
-
-
-def _is_aws_host(host: str) -> bool:
-    return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
-
-
-def _s3_label_index(labels: list[str]) -> int | None:
-    """Index of the label that starts the S3 service part of an AWS host, if any."""
-    for i, label in enumerate(labels):
-        if label == "s3" or label.startswith("s3-"):
-            return i
-    return None
-
-
-def _aws_region(service_labels: list[str]) -> str:
-    """Region named in an AWS S3 host such as s3.eu-west-1.amazonaws.com (sans bucket)."""
-    first = service_labels[0]
-    if first.startswith("s3-") and first not in ("s3-external-1", "s3-accelerate"):
-        return first[len("s3-") :]  # legacy dash form: s3-us-west-2.amazonaws.com
-    for label in service_labels[1:]:
-        if label == "amazonaws":
-            break
-        if label != "dualstack":
-            return label
-    # The global endpoint (s3.amazonaws.com) and accelerate hosts sign as us-east-1.
-    return "us-east-1"
-
-
-def _netloc(host: str, port: int | None) -> str:
-    shown = f"[{host}]" if ":" in host else host  # IPv6 literal
-    return shown if port is None else f"{shown}:{port}"
-
-
-def _generic_region(host: str) -> str | None:
-    """Region of hosts shaped s3.<region>.<domain> (Backblaze B2, Wasabi, ...)."""
-    labels = host.split(".")
-    if len(labels) >= 4 and labels[0] == "s3" and "-" in labels[1]:
-        if any(ch.isdigit() for ch in labels[1]):
-            return labels[1]
-    return None
-
-
-def _join_key_parts(*parts: str) -> str:
-    """Join key pieces with single slashes, dropping empty pieces and stray slashes."""
-    segments: list[str] = []
-    for part in parts:
-        segments.extend(s for s in part.split("/") if s)
-    return "/".join(segments)
-
-
-def _config_error(message: str) -> UploadFailed:
-    return UploadFailed(message, details={"reason": "configuration"})
-
-
-def resolve_location(
-    endpoint_url: str,
-    *,
-    bucket_name: str | None = None,
-    bucket_prefix: str = "",
-    region: str = "auto",
-    addressing_style: AddressingStyle | None = None,
-) -> BucketLocation:
-    """Apply the module docstring's rules; raise UploadFailed when no bucket can be found."""
-    raw = endpoint_url.strip()
-    if not raw:
-        raise _config_error("BUCKET_ENDPOINT_URL is empty")
-    if "://" not in raw:
-        raw = "https://" + raw
-    parts = urlsplit(raw)
-    try:
-        port = parts.port
-    except ValueError:
-        raise _config_error("BUCKET_ENDPOINT_URL has an invalid port") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _config_error(
-            f"BUCKET_ENDPOINT_URL must be an http(s) URL with a host, got scheme "
-            f"{parts.scheme!r}"
-        )
-    # hostname drops any user:password@ part: credentials in the URL are not a supported
-    # way in, and this keeps them out of every message that names the endpoint.
-    host = parts.hostname.lower()
-    path_segments = [s for s in parts.path.split("/") if s]
-    wanted = (bucket_name or "").strip() or None
-
-    is_aws = _is_aws_host(host)
-    bucket: str | None = wanted
-    bucket_from_host = False
-    path_prefix = ""
-    derived_region: str | None = None
-
-    if is_aws:
-        labels = host.split(".")
-        idx = _s3_label_index(labels)
-        if idx is not None:
-            if idx > 0:
-                host_bucket = ".".join(labels[:idx])
-                if wanted is not None and wanted != host_bucket:
-                    log.warning(
-                        "BUCKET_NAME %r differs from the bucket %r in BUCKET_ENDPOINT_URL; "
-                        "using BUCKET_NAME",
-                        wanted,
-                        host_bucket,
-                    )
-                bucket_from_host = True
-                bucket = bucket or host_bucket
-                labels = labels[idx:]
-                host = ".".join(labels)
-            derived_region = _aws_region(labels)
-    else:
-        derived_region = _generic_region(host)
-
-    endpoint_path = ""
-    if bucket_from_host:
-        path_prefix = "/".join(path_segments)  # the host named the bucket: the path is a prefix
-    elif path_segments:
-        if bucket is None:
-            bucket = path_segments[0]
-            path_prefix = "/".join(path_segments[1:])
-        elif path_segments[0] == bucket:
-            path_prefix = "/".join(path_segments[1:])
-        else:
-            endpoint_path = "/" + "/".join(path_segments)
-
-    if not bucket:
-        raise _config_error(
-            "no bucket configured: set BUCKET_NAME, or put the bucket in BUCKET_ENDPOINT_URL "
-            "(https://<bucket>.s3.<region>.amazonaws.com or https://<host>/<bucket>)"
-        )
-
-    if region.strip().lower() in ("", "auto"):
-        signing_region = derived_region or "auto"
-    else:
-        signing_region = region.strip()
-
-    style: AddressingStyle = addressing_style or ("auto" if is_aws else "path")
-    return BucketLocation(
-        endpoint_url=urlunsplit((parts.scheme, _netloc(host, port), endpoint_path, "", "")),
-        bucket=bucket,
-        key_prefix=_join_key_parts(path_prefix, bucket_prefix),
-        region=signing_region,
-        addressing_style=style,
-        is_aws=is_aws,
-    )
 
 
 def safe_name(name: str, *, fallback: str = "output") -> str:
@@ -288,7 +111,7 @@ class ObjectStore:
         so a misconfigured deployment is noticed where the store is built.
         """
         if not settings.bucket_endpoint_url:
-            raise _config_error("BUCKET_ENDPOINT_URL is not set; the object store is disabled")
+            raise config_error("BUCKET_ENDPOINT_URL is not set; the object store is disabled")
         if max_attempts < 1 or botocore_max_attempts < 1:
             raise ValueError("attempt counts must be at least 1")
         self._location = resolve_location(
@@ -337,7 +160,7 @@ class ObjectStore:
         return f"ObjectStore(endpoint={loc.endpoint_url!r}, bucket={loc.bucket!r})"
 
     def key_for(self, job_id: str, filename: str) -> str:
-        return _join_key_parts(
+        return join_key_parts(
             self._location.key_prefix,
             safe_name(job_id, fallback="job"),
             safe_name(filename),

@@ -20,7 +20,8 @@ import pytest
 
 from comfy_runtime.errors import UploadFailed
 from comfy_runtime.settings import Settings
-from comfy_runtime.storage import ObjectStore, StoredObject, resolve_location, safe_name
+from comfy_runtime.bucket_location import resolve_location
+from comfy_runtime.storage import ObjectStore, StoredObject, safe_name
 from tests.s3_server import (
     TEST_ACCESS_KEY_ID,
     TEST_SECRET_ACCESS_KEY,
