@@ -110,13 +110,9 @@ class ComfyClient:
         body = self._decode(response, "/prompt")
         if response.status_code == 400:
             raise rejected_prompt_error(body)
-        queued = self._model(QueuedPrompt, body, "/prompt")
-        if queued.node_errors:
-            # ComfyUI queued what it could and silently dropped the outputs that failed
-            # validation: a client would get fewer outputs than its graph asks for.
-            self.delete_from_queue([queued.prompt_id])
-            raise rejected_prompt_error(body)
-        return queued
+        # A 200 may still carry node_errors: ComfyUI then queued the outputs that passed and
+        # dropped the rest. The caller decides what to do with such a half-accepted prompt.
+        return self._model(QueuedPrompt, body, "/prompt")
 
     def history(self, prompt_id: str) -> HistoryEntry | None:
         body = self._json("GET", f"/history/{prompt_id}")

@@ -20,6 +20,7 @@ from .client import ComfyClient, HistoryEntry, HistoryStatus
 from .errors import ComfyUIUnavailable, ExecutionFailed, JobCancelled, JobTimeout
 from .event_hub import EventHub, Subscription
 from .events import BinaryFrame, ComfyEvent, ConnectionLost
+from .prompt_errors import rejected_prompt_error
 
 log = logging.getLogger(__name__)
 
@@ -146,12 +147,17 @@ class PromptRun:
         self._subscription = self._subscribe()
         try:
             queued_at = time.monotonic()
-            self.client.queue_prompt(
+            queued = self.client.queue_prompt(
                 self.graph,
                 client_id=self.events.client_id,
                 prompt_id=self.prompt_id,
                 extra_data=self.extra_data,
             )
+            if queued.node_errors:
+                # Some outputs failed validation and ComfyUI runs the others: the client would
+                # get fewer outputs than its graph asks for. Stop what was queued, then say why.
+                self.stop()
+                raise rejected_prompt_error(queued.model_dump())
             try:
                 history = self._follow(deadline)
             except JobTimeout:

@@ -19,11 +19,9 @@ being held in memory, and the whole download runs under one deadline.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -31,14 +29,11 @@ from urllib.parse import urljoin
 
 import httpx
 
-from comfy_runtime.errors import InputFetchFailed, InvalidInput
+from . import address_policy
+from .address_policy import IPAddress, Resolver, system_resolver
+from .errors import InputFetchFailed, InvalidInput
 
 log = logging.getLogger(__name__)
-
-Resolver = Callable[[str, int], list[str]]
-"""(host, port) -> the IP addresses, as strings, that a connection to host may use."""
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _ALLOWED_SCHEMES = frozenset({"http", "https"})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -46,11 +41,6 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Connecting should never need the whole budget; a dead address should fail fast so the next
 # resolved address still has time.
 _MAX_CONNECT_TIMEOUT_S = 10.0
-_SHARED_ADDRESS_SPACE = ipaddress.IPv4Network("100.64.0.0/10")
-_NAT64_PREFIXES = (
-    ipaddress.IPv6Network("64:ff9b::/96"),
-    ipaddress.IPv6Network("64:ff9b:1::/48"),
-)
 _PRIVATE_HINT = (
     "private and local addresses are refused (ALLOW_PRIVATE_URLS=true lifts this for local "
     "testing)"
@@ -79,17 +69,6 @@ class UrlPolicy:
     def __post_init__(self) -> None:
         if self.max_bytes <= 0 or self.timeout_s <= 0 or self.max_redirects < 0:
             raise ValueError(f"UrlPolicy limits must be positive: {self!r}")
-
-
-def system_resolver(host: str, port: int) -> list[str]:
-    """The system's answer for `host` (getaddrinfo), each address once, in its order."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    seen: list[str] = []
-    for _family, _type, _proto, _canon, sockaddr in infos:
-        address = str(sockaddr[0])
-        if address not in seen:
-            seen.append(address)
-    return seen
 
 
 default_resolver: Resolver = system_resolver
@@ -194,7 +173,7 @@ def _resolve_and_check(
 ) -> list[IPAddress]:
     host = url.raw_host.decode("ascii")
     port = url.port or _DEFAULT_PORTS[url.scheme]
-    literal = _parse_ip(host)
+    literal = address_policy.parse_ip(host)
     if literal is not None:
         # An IP literal needs no lookup; going through the resolver would only let a test
         # resolver or a strange system resolver map it elsewhere.
@@ -204,7 +183,7 @@ def _resolve_and_check(
 
     if not policy.allow_private:
         for address in addresses:
-            reason = _refusal_reason(address)
+            reason = address_policy.refusal_reason(address)
             if reason is not None:
                 _refuse_address(url, host, address, reason, field=field, via_redirect=via_redirect)
     return addresses
@@ -222,7 +201,7 @@ def _lookup(
         ) from None
     addresses: list[IPAddress] = []
     for text in raw:
-        parsed = _parse_ip(text)
+        parsed = address_policy.parse_ip(text)
         if parsed is None:
             # A resolver answer we cannot classify cannot be proven safe.
             raise InputFetchFailed(
@@ -239,64 +218,6 @@ def _lookup(
     return addresses
 
 
-def _parse_ip(text: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        return None
-
-
-def _refusal_reason(address: IPAddress) -> str | None:
-    """Why `address` must not be reached from the worker ("a loopback address"), or None.
-
-    Addresses that carry an IPv4 address inside an IPv6 one are judged by what they carry,
-    since the network may well deliver them there.
-    """
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(address)
-        if embedded is not None:
-            inner = _refusal_reason(embedded)
-            if inner is not None:
-                return f"{inner} (embedded in an IPv6 address)"
-            if address.ipv4_mapped is not None:
-                return None
-    if address.is_unspecified:
-        return "an unspecified address"
-    if address.is_loopback:
-        return "a loopback address"
-    if address.is_link_local:
-        return "a link-local address"
-    if address.is_multicast:
-        return "a multicast address"
-    if isinstance(address, ipaddress.IPv4Address) and address in _SHARED_ADDRESS_SPACE:
-        return "a shared address space (carrier-grade NAT) address"
-    if isinstance(address, ipaddress.IPv6Address) and address in ipaddress.IPv6Network(
-        "fc00::/7"
-    ):
-        return "a unique-local address"
-    if address.is_private:
-        return "a private address"
-    if address.is_reserved:
-        return "a reserved address"
-    if isinstance(address, ipaddress.IPv6Address) and address.is_site_local:
-        return "a site-local address"
-    if not address.is_global:
-        # The catch-all: documentation, benchmarking and protocol ranges, and whatever
-        # future Python versions add to their special-purpose tables.
-        return "a non-global address"
-    return None
-
-
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if any(address in prefix for prefix in _NAT64_PREFIXES):
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
-
-
 def _refuse_address(
     url: httpx.URL,
     host: str,
@@ -307,7 +228,7 @@ def _refuse_address(
     via_redirect: bool,
 ) -> None:
     where = "redirect target " if via_redirect else ""
-    if _parse_ip(host) == address:
+    if address_policy.parse_ip(host) == address:
         what = f"URL {where}host {host} is {reason}"
     else:
         what = f"URL {where}host '{host}' resolves to {address}, {reason}"

@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from comfy_runtime import url_fetch
+from comfy_runtime import address_policy, url_fetch
 from comfy_runtime.contract import InputFile
 from comfy_runtime.errors import InvalidInput
 from comfy_runtime.graph_checks import MAX_VALUE_DEPTH, check_graph, check_nesting
@@ -249,11 +249,12 @@ def _table_resolver(host: str, port: int) -> list[str]:
 @pytest.fixture
 def network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Made-up names resolve from a table; only the test server's address counts as public."""
-    real = url_fetch._refusal_reason
+    real = address_policy.refusal_reason
     public = ipaddress.ip_address(PUBLIC_IP)
     monkeypatch.setattr(url_fetch, "default_resolver", _table_resolver)
     monkeypatch.setattr(
-        url_fetch, "_refusal_reason", lambda address: None if address == public else real(address)
+        address_policy, "refusal_reason",
+        lambda address: None if address == public else real(address),
     )
 
 

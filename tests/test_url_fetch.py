@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from comfy_runtime import url_fetch
+from comfy_runtime import address_policy
 from comfy_runtime.errors import InputFetchFailed, InvalidInput
 from comfy_runtime.url_fetch import FetchedInput, UrlPolicy, fetch_url
 
@@ -63,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         self.server.requests.append((self.path, self.headers.get("Host")))
         self.close_connection = True
         route = self.server.routes.get(self.path.split("?", 1)[0])
@@ -72,7 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         route(self)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -188,12 +188,12 @@ def _refusing_resolver(host: str, port: int) -> list[str]:
 @pytest.fixture
 def public(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
     """A server the address policy treats as public; every other address is judged as usual."""
-    real = url_fetch._refusal_reason
+    real = address_policy.refusal_reason
 
-    def treat_one_address_as_public(address: url_fetch.IPAddress) -> str | None:
+    def treat_one_address_as_public(address: address_policy.IPAddress) -> str | None:
         return None if address == ipaddress.ip_address(PUBLIC_IP) else real(address)
 
-    monkeypatch.setattr(url_fetch, "_refusal_reason", treat_one_address_as_public)
+    monkeypatch.setattr(address_policy, "refusal_reason", treat_one_address_as_public)
     yield from _start(_Server(PUBLIC_IP))
 
 
@@ -299,14 +299,14 @@ def test_one_private_address_among_public_ones_refuses_the_name(answers: list[st
     ],
 )
 def test_non_global_addresses_have_a_refusal_reason(address: str) -> None:
-    assert url_fetch._refusal_reason(ipaddress.ip_address(address)) is not None
+    assert address_policy.refusal_reason(ipaddress.ip_address(address)) is not None
 
 
 @pytest.mark.parametrize(
     "address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "::ffff:8.8.8.8"]
 )
 def test_public_addresses_pass(address: str) -> None:
-    assert url_fetch._refusal_reason(ipaddress.ip_address(address)) is None
+    assert address_policy.refusal_reason(ipaddress.ip_address(address)) is None
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/a.png", "file:///etc/passwd", "gopher://x/"])
