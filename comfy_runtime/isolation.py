@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from .client import UploadedFile
-from .media import safe_filename
+from .naming import safe_filename
 
 PREFIX_INPUT = "filename_prefix"
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import base64
-import io
-import zlib
 import struct
+import zlib
 
 import pytest
 
@@ -13,7 +12,8 @@ from comfy_runtime.client import UploadedFile
 from comfy_runtime.contract import InputFile
 from comfy_runtime.errors import InvalidInput
 from comfy_runtime.isolation import isolate, job_folder, public_subfolder
-from comfy_runtime.media import InputLimits, decode_inputs, safe_filename
+from comfy_runtime.media import InputLimits, decode_inputs
+from comfy_runtime.naming import safe_filename
 from tests.images import png_b64, png_bytes
 
 LIMITS = InputLimits(max_bytes=1_000_000, max_pixels=4096 * 4096, max_inputs=4,

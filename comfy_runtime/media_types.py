@@ -1,0 +1,172 @@
+"""What an input file may be: its extension, and content that agrees with it.
+
+Decided before any byte reaches ComfyUI:
+
+* Its name ends in one of `ALLOWED_SUFFIXES`: images, video and audio, the media ComfyUI's
+  loaders read. Anything else (no extension, `.sh`, `.safetensors`, `.svg`) is refused before
+  it is fetched or decoded: a worker that stores arbitrary files for an unauthenticated API is
+  a file drop, and the list is short enough to read. A deployment whose custom nodes read
+  other files names their extensions in EXTRA_INPUT_EXTENSIONS (content not checked).
+* Its content agrees with the extension's family. An image name needs content Pillow opens
+  as one of `IMAGE_FORMATS` (only the header is read, under MAX_PIXELS); other image formats
+  are refused because their Pillow plugins do more than decode pixels (EPS runs Ghostscript).
+  Within the image family the exact format may differ from the extension: ComfyUI and Pillow
+  read images by content, and worker-comfyui clients routinely send JPEG data named
+  `input.png`. Video and audio names are checked against their container's magic bytes
+  (`ftyp` for MP4/MOV/M4A, EBML for WebM/MKV, RIFF/WAVE, fLaC, ID3 or an MPEG frame sync,
+  OggS); a mismatch says what the content looks like.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import PurePosixPath
+
+from PIL import Image
+
+from .errors import InvalidInput
+from .naming import safe_filename
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+IMAGE_FORMATS = ("BMP", "GIF", "JPEG", "PNG", "TIFF", "WEBP")
+"""Pillow formats an image name may hold (JPEG's opener also gives MPO, what phones write)."""
+
+# Container names as `_sniff` reports them, accepted per extension.
+VIDEO_SUFFIXES: dict[str, frozenset[str]] = {
+    ".mp4": frozenset({"MP4/MOV"}),
+    ".m4v": frozenset({"MP4/MOV"}),
+    ".mov": frozenset({"MP4/MOV"}),
+    ".webm": frozenset({"WebM/Matroska"}),
+    ".mkv": frozenset({"WebM/Matroska"}),
+    ".avi": frozenset({"AVI"}),
+}
+AUDIO_SUFFIXES: dict[str, frozenset[str]] = {
+    ".wav": frozenset({"WAV"}),
+    ".flac": frozenset({"FLAC"}),
+    ".mp3": frozenset({"MP3", "MPEG audio"}),
+    ".aac": frozenset({"MPEG audio"}),
+    ".m4a": frozenset({"MP4/MOV"}),
+    ".ogg": frozenset({"Ogg"}),
+    ".oga": frozenset({"Ogg"}),
+    ".opus": frozenset({"Ogg"}),
+}
+ALLOWED_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES.keys() | AUDIO_SUFFIXES.keys()
+
+
+
+def check_suffix(name: str, field: str, extra: frozenset[str] = frozenset()) -> None:
+    # The name that reaches the disk is the one judged ("x.png\x00.sh" is stored as
+    # "x.png_.sh").
+    suffix = PurePosixPath(safe_filename(name).lower()).suffix
+    if suffix in ALLOWED_SUFFIXES or suffix in extra:
+        return
+    what = f"the extension {suffix!r}" if suffix else "no extension"
+    raise InvalidInput(
+        f"{field}: {name!r} has {what}; inputs must be images, video or audio named with one "
+        f"of: {' '.join(sorted(ALLOWED_SUFFIXES))} (EXTRA_INPUT_EXTENSIONS adds more)",
+        [{"field": field, "problem": "file type not allowed", "suffix": suffix}],
+    )
+
+
+def check_content(name: str, data: bytes, field: str, *, max_pixels: int) -> None:
+    """The content agrees with the name's extension; images stay under the pixel limit."""
+    suffix = PurePosixPath(safe_filename(name).lower()).suffix
+    if suffix in IMAGE_SUFFIXES:
+        _check_image(name, data, field, max_pixels)
+        return
+    if suffix not in VIDEO_SUFFIXES and suffix not in AUDIO_SUFFIXES:
+        return  # a type the deployment chose to accept (EXTRA_INPUT_EXTENSIONS)
+    kind, accepted = (
+        ("video", VIDEO_SUFFIXES[suffix])
+        if suffix in VIDEO_SUFFIXES
+        else ("audio", AUDIO_SUFFIXES[suffix])
+    )
+    found = _sniff(data)
+    if found not in accepted:
+        looks = f"looks like {found}" if found else "is not a format we recognise"
+        raise InvalidInput(
+            f"{field}: {name!r} is named as {kind} ({suffix}) but its content {looks}; "
+            f"send {' or '.join(sorted(accepted))} data, or name the file for what it is",
+            [
+                {
+                    "field": field,
+                    "problem": "content does not match the extension",
+                    "suffix": suffix,
+                    "content": found,
+                }
+            ],
+        )
+
+
+def _check_image(name: str, data: bytes, field: str, max_pixels: int) -> None:
+    """Reads only the header: a 20000x20000 PNG costs its file size, not its pixels."""
+    try:
+        # `formats` keeps Pillow from even identifying content with other plugins.
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:
+        width = height = None
+    except Exception:  # noqa: BLE001 (whatever Pillow raises, the content is no image)
+        found = _sniff(data)
+        looks = f" (it looks like {found})" if found else ""
+        raise InvalidInput(
+            f"{field}: {name!r} is named as an image but its content is not an image Pillow "
+            f"can read as {'/'.join(IMAGE_FORMATS)}{looks}",
+            [{"field": field, "problem": "not an image", "name": name, "content": found}],
+        ) from None
+    if width is None or height is None or width * height > max_pixels:
+        size = (
+            "larger than Pillow will open (a decompression bomb)"
+            if width is None
+            else f"{width}x{height} pixels"
+        )
+        raise InvalidInput(
+            f"{field}: {name!r} is {size}, over the limit of "
+            f"{max_pixels} pixels (MAX_PIXELS)",
+            [{"field": field, "problem": "too many pixels", "width": width, "height": height}],
+        )
+
+
+_ISO_BOX_TYPES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis")
+
+
+def _mpeg_audio_frame(head: bytes) -> bool:
+    return len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
+
+
+# (test, what it is) in the order tried; the names are what error messages and the suffix
+# tables use.
+_SIGNATURES: tuple[tuple[Callable[[bytes], bool], str], ...] = (
+    (lambda h: h.startswith(b"\x89PNG\r\n\x1a\n"), "a PNG image"),
+    (lambda h: h.startswith(b"\xff\xd8\xff"), "a JPEG image"),
+    (lambda h: h[:6] in (b"GIF87a", b"GIF89a"), "a GIF image"),
+    (lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP", "a WebP image"),
+    (lambda h: h[:4] in (b"II*\x00", b"MM\x00*"), "a TIFF image"),
+    (lambda h: h[4:8] == b"ftyp" and h[8:12] in _HEIF_BRANDS, "a HEIF/AVIF image"),
+    (lambda h: h[4:8] in _ISO_BOX_TYPES, "MP4/MOV"),
+    (lambda h: h.startswith(b"\x1a\x45\xdf\xa3"), "WebM/Matroska"),
+    (lambda h: h[:4] == b"RIFF" and h[8:12] == b"AVI ", "AVI"),
+    (lambda h: h[:4] == b"RIFF" and h[8:12] == b"WAVE", "WAV"),
+    (lambda h: h.startswith(b"fLaC"), "FLAC"),
+    (lambda h: h.startswith(b"ID3"), "MP3"),
+    (lambda h: h.startswith(b"OggS"), "Ogg"),
+    (_mpeg_audio_frame, "MPEG audio"),
+    (lambda h: h.startswith(b"%PDF"), "a PDF document"),
+    (lambda h: h.startswith((b"%!PS", b"\xc5\xd0\xd3\xc6")), "PostScript"),
+    (lambda h: h.startswith(b"PK\x03\x04"), "a ZIP archive"),
+    (lambda h: h.startswith(b"\x7fELF"), "an executable"),
+    (lambda h: h.startswith(b"#!"), "a script"),
+    (lambda h: h.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"), "HTML/XML text"),
+    (lambda h: h[:2] == b"BM", "a BMP image"),
+)
+
+
+def _sniff(data: bytes) -> str | None:
+    """What `data` is by its first bytes, as the names above; None when unknown."""
+    head = data[:64]
+    for test, what in _SIGNATURES:
+        if test(head):
+            return what
+    return None
