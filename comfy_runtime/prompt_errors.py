@@ -1,4 +1,7 @@
-"""Turn ComfyUI's refusal of a prompt into a `WorkflowInvalid` (or `MissingModel`).
+"""What ComfyUI reports going wrong, as our errors: a refused prompt, a failed run.
+
+A refusal becomes `WorkflowInvalid` (or `MissingModel`); a node that raised while running
+becomes `ExecutionFailed` with the node, the exception and the end of the traceback.
 
 ComfyUI answers `POST /prompt` with `{"error": {type, message, details}, "node_errors":
 {node_id: {class_type, errors: [{type, message, details, extra_info}]}}}`, either as a 400 or,
@@ -9,13 +12,17 @@ the input, and for a model that is not there, what is.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import MissingModel, WorkflowInvalid
+from .errors import ExecutionFailed, MissingModel, WorkflowInvalid
+
+if TYPE_CHECKING:  # client.py uses this module; the history type is only named here
+    from .client import HistoryEntry
 
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
 _NODE_ID = re.compile(r"Node ID '#?([^']+)'")
 _MAX_LISTED = 20
+_TRACEBACK_LINES = 6
 
 
 def rejected_prompt_error(body: Any) -> WorkflowInvalid:
@@ -108,3 +115,51 @@ def _graph_level_detail(error: dict[str, Any]) -> dict[str, Any]:
     if match:
         detail["node_id"] = match.group(1)
     return detail
+
+
+# --- failures while running ---------------------------------------------------------------
+def raise_for_failure(history: HistoryEntry) -> HistoryEntry:
+    error = history.message("execution_error")
+    if error is not None:
+        raise execution_error(error)
+    interrupted = history.message("execution_interrupted")
+    if interrupted is not None:
+        node = interrupted.get("node_id")
+        raise ExecutionFailed(
+            f"ComfyUI interrupted the run at node {node} ({interrupted.get('node_type')}): "
+            "something other than this job stopped it",
+            {"node_id": node, "class_type": interrupted.get("node_type")},
+        )
+    if history.status.status_str == "error":
+        raise ExecutionFailed("ComfyUI reports the run failed without saying why", [])
+    return history
+
+
+def execution_error(data: dict[str, Any]) -> ExecutionFailed:
+    """The error for ComfyUI's `execution_error` message (from the websocket or history)."""
+    node_id = str(data.get("node_id"))
+    node_type = data.get("node_type")
+    exception_type = data.get("exception_type", "Exception")
+    message = str(data.get("exception_message", "")).strip()
+    traceback = [line.rstrip() for line in data.get("traceback", [])][-_TRACEBACK_LINES:]
+    first_line = message.splitlines()[0] if message else ""
+    summary = f"node {node_id} ({node_type}) failed: {exception_type}: {first_line}".rstrip(": ")
+    if is_out_of_memory(exception_type, message):
+        summary += (
+            "; the GPU ran out of memory: use a smaller size or batch, or start ComfyUI with "
+            "COMFYUI_ARGS=--lowvram"
+        )
+    return ExecutionFailed(
+        summary,
+        {
+            "node_id": node_id,
+            "class_type": node_type,
+            "exception_type": exception_type,
+            "exception_message": message,
+            "traceback": traceback,
+        },
+    )
+
+
+def is_out_of_memory(exception_type: str, message: str) -> bool:
+    return "OutOfMemory" in exception_type or "out of memory" in message.lower()

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import ComfyClient, HistoryEntry, HistoryStatus
-from .errors import ComfyUIUnavailable, ExecutionFailed, JobCancelled, JobTimeout
+from .client import ComfyClient, HistoryEntry
+from .errors import ComfyUIUnavailable, JobCancelled, JobTimeout
 from .event_hub import EventHub, Subscription
 from .events import BinaryFrame, ComfyEvent, ConnectionLost
-from .prompt_errors import rejected_prompt_error
+from .prompt_errors import raise_for_failure, rejected_prompt_error
+from .run_record import RunRecord, where_text
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ HealthCheck = Callable[[], None]
 SILENCE_POLL_S = 1.0
 # How long an interrupted prompt may take to wind down before we stop waiting for it.
 STOP_GRACE_S = 15.0
-_TRACEBACK_LINES = 6
 
 
 @dataclass
@@ -42,75 +42,6 @@ class RunOutcome:
     ws_images: list[tuple[str, BinaryFrame]] = field(default_factory=list)
     queued_ms: float = 0.0
     execution_ms: float = 0.0
-
-
-@dataclass
-class _Progress:
-    """What we learn from the events, kept to report how far a run got."""
-
-    started_at: float | None = None
-    current_node: str | None = None
-    current_since: float = 0.0
-    step: tuple[int, int] | None = None
-    node_ms: dict[str, float] = field(default_factory=dict)
-    ws_images: list[tuple[str, BinaryFrame]] = field(default_factory=list)
-    ended: bool = False
-    # The run's record as the events told it; complete unless an event was missed.
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    missed_events: bool = False
-
-    def on_event(self, event: ComfyEvent) -> None:
-        if event.type in ("execution_start", "execution_cached", "execution_success",
-                          "execution_error", "execution_interrupted"):
-            self.messages.append((event.type, event.data))
-        if event.type == "executed" and isinstance(event.data.get("output"), dict):
-            merged = self.outputs.setdefault(str(event.node), {})
-            for key, value in event.data["output"].items():
-                if isinstance(value, list):
-                    merged.setdefault(key, []).extend(value)
-                else:
-                    merged[key] = value
-        if event.type == "execution_start":
-            self.started_at = event.received_at
-        elif event.type == "executing":
-            self._close_node(event.received_at)
-            self.current_node = event.node
-            self.current_since = event.received_at
-            self.step = None
-            if event.node is None:
-                self.ended = True
-        elif event.type == "progress":
-            self.step = (int(event.data.get("value", 0)), int(event.data.get("max", 0)))
-        elif event.type in ("execution_error", "execution_interrupted"):
-            self._close_node(event.received_at)
-
-    def _close_node(self, now: float) -> None:
-        if self.current_node is not None:
-            elapsed = (now - self.current_since) * 1000
-            self.node_ms[self.current_node] = round(
-                self.node_ms.get(self.current_node, 0.0) + elapsed, 1
-            )
-            self.current_node = None
-
-    def as_history(self) -> HistoryEntry | None:
-        """The history entry the events add up to, when we saw all of a successful run."""
-        kinds = [kind for kind, _ in self.messages]
-        if self.missed_events or "execution_start" not in kinds or "execution_success" not in kinds:
-            return None
-        status = HistoryStatus(status_str="success", completed=True, messages=self.messages)
-        return HistoryEntry(outputs=self.outputs, status=status)
-
-    def describe(self, graph: dict[str, Any]) -> dict[str, Any]:
-        where: dict[str, Any] = {"nodes_done": sorted(self.node_ms)}
-        if self.current_node is not None:
-            where["node"] = self.current_node
-            where["class_type"] = graph.get(self.current_node, {}).get("class_type")
-        if self.step:
-            where["step"], where["max"] = self.step
-        if self.started_at is None:
-            where["state"] = "queued"
-        return where
 
 
 class PromptRun:
@@ -134,7 +65,7 @@ class PromptRun:
         self.extra_data = extra_data
         self._on_event = on_event or (lambda event: None)
         self._health_check = health_check or (lambda: None)
-        self._progress = _Progress()
+        self._progress = RunRecord()
         self._subscription: Subscription | None = None
         self._cancelled = threading.Event()
 
@@ -171,7 +102,7 @@ class PromptRun:
                 self.stop()
                 raise JobTimeout(
                     f"the job ran past its time limit of {timeout_s:g} s and was stopped "
-                    f"({_where_text(where)}); raise timeout_s or JOB_TIMEOUT_S if it needs longer",
+                    f"({where_text(where)}); raise timeout_s or JOB_TIMEOUT_S if it needs longer",
                     {"timeout_s": timeout_s, **where},
                 )
         finally:
@@ -179,7 +110,7 @@ class PromptRun:
         started = self._progress.started_at
         return RunOutcome(
             prompt_id=self.prompt_id,
-            history=_raise_for_failure(history, self.graph),
+            history=raise_for_failure(history),
             node_ms=dict(self._progress.node_ms),
             ws_images=self._progress.ws_images,
             queued_ms=round(((started or queued_at) - queued_at) * 1000, 1),
@@ -285,61 +216,3 @@ def _execution_ms(history: HistoryEntry) -> float:
     if start and end and "timestamp" in start and "timestamp" in end:
         return float(end["timestamp"] - start["timestamp"])
     return 0.0
-
-
-def _raise_for_failure(history: HistoryEntry, graph: dict[str, Any]) -> HistoryEntry:
-    error = history.message("execution_error")
-    if error is not None:
-        raise execution_error(error)
-    interrupted = history.message("execution_interrupted")
-    if interrupted is not None:
-        node = interrupted.get("node_id")
-        raise ExecutionFailed(
-            f"ComfyUI interrupted the run at node {node} ({interrupted.get('node_type')}): "
-            "something other than this job stopped it",
-            {"node_id": node, "class_type": interrupted.get("node_type")},
-        )
-    if history.status.status_str == "error":
-        raise ExecutionFailed("ComfyUI reports the run failed without saying why", [])
-    return history
-
-
-def execution_error(data: dict[str, Any]) -> ExecutionFailed:
-    """The error for ComfyUI's `execution_error` message (from the websocket or history)."""
-    node_id = str(data.get("node_id"))
-    node_type = data.get("node_type")
-    exception_type = data.get("exception_type", "Exception")
-    message = str(data.get("exception_message", "")).strip()
-    traceback = [line.rstrip() for line in data.get("traceback", [])][-_TRACEBACK_LINES:]
-    first_line = message.splitlines()[0] if message else ""
-    summary = f"node {node_id} ({node_type}) failed: {exception_type}: {first_line}".rstrip(": ")
-    if is_out_of_memory(exception_type, message):
-        summary += (
-            "; the GPU ran out of memory: use a smaller size or batch, or start ComfyUI with "
-            "COMFYUI_ARGS=--lowvram"
-        )
-    return ExecutionFailed(
-        summary,
-        {
-            "node_id": node_id,
-            "class_type": node_type,
-            "exception_type": exception_type,
-            "exception_message": message,
-            "traceback": traceback,
-        },
-    )
-
-
-def is_out_of_memory(exception_type: str, message: str) -> bool:
-    return "OutOfMemory" in exception_type or "out of memory" in message.lower()
-
-
-def _where_text(where: dict[str, Any]) -> str:
-    if where.get("state") == "queued":
-        return "it had not started: ComfyUI was busy"
-    if "node" not in where:
-        return f"{len(where['nodes_done'])} nodes done"
-    text = f"at node {where['node']} ({where.get('class_type')})"
-    if "step" in where:
-        text += f", step {where['step']} of {where['max']}"
-    return text
