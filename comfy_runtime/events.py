@@ -19,7 +19,6 @@ from pydantic import BaseModel, Field
 
 log = logging.getLogger(__name__)
 
-BINARY_PREVIEW_IMAGE = 1
 _BINARY_FORMATS = {1: "image/jpeg", 2: "image/png", 3: "image/webp"}
 
 
@@ -105,13 +104,6 @@ class EventStream:
             except (OSError, websocket.WebSocketException):
                 pass
             self._ws = None
-
-    def __enter__(self) -> EventStream:
-        self.connect()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _binary_frame(payload: bytes, now: float) -> BinaryFrame | None:

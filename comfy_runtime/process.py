@@ -63,7 +63,6 @@ class ComfyProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self._reader: threading.Thread | None = None
-        self.restarts = 0
 
     # --- life -------------------------------------------------------------------------------
     def launch(self) -> None:
@@ -125,7 +124,6 @@ class ComfyProcess:
 
     def restart(self, timeout_s: float) -> float:
         self.stop()
-        self.restarts += 1
         self.launch()
         return self.wait_ready(timeout_s)
 

@@ -93,9 +93,6 @@ class BundledWorkflow:
         schema["description"] = self.spec.description
         return schema
 
-    def model_params(self) -> dict[str, ParamSpec]:
-        return {n: p for n, p in self.spec.params.items() if p.type == "model"}
-
     def build(
         self,
         params: dict[str, Any] | None,
