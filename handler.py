@@ -11,6 +11,7 @@ Importing this module does nothing but define `handler`, so benchmarks and tests
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import sys
@@ -85,6 +86,9 @@ def main() -> None:
     from comfy_runtime.worker import Worker
 
     _worker = Worker(settings, process)
+    # Runs before the child's own stop (registered at launch): the websocket is closed on
+    # purpose first, and ComfyUI's exit is not reported as a broken connection.
+    atexit.register(_worker.close)
     try:
         waited = _worker.wait_ready()
         log.info("ComfyUI answers at %s after %.1f s", settings.comfyui_base_url, waited)
