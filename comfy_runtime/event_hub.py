@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 _LOST = object()  # put into a subscription's queue when the connection broke
 _RECEIVE_SLICE_S = 0.5
-_MAX_BACKOFF_S = 5.0
+_MAX_BACKOFF_S = 1.0
 
 
 class Subscription:
@@ -62,6 +62,7 @@ class EventHub:
         self._subscriptions: dict[str, Subscription] = {}
         self._running_prompt: str | None = None
         self._lock = threading.Lock()
+        self._connect_lock = threading.Lock()
         self._connected = threading.Event()
         self._stopping = threading.Event()
         self._reader: threading.Thread | None = None
@@ -89,36 +90,36 @@ class EventHub:
 
     # --- the connection ---------------------------------------------------------------------
     def _ensure_connected(self) -> None:
-        if self._connected.is_set():
-            return
+        self._connect_if_needed()
         with self._lock:
-            if self._connected.is_set():
-                return
-            self._stream = self._connect()
-            self._connected.set()
             if self._reader is None or not self._reader.is_alive():
                 self._reader = threading.Thread(
                     target=self._read_forever, name="comfyui-events", daemon=True
                 )
                 self._reader.start()
 
-    def _connect(self) -> EventStream:
-        stream = EventStream(self._ws_url, self.client_id)
-        try:
-            stream.connect()
-        except ConnectionLost as exc:
-            raise ComfyUIUnavailable(str(exc)) from exc
-        return stream
+    def _connect_if_needed(self) -> None:
+        """The one place a connection is made: a subscriber and the reader may both find it
+        down, and two sockets under one client id would leave one of them unread."""
+        with self._connect_lock:
+            if self._connected.is_set():
+                return
+            stream = EventStream(self._ws_url, self.client_id)
+            try:
+                stream.connect()
+            except ConnectionLost as exc:
+                raise ComfyUIUnavailable(str(exc)) from exc
+            self._stream = stream
+            self._connected.set()
 
     def _read_forever(self) -> None:
         backoff = 0.1
         while not self._stopping.is_set():
             if not self._connected.is_set():
                 try:
-                    self._stream = self._connect()
-                    self._connected.set()
+                    self._connect_if_needed()
                     backoff = 0.1
-                    log.info("reconnected to ComfyUI's websocket")
+                    log.info("connected to ComfyUI's websocket again")
                 except ComfyUIUnavailable:
                     self._stopping.wait(backoff)
                     backoff = min(backoff * 2, _MAX_BACKOFF_S)
@@ -136,9 +137,10 @@ class EventHub:
                 self._dispatch(message)
 
     def _connection_lost(self) -> None:
-        self._connected.clear()
-        if self._stream is not None:
-            self._stream.close()
+        with self._connect_lock:
+            self._connected.clear()
+            if self._stream is not None:
+                self._stream.close()
         with self._lock:
             for subscription in self._subscriptions.values():
                 subscription.put(_LOST)
