@@ -187,3 +187,35 @@ def test_unreachable_comfyui_and_unfetchable_input() -> None:
         assert run(local, job)["error_code"] == "input_fetch_failed"
     finally:
         local.close()
+
+
+def test_a_killed_comfyui_is_reported_and_restarted() -> None:
+    """Launches its own ComfyUI (COMFYUI_DIR, COMFYUI_PYTHON), kills it mid-job, runs again."""
+    import os as _os
+    import signal
+    import socket
+    import threading
+
+    from comfy_runtime.boot import launch_comfyui
+
+    if not (os.environ.get("COMFYUI_DIR") and os.environ.get("COMFYUI_PYTHON")) or not checkpoints():
+        pytest.skip("set COMFYUI_DIR and COMFYUI_PYTHON to a ComfyUI with a checkpoint")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(comfyui_url=None, comfyui_port=port, comfyui_args="--cpu", warmup_workflow="warmup")
+    process = launch_comfyui(settings)
+    own = Worker(settings, process)
+    try:
+        own.wait_ready()
+        first_pid = process.pid
+        slow = {"workflow": "txt2img", "params": {"prompt": "a cat", "steps": 50, "width": 128, "height": 128}}
+        threading.Timer(8.0, lambda: _os.kill(first_pid, signal.SIGKILL)).start()
+        result = run(own, slow)
+        assert result["error_code"] == "comfyui_unavailable", result
+        assert result["details"]["exit_code"] == -signal.SIGKILL
+        again = run(own, {"workflow": EMPTY})
+        assert "images" in again, again
+        assert process.pid != first_pid
+    finally:
+        own.close()
