@@ -117,6 +117,32 @@ def resolve_location(
     addressing_style: AddressingStyle | None = None,
 ) -> BucketLocation:
     """Apply the module docstring's rules; raise UploadFailed when no bucket can be found."""
+    scheme, host, port, path_segments = _parse_endpoint(endpoint_url)
+    wanted = (bucket_name or "").strip() or None
+    is_aws = _is_aws_host(host)
+    host, host_bucket, derived_region = (
+        _split_aws_host(host, wanted) if is_aws else (host, None, _generic_region(host))
+    )
+    bucket, path_prefix, endpoint_path = _bucket_and_path(wanted, host_bucket, path_segments)
+    if not bucket:
+        raise config_error(
+            "no bucket configured: set BUCKET_NAME, or put the bucket in BUCKET_ENDPOINT_URL "
+            "(https://<bucket>.s3.<region>.amazonaws.com or https://<host>/<bucket>)"
+        )
+    explicit_region = region.strip()
+    auto_region = explicit_region.lower() in ("", "auto")
+    return BucketLocation(
+        endpoint_url=urlunsplit((scheme, _netloc(host, port), endpoint_path, "", "")),
+        bucket=bucket,
+        key_prefix=join_key_parts(path_prefix, bucket_prefix),
+        region=(derived_region or "auto") if auto_region else explicit_region,
+        addressing_style=addressing_style or ("auto" if is_aws else "path"),
+        is_aws=is_aws,
+    )
+
+
+def _parse_endpoint(endpoint_url: str) -> tuple[str, str, int | None, list[str]]:
+    """(scheme, lower-case host, port, path segments) of BUCKET_ENDPOINT_URL."""
     raw = endpoint_url.strip()
     if not raw:
         raise config_error("BUCKET_ENDPOINT_URL is empty")
@@ -134,66 +160,41 @@ def resolve_location(
         )
     # hostname drops any user:password@ part: credentials in the URL are not a supported
     # way in, and this keeps them out of every message that names the endpoint.
-    host = parts.hostname.lower()
-    path_segments = [s for s in parts.path.split("/") if s]
-    wanted = (bucket_name or "").strip() or None
+    segments = [segment for segment in parts.path.split("/") if segment]
+    return parts.scheme, parts.hostname.lower(), port, segments
 
-    is_aws = _is_aws_host(host)
-    bucket: str | None = wanted
-    bucket_from_host = False
-    path_prefix = ""
-    derived_region: str | None = None
 
-    if is_aws:
-        labels = host.split(".")
-        idx = _s3_label_index(labels)
-        if idx is not None:
-            if idx > 0:
-                host_bucket = ".".join(labels[:idx])
-                if wanted is not None and wanted != host_bucket:
-                    log.warning(
-                        "BUCKET_NAME %r differs from the bucket %r in BUCKET_ENDPOINT_URL; "
-                        "using BUCKET_NAME",
-                        wanted,
-                        host_bucket,
-                    )
-                bucket_from_host = True
-                bucket = bucket or host_bucket
-                labels = labels[idx:]
-                host = ".".join(labels)
-            derived_region = _aws_region(labels)
-    else:
-        derived_region = _generic_region(host)
-
-    endpoint_path = ""
-    if bucket_from_host:
-        path_prefix = "/".join(path_segments)  # the host named the bucket: the path is a prefix
-    elif path_segments:
-        if bucket is None:
-            bucket = path_segments[0]
-            path_prefix = "/".join(path_segments[1:])
-        elif path_segments[0] == bucket:
-            path_prefix = "/".join(path_segments[1:])
-        else:
-            endpoint_path = "/" + "/".join(path_segments)
-
-    if not bucket:
-        raise config_error(
-            "no bucket configured: set BUCKET_NAME, or put the bucket in BUCKET_ENDPOINT_URL "
-            "(https://<bucket>.s3.<region>.amazonaws.com or https://<host>/<bucket>)"
+def _split_aws_host(host: str, wanted: str | None) -> tuple[str, str | None, str | None]:
+    """(host without a bucket, the bucket the host named, the host's region) for AWS."""
+    labels = host.split(".")
+    index = _s3_label_index(labels)
+    if index is None:
+        return host, None, None
+    if index == 0:
+        return host, None, _aws_region(labels)
+    host_bucket = ".".join(labels[:index])
+    if wanted is not None and wanted != host_bucket:
+        log.warning(
+            "BUCKET_NAME %r differs from the bucket %r in BUCKET_ENDPOINT_URL; using BUCKET_NAME",
+            wanted,
+            host_bucket,
         )
+    service = labels[index:]
+    return ".".join(service), host_bucket, _aws_region(service)
 
-    if region.strip().lower() in ("", "auto"):
-        signing_region = derived_region or "auto"
-    else:
-        signing_region = region.strip()
 
-    style: AddressingStyle = addressing_style or ("auto" if is_aws else "path")
-    return BucketLocation(
-        endpoint_url=urlunsplit((parts.scheme, _netloc(host, port), endpoint_path, "", "")),
-        bucket=bucket,
-        key_prefix=join_key_parts(path_prefix, bucket_prefix),
-        region=signing_region,
-        addressing_style=style,
-        is_aws=is_aws,
-    )
+def _bucket_and_path(
+    wanted: str | None, host_bucket: str | None, segments: list[str]
+) -> tuple[str | None, str, str]:
+    """(bucket, key prefix from the path, path left on the endpoint)."""
+    if host_bucket is not None:
+        # The host named the bucket: the whole path is a key prefix.
+        return wanted or host_bucket, "/".join(segments), ""
+    if not segments:
+        return wanted, "", ""
+    if wanted is None:
+        return segments[0], "/".join(segments[1:]), ""
+    if segments[0] == wanted:
+        return wanted, "/".join(segments[1:]), ""
+    # BUCKET_NAME differs from the first segment: an S3 API mounted below a path.
+    return wanted, "", "/" + "/".join(segments)
