@@ -219,63 +219,59 @@ class ObjectStore:
             or "application/octet-stream"
         )
         body, size, rewind = _prepare_body(data)
-        bucket = self._location.bucket
+        self._put_with_retries(key, body, size, content_type, rewind)
+        url = self._presign(key)
+        # The URL itself carries the access key id in its query string: log the key only.
+        log.info(
+            "uploaded %s (%d bytes, %s) to bucket %s", key, size, content_type,
+            self._location.bucket,
+        )
+        return StoredObject(key=key, url=url, size=size)
 
-        attempt = 0
-        while True:
-            attempt += 1
+    def _put_with_retries(
+        self, key: str, body: Any, size: int, content_type: str, rewind: Callable[[], None]
+    ) -> None:
+        bucket = self._location.bucket
+        for attempt in range(1, self._max_attempts + 1):
             try:
-                client = self._get_client()
                 rewind()
-                client.put_object(
-                    Bucket=bucket,
-                    Key=key,
-                    Body=body,
-                    ContentType=content_type,
+                self._get_client().put_object(
+                    Bucket=bucket, Key=key, Body=body, ContentType=content_type,
                     ContentLength=size,
                 )
-                break
+                return
             except Exception as exc:  # classified below; unknown ones are not retried
                 code, message, transient = self._classify(exc)
-                if transient and attempt < self._max_attempts:
-                    delay = self._backoff_delay(attempt)
-                    log.warning(
-                        "upload of %s to bucket %s failed (%s: %s), retry %d/%d in %.2fs",
-                        key,
-                        bucket,
-                        code,
-                        message,
-                        attempt,
-                        self._max_attempts - 1,
-                        delay,
+                if not transient or attempt == self._max_attempts:
+                    log.error(
+                        "upload of %s to bucket %s failed after %d attempt(s): %s: %s",
+                        key, bucket, attempt, code, message,
                     )
-                    time.sleep(delay)
-                    continue
-                log.error(
-                    "upload of %s to bucket %s failed after %d attempt(s): %s: %s",
-                    key,
-                    bucket,
-                    attempt,
-                    code,
-                    message,
+                    raise UploadFailed(
+                        f"could not upload {key!r} to bucket {bucket!r}: {code}: {message}",
+                        details={
+                            "bucket": bucket,
+                            "key": key,
+                            "endpoint": self._location.endpoint_url,
+                            "code": code,
+                            "store_message": message,
+                            "attempts": attempt,
+                        },
+                    ) from None  # the botocore chain can carry request dumps; keep it out
+                delay = self._backoff_delay(attempt)
+                log.warning(
+                    "upload of %s to bucket %s failed (%s: %s), retry %d/%d in %.2fs",
+                    key, bucket, code, message, attempt, self._max_attempts - 1, delay,
                 )
-                raise UploadFailed(
-                    f"could not upload {key!r} to bucket {bucket!r}: {code}: {message}",
-                    details={
-                        "bucket": bucket,
-                        "key": key,
-                        "endpoint": self._location.endpoint_url,
-                        "code": code,
-                        "store_message": message,
-                        "attempts": attempt,
-                    },
-                ) from None  # the botocore chain can carry request dumps; keep it out
+                time.sleep(delay)
 
+    def _presign(self, key: str) -> str:
+        bucket = self._location.bucket
         try:
-            url = self._get_client().generate_presigned_url(
-                "get_object",
-                Params={"Bucket": bucket, "Key": key},
-                ExpiresIn=self._expiry_s,
+            return str(
+                self._get_client().generate_presigned_url(
+                    "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=self._expiry_s
+                )
             )
         except Exception as exc:  # presigning is local; failing here means bad config
             code, message, _ = self._classify(exc)
@@ -283,9 +279,6 @@ class ObjectStore:
                 f"uploaded {key!r} but could not presign its URL: {code}: {message}",
                 details={"bucket": bucket, "key": key, "code": code},
             ) from None
-        # The URL itself carries the access key id in its query string: log the key only.
-        log.info("uploaded %s (%d bytes, %s) to bucket %s", key, size, content_type, bucket)
-        return StoredObject(key=key, url=url, size=size)
 
     def _backoff_delay(self, attempt: int) -> float:
         ceiling = min(self._backoff_max_s, self._backoff_s * (2 ** (attempt - 1)))
