@@ -104,9 +104,9 @@ def _check_image(name: str, data: bytes, field: str, max_pixels: int) -> None:
     try:
         # `formats` keeps Pillow from even identifying content with other plugins.
         with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
-            width, height = image.size
+            size: tuple[int, int] | None = image.size
     except Image.DecompressionBombError:
-        width = height = None
+        size = None
     except Exception:  # noqa: BLE001 (whatever Pillow raises, the content is no image)
         found = _sniff(data)
         looks = f" (it looks like {found})" if found else ""
@@ -115,14 +115,15 @@ def _check_image(name: str, data: bytes, field: str, max_pixels: int) -> None:
             f"can read as {'/'.join(IMAGE_FORMATS)}{looks}",
             [{"field": field, "problem": "not an image", "name": name, "content": found}],
         ) from None
-    if width is None or height is None or width * height > max_pixels:
-        size = (
+    if size is None or size[0] * size[1] > max_pixels:
+        width, height = size or (None, None)
+        what = (
             "larger than Pillow will open (a decompression bomb)"
-            if width is None
+            if size is None
             else f"{width}x{height} pixels"
         )
         raise InvalidInput(
-            f"{field}: {name!r} is {size}, over the limit of "
+            f"{field}: {name!r} is {what}, over the limit of "
             f"{max_pixels} pixels (MAX_PIXELS)",
             [{"field": field, "problem": "too many pixels", "width": width, "height": height}],
         )

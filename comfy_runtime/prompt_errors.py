@@ -50,7 +50,8 @@ def rejected_prompt_error(body: Any) -> WorkflowInvalid:
 
 
 def _problem(node_id: str, class_type: str, item: dict[str, Any]) -> dict[str, Any]:
-    extra = item.get("extra_info") if isinstance(item.get("extra_info"), dict) else {}
+    raw_extra = item.get("extra_info")
+    extra: dict[str, Any] = raw_extra if isinstance(raw_extra, dict) else {}
     input_name = extra.get("input_name")
     problem: dict[str, Any] = {
         "node_id": node_id,

@@ -229,7 +229,7 @@ class ObjectStore:
         return StoredObject(key=key, url=url, size=size)
 
     def _put_with_retries(
-        self, key: str, body: Any, size: int, content_type: str, rewind: Callable[[], None]
+        self, key: str, body: Any, size: int, content_type: str, rewind: Callable[[], object]
     ) -> None:
         bucket = self._location.bucket
         for attempt in range(1, self._max_attempts + 1):
