@@ -77,9 +77,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def double(faults: dict[str, Any] | None = None, *, tell_worker: bool = True) -> Iterator[Double]:
-    """The double in its own process; with `tell_worker`, COMFYUI_URL and the three
-    COMFYUI_*_DIR variables are set so the worker reads and cleans those folders itself."""
+def double(
+    faults: dict[str, Any] | None = None,
+    *,
+    tell_worker: bool = True,
+    python: str = sys.executable,
+) -> Iterator[Double]:
+    """The double in its own process, run by `python` (which needs aiohttp and pillow); with
+    `tell_worker`, COMFYUI_URL and the three COMFYUI_*_DIR variables are set so the worker
+    reads and cleans those folders itself."""
     port = _free_port()
     root = Path(tempfile.mkdtemp(prefix="bench-double-"))
     dirs = {name: root / name for name in ("input", "output", "temp")}
@@ -88,7 +94,7 @@ def double(faults: dict[str, Any] | None = None, *, tell_worker: bool = True) ->
     env = dict(os.environ)
     env["COMFY_DOUBLE_FAULTS"] = json.dumps(faults or {})
     process = subprocess.Popen(
-        [sys.executable, str(_double_main()), "--port", str(port),
+        [python, str(_double_main()), "--port", str(port),
          "--disable-metadata", "--base-directory", str(root),
          "--input-directory", str(dirs["input"]), "--output-directory", str(dirs["output"]),
          "--temp-directory", str(dirs["temp"])],

@@ -17,9 +17,7 @@ import io
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +26,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 
 def _noise_png(size: int) -> bytes:
@@ -58,50 +57,23 @@ def workloads() -> dict[str, dict[str, Any]]:
 
 
 @contextmanager
-def comfyui(url: str | None, python: str = sys.executable) -> Iterator[str]:
-    """The ComfyUI to measure against: the given one, or the double in its own process
-    (run by `python`, which needs aiohttp and pillow)."""
+def comfyui(
+    url: str | None, python: str = sys.executable, *, tell_worker: bool = False
+) -> Iterator[str]:
+    """The ComfyUI to measure against: the given one, or the double in its own process (run
+    by `python`; with `tell_worker`, the worker is given its folders, as when it launched it)."""
     if url:
         yield url
         return
-    import socket
-    import urllib.request
+    from _double import double
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    root = Path(tempfile.mkdtemp(prefix="bench-comfy-"))
-    process = subprocess.Popen(
-        [python, str(REPO / "tests/comfy_double/main.py"), "--port", str(port),
-         "--disable-metadata", "--base-directory", str(root)],
-        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/system_stats", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        if "handler" in sys.modules and sys.modules["handler"]._worker is not None:
-            sys.modules["handler"]._worker.close()  # its cleanups finish before ComfyUI goes
-            sys.modules["handler"]._worker = None
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def double_folders(url: str) -> dict[str, str]:
-    """The double's folders, as a worker that launched it would know them."""
-    import json
-    import urllib.request
-
-    with urllib.request.urlopen(url + "/system_stats", timeout=5) as response:
-        argv = json.load(response)["system"]["argv"]
-    root = Path(argv[argv.index("--base-directory") + 1])
-    return {f"COMFYUI_{kind.upper()}_DIR": str(root / kind) for kind in ("input", "output", "temp")}
+    with double(tell_worker=tell_worker, python=python) as running:
+        try:
+            yield running.url
+        finally:
+            if "handler" in sys.modules and sys.modules["handler"]._worker is not None:
+                sys.modules["handler"]._worker.close()  # its cleanups finish before ComfyUI goes
+                sys.modules["handler"]._worker = None
 
 
 async def measure(job_input: dict[str, Any], jobs: int) -> tuple[list[float], list[float]]:
@@ -133,10 +105,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
-    with comfyui(args.comfyui_url) as url:
+    with comfyui(args.comfyui_url, tell_worker=not args.http_files) as url:
         os.environ["COMFYUI_URL"] = url
-        if not args.comfyui_url and not args.http_files:
-            os.environ.update(double_folders(url))
         files = "HTTP" if args.http_files or args.comfyui_url else "ComfyUI's folders"
         print(f"ComfyUI: {url}{'' if args.comfyui_url else ' (the double, own process)'}; "
               f"files via {files}; {args.jobs} jobs per workload, medians\n")
