@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from comfy_runtime.settings import Settings
 
 if TYPE_CHECKING:
-    from comfy_runtime.worker import Worker
+    from comfy_runtime.worker import Outcome, Worker
 
 log = logging.getLogger("comfy_worker")
 
@@ -29,11 +29,46 @@ _worker: Worker | None = None
 
 async def handler(job: dict[str, Any]) -> dict[str, Any]:
     """RunPod's handler: one job in, its JSON result out (errors included, never raised)."""
-    result = await _get_worker().handle(job, progress=_progress_sink(job))
-    if "error" in result and "error_code" in result:
-        # The platform keeps only `error` of a failed job, so the code travels in it too.
-        result["error"] = f"{result['error_code']}: {result['error']}"
-    return result
+    from comfy_runtime.errors import InternalError
+    from comfy_runtime.worker import Failed
+
+    job_id = job.get("id", "local")
+    try:
+        outcome: Outcome = await _get_worker().handle(job, progress=_progress_sink(job))
+    except Exception as exc:  # noqa: BLE001 (the edge: nothing may escape as a raw traceback)
+        log.exception("job %s: unexpected %s", job_id, type(exc).__name__)
+        outcome = Failed(InternalError(
+            f"the worker hit an unexpected {type(exc).__name__}; it is logged with job id "
+            f"{job_id} and the worker takes the next job",
+            {"exception_type": type(exc).__name__},
+        ))
+    return respond(outcome)
+
+
+def respond(outcome: Outcome) -> dict[str, Any]:
+    """The one place an outcome becomes the client's JSON.
+
+    Success: the job's output. Failure: `{"error", "error_code", "details"}`, where `error`
+    starts with the code because the platform keeps only `error` of a failed job. Either may
+    carry the platform's `refresh_worker`.
+    """
+    from comfy_runtime.contract import JobOutput
+    from comfy_runtime.worker import Failed
+
+    if isinstance(outcome, Failed):
+        error = outcome.error
+        body: dict[str, Any] = {
+            "error": f"{error.code}: {error.message}",
+            "error_code": error.code,
+            "details": error.details,
+        }
+    elif isinstance(outcome.result, JobOutput):
+        body = outcome.result.to_json()
+    else:
+        body = dict(outcome.result)
+    if outcome.refresh_worker:
+        body["refresh_worker"] = True
+    return body
 
 
 def _get_worker() -> Worker:
@@ -72,8 +107,8 @@ def main() -> None:
     _configure_logging(settings)
 
     # Launch ComfyUI first: it boots while the heavy modules below are imported.
-    from comfy_runtime.boot import launch_comfyui
     from comfy_runtime.errors import JobError
+    from comfy_runtime.supervision import launch_comfyui
 
     try:
         process = launch_comfyui(settings)

@@ -130,7 +130,7 @@ async def measure(job: dict[str, Any], jobs: int, repeats: int, double_pid: int)
             rates[in_flight].append(jobs / seconds)
             if in_flight == 1:
                 split += timings
-    handler._get_worker().ctx.drain_cleanups()
+    handler._get_worker().drain_cleanups()
     return {"rates": rates, "stalls": stalls, "split": split, "cpu": cpu}
 
 

@@ -112,7 +112,7 @@ async def measure(delivery: str, repeats: int) -> list[dict[str, float]]:
     await handler.handler({"id": f"warm-{delivery}", "input": job})
     rows: list[dict[str, float]] = []
     for index in range(repeats):
-        handler._get_worker().ctx.drain_cleanups()
+        handler._get_worker().drain_cleanups()
         # Until this task yields, the loop's running handle still holds the future that
         # carried the last result (the to_thread of job.py's _collect): let it go first.
         await asyncio.sleep(0)

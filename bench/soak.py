@@ -145,7 +145,7 @@ async def soak(jobs: int, kinds: dict[str, tuple[dict[str, Any], str | None]], t
             if trace and index == jobs:
                 last = tracemalloc.take_snapshot()
     elapsed = time.perf_counter() - started
-    handler._get_worker().ctx.drain_cleanups()
+    handler._get_worker().drain_cleanups()
     return samples, outcomes, first, last, elapsed
 
 

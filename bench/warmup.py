@@ -24,9 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from comfy_runtime.boot import launch_comfyui
 from comfy_runtime.settings import Settings
+from comfy_runtime.supervision import launch_comfyui
 from comfy_runtime.worker import Worker
+from handler import respond
 
 
 def _free_port() -> int:
@@ -43,7 +44,7 @@ async def _jobs(worker: Worker, count: int, steps: int, size: int) -> list[float
         params = {"prompt": f"a lighthouse at dusk, painting number {index}", "steps": steps,
                   "width": size, "height": size, "seed": index}
         started = time.perf_counter()
-        result = await worker.handle({"id": f"warm-{index}", "input": {"workflow": "txt2img", "params": params}})
+        result = respond(await worker.handle({"id": f"warm-{index}", "input": {"workflow": "txt2img", "params": params}}))
         times.append(time.perf_counter() - started)
         if "error" in result:
             raise SystemExit(f"job failed: {result['error']}")

@@ -2,7 +2,8 @@
 
 Knows ComfyUI and nothing about RunPod. Every request is bounded by an explicit
 `httpx.Timeout`; a ComfyUI that cannot be reached, answers 5xx or answers garbage raises
-`ComfyUIUnavailable`, and a prompt ComfyUI refuses raises what `prompt_errors` makes of it.
+`ComfyUIUnavailable`; a prompt ComfyUI refuses raises `PromptRejected` with ComfyUI's answer,
+which the run turns into the client's error. The answers' types are in `wire`.
 """
 
 from __future__ import annotations
@@ -11,48 +12,20 @@ import logging
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .errors import ComfyUIUnavailable
-from .prompt_errors import rejected_prompt_error
+from .wire import HistoryEntry, QueuedPrompt, QueueState, UploadedFile
 
 log = logging.getLogger(__name__)
 
 
-class UploadedFile(BaseModel):
-    """`POST /upload/image`'s answer: where ComfyUI actually stored the file."""
+class PromptRejected(Exception):
+    """ComfyUI refused a prompt (HTTP 400); `body` is its JSON answer, for the run to read."""
 
-    name: str
-    subfolder: str = ""
-    type: str = "input"
-
-    @property
-    def graph_path(self) -> str:
-        """How a LoadImage-style input refers to this file."""
-        return f"{self.subfolder}/{self.name}" if self.subfolder else self.name
-
-
-class QueuedPrompt(BaseModel):
-    prompt_id: str
-    number: int = 0
-    node_errors: dict[str, Any] = Field(default_factory=dict)
-
-
-class HistoryStatus(BaseModel):
-    status_str: str = ""
-    completed: bool = False
-    messages: list[tuple[str, dict[str, Any]]] = Field(default_factory=list)
-
-
-class HistoryEntry(BaseModel):
-    """One prompt's entry in `GET /history/{id}`, written when the run has ended."""
-
-    outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    status: HistoryStatus = Field(default_factory=HistoryStatus)
-    meta: dict[str, Any] = Field(default_factory=dict)
-
-    def message(self, kind: str) -> dict[str, Any] | None:
-        return next((data for name, data in self.status.messages if name == kind), None)
+    def __init__(self, body: Any) -> None:
+        super().__init__("ComfyUI refused the prompt")
+        self.body = body
 
 
 class ComfyClient:
@@ -109,7 +82,7 @@ class ComfyClient:
         response = self._request("POST", "/prompt", json=payload, allow_status=(400,))
         body = self._decode(response, "/prompt")
         if response.status_code == 400:
-            raise rejected_prompt_error(body)
+            raise PromptRejected(body)
         # A 200 may still carry node_errors: ComfyUI then queued the outputs that passed and
         # dropped the rest. The caller decides what to do with such a half-accepted prompt.
         return self._model(QueuedPrompt, body, "/prompt")
@@ -133,8 +106,8 @@ class ComfyClient:
     def delete_from_queue(self, prompt_ids: list[str]) -> None:
         self._request("POST", "/queue", json={"delete": prompt_ids})
 
-    def queue(self) -> dict[str, Any]:
-        return self._json("GET", "/queue")
+    def queue(self) -> QueueState:
+        return self._model(QueueState, self._json("GET", "/queue"), "/queue")
 
     def delete_history(self, prompt_ids: list[str]) -> None:
         self._request("POST", "/history", json={"delete": prompt_ids})

@@ -3,10 +3,15 @@
 Input is compatible with runpod-workers/worker-comfyui 5.x (`workflow`, `images`,
 `comfy_org_api_key`); everything else is additive and optional. Validation errors are turned
 into one `InvalidInput` whose message names every offending field by its path in the input.
+
+The input's JSON Schema (`schema/job_input.schema.json`) is generated from these models:
+`python -m comfy_runtime.contract` writes it, and a test keeps it current.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -22,6 +27,9 @@ from pydantic import (
 
 from .errors import InvalidInput
 from .graph_checks import check_nesting
+from .settings import REPO_ROOT
+
+SCHEMA_PATH = REPO_ROOT / "schema" / "job_input.schema.json"
 
 MediaKind = Literal["images", "videos", "audio", "files"]
 
@@ -199,3 +207,24 @@ def parse_job_input(raw: Any) -> JobInput:
         raise InvalidInput(
             shown, [{"field": field, "problem": problem} for field, problem in problems]
         ) from None
+
+
+# --- the JSON Schema ---------------------------------------------------------------------------
+def job_input_schema() -> dict[str, Any]:
+    schema = JobInput.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "comfy-worker job input"
+    schema["description"] = (
+        "The `input` of a RunPod job sent to comfy-worker. Compatible with "
+        "runpod-workers/worker-comfyui 5.x; the other fields are optional additions."
+    )
+    return schema
+
+
+def render_schema() -> str:
+    return json.dumps(job_input_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    SCHEMA_PATH.parent.mkdir(exist_ok=True)
+    Path(SCHEMA_PATH).write_text(render_schema())

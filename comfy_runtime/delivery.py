@@ -1,4 +1,8 @@
-"""Hand the files to the client: inline as base64, or as object-store URLs.
+"""Hand the files to the client: in the format asked for, inline as base64 or as URLs.
+
+Still images are re-encoded when the job asks for another format (Pillow); animated images,
+video, audio and other files pass through untouched: converting them would drop frames or
+is not ours to do. JPEG has no alpha, so transparent pixels are laid on white.
 
 The platform refuses results over 20 MB, and a refused result is a job that hangs for the
 client, so the size of the JSON is worked out before anything is encoded: `auto` switches to
@@ -9,10 +13,15 @@ the object store when the inline result would pass `MAX_RESPONSE_BYTES`, and fai
 from __future__ import annotations
 
 import base64
+import io
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
+from PIL import Image
+
+from .blocking import FanOut, serial
 from .contract import OutputFile
 from .errors import InvalidInput, OutputTooLarge
 from .outputs import OutputFileData
@@ -26,7 +35,36 @@ Delivery = Literal["auto", "base64", "s3"]
 # Room for the JSON around the data: keys, names, timings, the SDK's envelope.
 _ITEM_OVERHEAD = 256
 _ENVELOPE_OVERHEAD = 4096
-_UPLOAD_THREADS = 4
+_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+_EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+
+
+def convert_image(file: OutputFileData, target: str, quality: int) -> OutputFileData:
+    """`file` in `target` format (png | jpeg | webp), or unchanged when it is not a still image."""
+    if file.ref.kind != "images" or file.ref.animated or file.mime_type == _MIME[target]:
+        return file
+    with Image.open(file.open()) as image:
+        if getattr(image, "n_frames", 1) > 1:
+            return file
+        image.load()
+        buffer = io.BytesIO()
+        if target == "jpeg":
+            _flatten(image).save(buffer, "JPEG", quality=quality, optimize=True)
+        elif target == "webp":
+            image.save(buffer, "WEBP", quality=quality, method=4)
+        else:
+            image.save(buffer, "PNG", compress_level=4)
+    name = str(PurePosixPath(file.filename).with_suffix(_EXTENSIONS[target]))
+    return replace(file, filename=name, data=buffer.getvalue(), path=None, mime_type=_MIME[target])
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image if image.mode in ("RGB", "L") else image.convert("RGB")
 
 
 def inline_size(files: list[OutputFileData], other_bytes: int = 0) -> int:
@@ -43,6 +81,7 @@ def deliver(
     store: ObjectStore | None,
     max_response_bytes: int,
     other_bytes: int = 0,
+    fan_out: FanOut = serial,
 ) -> list[OutputFile]:
     """One `OutputFile` per file, in order, delivered the way the job and its size allow."""
     if delivery == "s3" and store is None:
@@ -68,7 +107,7 @@ def deliver(
             job_id, size / 1e6,
         )
     assert store is not None
-    return _upload_all(files, job_id=job_id, store=store)
+    return _upload_all(files, job_id=job_id, store=store, fan_out=fan_out)
 
 
 def _inline(file: OutputFileData) -> OutputFile:
@@ -86,7 +125,9 @@ def _inline(file: OutputFileData) -> OutputFile:
     )
 
 
-def _upload_all(files: list[OutputFileData], *, job_id: str, store: ObjectStore) -> list[OutputFile]:
+def _upload_all(
+    files: list[OutputFileData], *, job_id: str, store: ObjectStore, fan_out: FanOut
+) -> list[OutputFile]:
     names = _unique_names(files)
 
     def upload(pair: tuple[OutputFileData, str]) -> OutputFile:
@@ -105,11 +146,7 @@ def _upload_all(files: list[OutputFileData], *, job_id: str, store: ObjectStore)
             subfolder=file.ref.subfolder,
         )
 
-    pairs = list(zip(files, names))
-    if len(pairs) <= 1:
-        return [upload(p) for p in pairs]
-    with ThreadPoolExecutor(max_workers=min(_UPLOAD_THREADS, len(pairs))) as pool:
-        return list(pool.map(upload, pairs))
+    return fan_out(upload, list(zip(files, names)))
 
 
 def _unique_names(files: list[OutputFileData]) -> list[str]:

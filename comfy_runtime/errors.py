@@ -1,7 +1,8 @@
 """Why a job failed, as a small tree of exceptions with stable codes.
 
 Every failure a client can see is a `JobError` carrying an `error_code` that never changes
-between releases, a one-line message a person can act on, and structured `details`:
+between releases, a one-line message a person can act on, and `details`: always a list of
+objects, whatever the code:
 
     JobError
     ├── InvalidInput ............ invalid_input        the job input itself is wrong
@@ -13,15 +14,30 @@ between releases, a one-line message a person can act on, and structured `detail
     ├── JobCancelled ............ cancelled            the platform cancelled the job
     ├── ComfyUIUnavailable ...... comfyui_unavailable  ComfyUI is down, dying or not answering
     ├── OutputTooLarge .......... output_too_large     the result would pass the platform's limit
-    └── UploadFailed ............ upload_failed        the object store refused an output
+    ├── UploadFailed ............ upload_failed        the object store refused an output
+    └── InternalError ........... internal_error       a bug of ours; the message names its type
 
-The handler turns any of them into `{"error", "error_code", "details"}`; anything else that
-escapes is a bug and is reported as `internal_error` with the exception's type.
+Facts the worker acts on after a job are fields set where the error is built (`ExecutionFailed.
+out_of_memory` and `.fatal_gpu`, `ComfyUIUnavailable.comfyui_died`), so the worker decides by
+type and field, never by reading a message. Turning an error into the client's JSON is the
+edge's job (`handler.respond`), done in one place.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
+
+Details = list[dict[str, Any]]
+
+
+def _as_list(details: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None) -> Details:
+    # One shape for every code: a client iterates `details` without asking which code it is.
+    if details is None:
+        return []
+    if isinstance(details, Mapping):
+        return [dict(details)]
+    return [dict(item) for item in details]
 
 
 class JobError(Exception):
@@ -29,13 +45,14 @@ class JobError(Exception):
 
     code: ClassVar[str] = "internal_error"
 
-    def __init__(self, message: str, details: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        details: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
-        self.details = details if details is not None else []
-
-    def to_output(self) -> dict[str, Any]:
-        return {"error": self.message, "error_code": self.code, "details": self.details}
+        self.details: Details = _as_list(details)
 
 
 class InvalidInput(JobError):
@@ -57,6 +74,18 @@ class MissingModel(WorkflowInvalid):
 class ExecutionFailed(JobError):
     code = "execution_failed"
 
+    def __init__(
+        self,
+        message: str,
+        details: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        *,
+        out_of_memory: bool = False,
+        fatal_gpu: bool = False,
+    ) -> None:
+        super().__init__(message, details)
+        self.out_of_memory = out_of_memory  # the next job wants ComfyUI's models unloaded
+        self.fatal_gpu = fatal_gpu  # the GPU is in a state only a fresh worker recovers from
+
 
 class JobTimeout(JobError):
     code = "timeout"
@@ -69,6 +98,16 @@ class JobCancelled(JobError):
 class ComfyUIUnavailable(JobError):
     code = "comfyui_unavailable"
 
+    def __init__(
+        self,
+        message: str,
+        details: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        *,
+        comfyui_died: bool = False,
+    ) -> None:
+        super().__init__(message, details)
+        self.comfyui_died = comfyui_died  # the child process exited: restart before a next job
+
 
 class OutputTooLarge(JobError):
     code = "output_too_large"
@@ -76,3 +115,7 @@ class OutputTooLarge(JobError):
 
 class UploadFailed(JobError):
     code = "upload_failed"
+
+
+class InternalError(JobError):
+    code = "internal_error"

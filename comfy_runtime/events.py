@@ -1,9 +1,23 @@
-"""ComfyUI's websocket: typed events for one client id.
+"""ComfyUI's event protocol, decoded once into types every consumer switches on.
 
-ComfyUI sends a prompt's events only to the websocket whose `clientId` the prompt was queued
-with, so each job opens its own connection (before `POST /prompt`). Text frames are JSON
-`{"type", "data"}`; binary frames are `[u32 event][u32 format][bytes]` images: previews, or the
-outputs of SaveImageWebsocket. Knows ComfyUI and nothing about RunPod.
+ComfyUI's websocket sends text frames `{"type", "data"}` and binary frames
+`[u32 event][u32 format][bytes]` (previews, or SaveImageWebsocket's outputs); its history keeps
+the run's status messages in the same `(type, data)` form. Both are decoded here, and only here:
+
+    Event
+    ├── ExecutionStarted ..... execution_start          the prompt left the queue
+    ├── Cached ............... execution_cached         nodes ComfyUI will not run again
+    ├── NodeStarted .......... executing {node: id}     a node began
+    ├── RunEnded ............. executing {node: null}   the run is over (history is written)
+    ├── Progress ............. progress                 a step of the running node
+    ├── NodeExecuted ......... executed                 a node's outputs
+    ├── ExecutionSucceeded ... execution_success
+    ├── ExecutionError ....... execution_error          a node raised
+    ├── Interrupted .......... execution_interrupted
+    ├── PreviewFrame ......... (binary)                 an image sent over the socket
+    └── OtherEvent ........... status, crystools, ...   broadcasts nobody follows
+
+`received_at` is our monotonic clock, for per-node timings. Knows nothing about RunPod.
 """
 
 from __future__ import annotations
@@ -11,105 +25,147 @@ from __future__ import annotations
 import json
 import logging
 import struct
-import time
 from typing import Any
 
-import websocket
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
 
 _BINARY_FORMATS = {1: "image/jpeg", 2: "image/png", 3: "image/webp"}
 
 
-class ComfyEvent(BaseModel):
-    """One text message. `received_at` is our monotonic clock, for per-node timings."""
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
 
-    type: str
-    data: dict[str, Any] = Field(default_factory=dict)
+    prompt_id: str | None = None
     received_at: float = 0.0
 
-    @property
-    def prompt_id(self) -> str | None:
-        return self.data.get("prompt_id")
 
-    @property
-    def node(self) -> str | None:
-        value = self.data.get("node", self.data.get("node_id"))
-        return None if value is None else str(value)
+class ExecutionStarted(Event):
+    timestamp: float | None = None
 
 
-class BinaryFrame(BaseModel):
-    """An image sent over the websocket (a preview, or a SaveImageWebsocket output)."""
+class Cached(Event):
+    nodes: list[str] = Field(default_factory=list)
+
+
+class NodeStarted(Event):
+    node: str
+
+
+class RunEnded(Event):
+    pass
+
+
+class Progress(Event):
+    node: str | None = None
+    value: int = 0
+    max: int = 0
+
+
+class NodeExecuted(Event):
+    node: str
+    output: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExecutionSucceeded(Event):
+    timestamp: float | None = None
+
+
+class ExecutionError(Event):
+    node_id: str | None = None
+    node_type: str | None = None
+    exception_type: str = "Exception"
+    exception_message: str = ""
+    traceback: list[str] = Field(default_factory=list)
+    timestamp: float | None = None
+
+
+class Interrupted(Event):
+    node_id: str | None = None
+    node_type: str | None = None
+    timestamp: float | None = None
+
+
+class PreviewFrame(Event):
+    """An image sent over the websocket; it names no prompt (the running one sent it)."""
 
     event: int
     mime_type: str | None
     data: bytes
-    received_at: float = 0.0
 
 
-class ConnectionLost(Exception):
-    """The websocket closed or broke; the prompt may still be running."""
+class OtherEvent(Event):
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict)
 
 
-class EventStream:
-    """One websocket connection to ComfyUI for one client id."""
-
-    def __init__(self, ws_url: str, client_id: str, *, connect_timeout_s: float = 10.0) -> None:
-        self.url = f"{ws_url}?clientId={client_id}"
-        self.client_id = client_id
-        self._connect_timeout_s = connect_timeout_s
-        self._ws: websocket.WebSocket | None = None
-
-    def connect(self) -> None:
-        try:
-            self._ws = websocket.create_connection(
-                self.url, timeout=self._connect_timeout_s, enable_multithread=True
-            )
-        except (OSError, websocket.WebSocketException) as exc:
-            raise ConnectionLost(f"cannot open ComfyUI's websocket: {exc}") from exc
-
-    def receive(self, timeout_s: float) -> ComfyEvent | BinaryFrame | None:
-        """The next message, or None if none came within `timeout_s`."""
-        if self._ws is None:
-            raise ConnectionLost("websocket is not connected")
-        self._ws.settimeout(max(timeout_s, 0.001))
-        try:
-            opcode, payload = self._ws.recv_data()
-        except websocket.WebSocketTimeoutException:
-            return None
-        except (OSError, websocket.WebSocketException) as exc:
-            raise ConnectionLost(f"ComfyUI's websocket broke: {exc}") from exc
-        now = time.monotonic()
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            raise ConnectionLost("ComfyUI closed the websocket")
-        if opcode == websocket.ABNF.OPCODE_BINARY:
-            return _binary_frame(payload, now)
-        try:
-            message = json.loads(payload)
-            return ComfyEvent(type=message["type"], data=message.get("data") or {}, received_at=now)
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring a websocket message that is not ComfyUI's JSON shape")
-            return None
-
-    def abort(self) -> None:
-        """Wake a thread blocked in `receive` on this connection (it gets ConnectionLost)."""
-        if self._ws is not None:
-            self._ws.abort()
-
-    def close(self) -> None:
-        if self._ws is not None:
-            try:
-                self._ws.close(timeout=1)
-            except (OSError, websocket.WebSocketException):
-                pass
-            self._ws = None
+RunEvent = (
+    ExecutionStarted | Cached | NodeStarted | RunEnded | Progress | NodeExecuted
+    | ExecutionSucceeded | ExecutionError | Interrupted
+)
 
 
-def _binary_frame(payload: bytes, now: float) -> BinaryFrame | None:
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def decode(kind: str, data: dict[str, Any], received_at: float = 0.0) -> Event:
+    """One `(type, data)` message, from the websocket or a history's status messages."""
+    common: dict[str, Any] = {"prompt_id": _text(data.get("prompt_id")), "received_at": received_at}
+    if kind == "executing":
+        node = data.get("node")
+        return RunEnded(**common) if node is None else NodeStarted(node=str(node), **common)
+    if kind == "execution_start":
+        return ExecutionStarted(timestamp=data.get("timestamp"), **common)
+    if kind == "execution_cached":
+        return Cached(nodes=[str(n) for n in data.get("nodes") or []], **common)
+    if kind == "progress":
+        return Progress(node=_text(data.get("node")), value=int(data.get("value") or 0),
+                        max=int(data.get("max") or 0), **common)
+    if kind == "executed" and data.get("node") is not None:
+        output = data.get("output")
+        return NodeExecuted(node=str(data["node"]),
+                            output=output if isinstance(output, dict) else {}, **common)
+    if kind == "execution_success":
+        return ExecutionSucceeded(timestamp=data.get("timestamp"), **common)
+    if kind == "execution_error":
+        return _execution_error(data, common)
+    if kind == "execution_interrupted":
+        return Interrupted(node_id=_text(data.get("node_id")), node_type=_text(data.get("node_type")),
+                           timestamp=data.get("timestamp"), **common)
+    return OtherEvent(type=kind, data=data, **common)
+
+
+def _execution_error(data: dict[str, Any], common: dict[str, Any]) -> ExecutionError:
+    traceback = data.get("traceback")
+    return ExecutionError(
+        node_id=_text(data.get("node_id")),
+        node_type=_text(data.get("node_type")),
+        exception_type=str(data.get("exception_type") or "Exception"),
+        exception_message=str(data.get("exception_message") or ""),
+        traceback=[str(line) for line in traceback] if isinstance(traceback, list) else [],
+        timestamp=data.get("timestamp"),
+        **common,
+    )
+
+
+def decode_text(payload: str | bytes, received_at: float) -> Event | None:
+    """A websocket text frame; None (and a warning) when it is not ComfyUI's JSON shape."""
+    try:
+        message = json.loads(payload)
+        data = message.get("data") or {}
+        if not isinstance(data, dict):
+            raise TypeError("data is not an object")
+        return decode(str(message["type"]), data, received_at)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.warning("ignoring a websocket message that is not ComfyUI's JSON shape")
+        return None
+
+
+def decode_binary(payload: bytes, received_at: float) -> PreviewFrame | None:
     if len(payload) < 8:
         return None
     event, image_format = struct.unpack(">II", payload[:8])
-    return BinaryFrame(
-        event=event, mime_type=_BINARY_FORMATS.get(image_format), data=payload[8:], received_at=now
-    )
+    return PreviewFrame(event=event, mime_type=_BINARY_FORMATS.get(image_format),
+                        data=payload[8:], received_at=received_at)

@@ -4,7 +4,7 @@ ComfyUI resolves a LoadImage-style file name inside its input folder, but a name
 an absolute path points elsewhere, and ComfyUI's API on 127.0.0.1 is unauthenticated: the
 job input must not be a way to read the worker's other files or models. Every string in a
 node's inputs, at any depth, is judged; a string that is exactly the name of one of the job's
-own inputs is let through, because `isolation.isolate` replaces it with that input's path in
+own inputs is let through, because `job_files.isolate` replaces it with that input's path in
 the job's folder before the graph is sent.
 
 Input values are walked without recursion and refused past `MAX_VALUE_DEPTH` levels: real

@@ -8,21 +8,16 @@ are listed by name; secrets never are, only whether they are set.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from . import __version__
+from .blocking import FanOut, serial
 from .client import ComfyClient
 from .errors import ComfyUIUnavailable
 from .settings import Settings
 from .workflows import WorkflowRegistry
 
 log = logging.getLogger(__name__)
-
-try:
-    from .version import __version__
-except ImportError:  # pragma: no cover - the version module ships with the package
-    __version__ = "unknown"
-
 
 def worker_info(
     client: ComfyClient,
@@ -31,6 +26,7 @@ def worker_info(
     *,
     store_configured: bool,
     warmup_ms: float | None,
+    fan_out: FanOut = serial,
 ) -> dict[str, Any]:
     stats = client.system_stats()
     system = stats.get("system", {}) if isinstance(stats, dict) else {}
@@ -53,7 +49,7 @@ def worker_info(
             }
             for name, workflow in workflows.workflows.items()
         },
-        "models": _models(client),
+        "models": _models(client, fan_out),
         **_sampling_options(client),
         "limits": {
             "job_timeout_s": settings.job_timeout_s,
@@ -75,14 +71,13 @@ def worker_info(
     }
 
 
-def _models(client: ComfyClient) -> dict[str, list[str]]:
+def _models(client: ComfyClient, fan_out: FanOut) -> dict[str, list[str]]:
     try:
         folders = [str(f) for f in client.models_folders()]
     except ComfyUIUnavailable as exc:
         log.warning("info: ComfyUI would not list model folders: %s", exc.message)
         return {}
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        listed = dict(zip(folders, pool.map(_safe_models(client), folders)))
+    listed = dict(zip(folders, fan_out(_safe_models(client), folders)))
     return {folder: files for folder, files in listed.items() if files}
 
 

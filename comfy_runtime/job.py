@@ -11,60 +11,44 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .cleanup import JobCleaner
-from .client import ComfyClient, HistoryEntry
+from .blocking import Pools
+from .client import ComfyClient
 from .contract import JobInput, JobOutput, parse_job_input
-from .conversion import convert_image
-from .delivery import deliver
-from .errors import JobError
+from .delivery import convert_image, deliver
+from .errors import ComfyUIUnavailable
 from .event_hub import EventHub
-from .folders import ComfyFolders
 from .graph_checks import check_graph
-from .isolation import isolate, job_folder, public_subfolder
-from .media import InputLimits, decode_inputs, upload_inputs
+from .inputs import InputLimits, decode_inputs, upload_inputs
+from .job_files import ComfyFolders, FileRef, JobCleaner, isolate, job_folder, public_subfolder
 from .outputs import collect_outputs, fetch_outputs, websocket_outputs
 from .progress import ProgressReporter, ProgressSink
-from .prompt_run import STOP_GRACE_S, PromptRun, RunOutcome
+from .prompt_run import STOP_GRACE_S, HealthCheck, PromptRun
+from .run_record import FinishedRun
 from .settings import Settings
 from .workflows import WorkflowRegistry
 
+if TYPE_CHECKING:
+    from .storage import ObjectStore
+
 log = logging.getLogger(__name__)
 
-HealthCheck = Callable[[], None]
 
-
-@dataclass
+@dataclass(frozen=True)
 class JobContext:
-    """What every job shares: the settings and the ComfyUI it talks to."""
+    """What every job uses; the worker owns all of it (and closes it), a job only borrows."""
 
     settings: Settings
     client: ComfyClient
+    events: EventHub
+    pools: Pools
     workflows: WorkflowRegistry
-    cleaner: JobCleaner | None = None
-    folders: ComfyFolders | None = None  # ComfyUI's folders, when they are on this machine
-    events: EventHub = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.events = EventHub(self.client.ws_url)
-    store: Any = None  # ObjectStore | None; typed loosely so boto3 loads only when configured
-    health_check: HealthCheck = field(default=lambda: None)
-    # Cleanup runs after the result is handed back: it is not the client's time to spend.
-    cleanup_pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="cleanup")
-    )
-    pending_cleanups: set[Future[None]] = field(default_factory=set)
-    run_pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=16, thread_name_prefix="prompt")
-    )
-
-    def drain_cleanups(self, timeout_s: float = 30.0) -> None:
-        """Wait until every finished job's files are gone."""
-        wait(list(self.pending_cleanups), timeout=timeout_s)
+    cleaner: JobCleaner
+    folders: ComfyFolders | None  # ComfyUI's folders, when they are on this machine
+    store: ObjectStore | None
+    health_check: HealthCheck
 
 
 @dataclass
@@ -84,14 +68,10 @@ class _Timer:
 
 async def run_job(
     ctx: JobContext, job_id: str, raw_input: Any, *, progress: ProgressSink | None = None
-) -> dict[str, Any]:
-    """The job's JSON result: the output shape on success, the error shape on failure."""
-    try:
-        job_input = parse_job_input(raw_input)
-        return await _Job(ctx, job_id, job_input, progress).run()
-    except JobError as exc:
-        log.warning("job %s failed: %s: %s", job_id, exc.code, exc.message)
-        return exc.to_output()
+) -> JobOutput:
+    """The job's output; a failure is raised as the `JobError` that says why."""
+    job_input = parse_job_input(raw_input)
+    return await _Job(ctx, job_id, job_input, progress).run()
 
 
 class _Job:
@@ -106,9 +86,9 @@ class _Job:
         self.prompt_id = str(uuid.uuid4())
         self.timer = _Timer()
         self.queued = False
-        self.history: HistoryEntry | None = None
+        self.finished: FinishedRun | None = None
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self) -> JobOutput:
         settings = self.ctx.settings
         timeout_s = self.input.timeout_s or settings.job_timeout_s
         deadline = time.monotonic() + timeout_s
@@ -127,13 +107,10 @@ class _Job:
             )
             graph = await asyncio.to_thread(self._prepare_inputs, graph)
             self.timer.mark("inputs")
-            outcome = await self._execute(graph, deadline, timeout_s)
-            result = await asyncio.to_thread(self._collect, outcome, graph)
-            return result
+            finished = await self._execute(graph, deadline, timeout_s)
+            return await asyncio.to_thread(self._collect, finished, graph)
         finally:
-            future = self.ctx.cleanup_pool.submit(self._clean)
-            self.ctx.pending_cleanups.add(future)
-            future.add_done_callback(self.ctx.pending_cleanups.discard)
+            self.ctx.pools.after_job(self._clean)
 
     # --- steps ------------------------------------------------------------------------------
     def _prepare_inputs(self, graph: dict[str, Any]) -> dict[str, Any]:
@@ -148,13 +125,14 @@ class _Job:
             allow_private_urls=settings.allow_private_urls,
             extra_suffixes=settings.extra_input_suffixes,
         )
-        prepared = decode_inputs(self.input.images, limits)
+        prepared = decode_inputs(self.input.images, limits, self.ctx.pools.fan_out)
         uploaded = upload_inputs(
-            self.ctx.client, prepared, folder=self.folder, folders=self.ctx.folders
+            self.ctx.client, prepared, folder=self.folder, folders=self.ctx.folders,
+            fan_out=self.ctx.pools.fan_out,
         )
         return isolate(graph, self.folder, uploaded)
 
-    async def _execute(self, graph: dict[str, Any], deadline: float, timeout_s: float) -> RunOutcome:
+    async def _execute(self, graph: dict[str, Any], deadline: float, timeout_s: float) -> FinishedRun:
         on_event = None
         if self.progress is not None:
             on_event = ProgressReporter(graph, self.progress)
@@ -172,7 +150,7 @@ class _Job:
         # starve the short steps of other jobs in asyncio's shared pool.
         loop = asyncio.get_running_loop()
         task = asyncio.ensure_future(
-            loop.run_in_executor(self.ctx.run_pool, run.run, deadline, timeout_s)
+            loop.run_in_executor(self.ctx.pools.runs, run.run, deadline, timeout_s)
         )
         try:
             return await asyncio.shield(task)
@@ -188,16 +166,16 @@ class _Job:
         key = self.input.comfy_org_api_key or self.ctx.settings.comfy_org_api_key
         return {"api_key_comfy_org": key.get_secret_value()} if key else None
 
-    def _collect(self, outcome: RunOutcome, graph: dict[str, Any]) -> dict[str, Any]:
+    def _collect(self, finished: FinishedRun, graph: dict[str, Any]) -> JobOutput:
         self.timer.mark("run")
-        self.history = outcome.history
+        self.finished = finished
         options = self.input.output
-        refs, texts = collect_outputs(outcome.history, include_previews=options.include_previews)
-        files = fetch_outputs(self.ctx.client, refs, self.ctx.folders)
-        files += websocket_outputs(outcome.ws_images, graph)
+        refs, texts = collect_outputs(finished.outputs, include_previews=options.include_previews)
+        files = fetch_outputs(self.ctx.client, refs, self.ctx.folders, self.ctx.pools.fan_out)
+        files += websocket_outputs(finished.frames, graph)
         if options.format:
             files = [convert_image(f, options.format, options.quality) for f in files]
-        output = JobOutput(prompt_id=outcome.prompt_id, text=texts)
+        output = JobOutput(prompt_id=finished.prompt_id, text=texts)
         if not files and not texts:
             output.errors.append(
                 "the workflow ran but produced no outputs (is there a SaveImage or other "
@@ -211,6 +189,7 @@ class _Job:
             store=self.ctx.store,
             max_response_bytes=self.ctx.settings.max_response_bytes,
             other_bytes=text_bytes,
+            fan_out=self.ctx.pools.fan_out,
         )
         for file, item in zip(files, delivered):
             item.subfolder = public_subfolder(item.subfolder, self.folder)
@@ -218,25 +197,39 @@ class _Job:
         self.timer.mark("outputs")
         output.timings_ms = {
             "inputs": self.timer.marks.get("inputs", 0.0),
-            "queued": outcome.queued_ms,
-            "execution": outcome.execution_ms,
+            "queued": finished.queued_ms,
+            "execution": finished.execution_ms,
             "run": self.timer.marks["run"],
             "outputs": self.timer.marks["outputs"],
             "total": self.timer.total(),
-            "nodes": outcome.node_ms,
+            "nodes": finished.node_ms,
         }
-        return output.to_json()
+        return output
 
     def _clean(self) -> None:
-        if self.ctx.cleaner is None:
-            return
         try:
             self.ctx.cleaner.clean(
                 job_id=self.job_id,
                 folder=self.folder,
                 prompt_id=self.prompt_id if self.queued else None,
-                history=self.history,
+                written=self._written_files(),
             )
         except Exception:  # cleanup must never turn a result into a failure
             log.exception("job %s: cleanup failed", self.job_id)
 
+    def _written_files(self) -> list[FileRef]:
+        # The run's record lists every file it wrote, previews and partial outputs of a failed
+        # run included, whatever the job chose to return.
+        finished = self.finished
+        if finished is None and self.queued and self.ctx.folders is not None:
+            try:
+                entry = self.ctx.client.history(self.prompt_id)
+            except ComfyUIUnavailable as exc:
+                log.warning("job %s: cleanup could not read the history: %s", self.job_id,
+                            exc.message)
+                return []
+            finished = FinishedRun.from_history(self.prompt_id, entry) if entry else None
+        if finished is None:
+            return []
+        refs, _ = collect_outputs(finished.outputs, include_previews=True)
+        return [(ref.folder_type, ref.subfolder, ref.filename) for ref in refs]

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import io
 import mimetypes
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from .client import ComfyClient, HistoryEntry
+from .blocking import FanOut, serial
+from .client import ComfyClient
 from .contract import MediaKind, TextOutput
 from .errors import ComfyUIUnavailable
-from .events import BinaryFrame
-from .folders import ComfyFolders
+from .events import PreviewFrame
+from .job_files import ComfyFolders
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"}
 VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"}
@@ -34,7 +34,6 @@ _EXTRA_TYPES = {
     ".mkv": "video/x-matroska",
     ".avif": "image/avif",
 }
-_FETCH_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -105,12 +104,12 @@ def _kind(filename: str, key: str) -> MediaKind:
 
 
 def collect_outputs(
-    history: HistoryEntry, *, include_previews: bool
+    outputs: dict[str, dict[str, Any]], *, include_previews: bool
 ) -> tuple[list[OutputRef], list[TextOutput]]:
-    """Every file and text output of a finished run, in node order."""
+    """Every file and text output of a finished run (`FinishedRun.outputs`), in node order."""
     files: list[OutputRef] = []
     texts: list[TextOutput] = []
-    for node_id, node_outputs in history.outputs.items():
+    for node_id, node_outputs in outputs.items():
         animated_flags = node_outputs.get("animated") or []
         for key, items in node_outputs.items():
             if key == "animated" or not isinstance(items, list):
@@ -139,12 +138,12 @@ def collect_outputs(
 
 
 def fetch_outputs(
-    client: ComfyClient, refs: list[OutputRef], folders: ComfyFolders | None = None
+    client: ComfyClient,
+    refs: list[OutputRef],
+    folders: ComfyFolders | None = None,
+    fan_out: FanOut = serial,
 ) -> list[OutputFileData]:
     """Every reported file, read from disk when ComfyUI's folders are here, else downloaded."""
-    if not refs:
-        return []
-
     def fetch(ref: OutputRef) -> OutputFileData:
         local = folders.existing(ref.folder_type, ref.subfolder, ref.filename) if folders else None
         if local is not None:
@@ -163,14 +162,11 @@ def fetch_outputs(
             mime = guess_mime(ref.filename)
         return OutputFileData(ref=ref, filename=ref.filename, data=data, mime_type=mime)
 
-    if len(refs) == 1:
-        return [fetch(refs[0])]
-    with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(refs))) as pool:
-        return list(pool.map(fetch, refs))
+    return fan_out(fetch, refs)
 
 
 def websocket_outputs(
-    frames: list[tuple[str, BinaryFrame]], graph: dict[str, Any]
+    frames: list[tuple[str, PreviewFrame]], graph: dict[str, Any]
 ) -> list[OutputFileData]:
     """Images SaveImageWebsocket sent over the websocket: outputs that never touch the disk."""
     results: list[OutputFileData] = []

@@ -2,6 +2,10 @@
 
 A report is `{"status", "node", "class_type", "step", "max", "percent"}`; `percent` is of the
 whole graph: nodes done plus the running node's share, over the nodes that will run.
+
+Each report costs the platform's SDK a thread and an HTTP request, so events are coalesced:
+at most one report per `min_interval_s` (4 a second by default), whatever ComfyUI sends, plus
+one with the final state when the run ends (so a client sees 100%).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .events import ComfyEvent
+from .events import Cached, Event, NodeStarted, Progress, RunEnded
 
 ProgressSink = Callable[[dict[str, Any]], None]
 
@@ -20,29 +24,27 @@ class ProgressReporter:
         self._graph = graph
         self._sink = sink
         self._min_interval_s = min_interval_s
-        self._last_sent = 0.0
+        self._last_sent: float | None = None
         self._to_run = len(graph)
         self._done: set[str] = set()
         self._node: str | None = None
         self._step: tuple[int, int] | None = None
 
-    def __call__(self, event: ComfyEvent) -> None:
-        force = False
-        if event.type == "execution_cached":
-            cached = [str(n) for n in event.data.get("nodes", [])]
-            self._to_run = max(1, len(self._graph) - len(cached))
-        elif event.type == "executing":
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Cached):
+            self._to_run = max(1, len(self._graph) - len(event.nodes))
+        elif isinstance(event, (NodeStarted, RunEnded)):
             if self._node is not None:
                 self._done.add(self._node)
-            self._node, self._step = event.node, None
-            force = event.node is None
-        elif event.type == "progress":
-            self._step = (int(event.data.get("value", 0)), int(event.data.get("max", 0) or 0))
-            force = self._step[0] == self._step[1]
+            self._node = event.node if isinstance(event, NodeStarted) else None
+            self._step = None
+        elif isinstance(event, Progress):
+            self._step = (event.value, event.max)
         else:
             return
         now = time.monotonic()
-        if force or now - self._last_sent >= self._min_interval_s:
+        due = self._last_sent is None or now - self._last_sent >= self._min_interval_s
+        if due or isinstance(event, RunEnded):
             self._last_sent = now
             self._sink(self.snapshot())
 

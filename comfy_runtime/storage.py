@@ -25,7 +25,6 @@ import mimetypes
 import random
 import threading
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -38,6 +37,7 @@ from .bucket_location import (
     resolve_location,
 )
 from .errors import UploadFailed
+from .job_files import safe_filename
 from .settings import Settings
 
 if TYPE_CHECKING:  # boto3 costs ~0.3 s to import; the worker's cold start only pays it on use
@@ -71,23 +71,10 @@ class StoredObject:
     size: int
 
 
-def safe_name(name: str, *, fallback: str = "output") -> str:
-    """Reduce a file name (or id) to one harmless key segment, keeping it readable.
-
-    Only the last path component survives, control characters go, and names that mean
-    something to path resolvers ("", ".", "..") are replaced.
-    """
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C").strip()
-    if base in ("", ".", ".."):
-        return fallback
-    if len(base) > _MAX_NAME_CHARS:
-        stem, dot, ext = base.rpartition(".")
-        if dot and 0 < len(ext) <= 16 and stem:
-            base = stem[: _MAX_NAME_CHARS - len(ext) - 1] + "." + ext
-        else:
-            base = base[:_MAX_NAME_CHARS]
-    return base
+def key_segment(name: str, *, fallback: str = "output") -> str:
+    """One harmless, readable key segment for a file name or id (`job_files.safe_filename`
+    keeping Unicode letters, which object stores allow, and longer names)."""
+    return safe_filename(name, fallback=fallback, keep_unicode=True, max_chars=_MAX_NAME_CHARS)
 
 
 class ObjectStore:
@@ -162,8 +149,8 @@ class ObjectStore:
     def key_for(self, job_id: str, filename: str) -> str:
         return join_key_parts(
             self._location.key_prefix,
-            safe_name(job_id, fallback="job"),
-            safe_name(filename),
+            key_segment(job_id, fallback="job"),
+            key_segment(filename),
         )
 
     # --- client ------------------------------------------------------------------------

@@ -1,56 +1,84 @@
-"""The worker's life across jobs: boot, warmup, and keeping ComfyUI healthy between jobs.
+"""The worker's life across jobs: it owns ComfyUI's child, the client, the websocket and the
+pools, runs the warmup, keeps ComfyUI healthy between jobs, and gives each job a typed outcome.
 
-`job.py` runs one job; this module decides what happens around it: a ComfyUI that died is
-restarted (and warmed up again) before the next job, and a worker that keeps crashing, or
-whose GPU reported a CUDA error, asks the platform to replace it (`refresh_worker`).
+`job.py` runs one job; this module decides what happens around it, from the error's type and
+fields: a ComfyUI that died is restarted (and warmed up again) before the next job; a GPU
+that reported a fatal error, or a ComfyUI that died `MAX_CRASHES` times within
+`CRASH_WINDOW_S`, makes the worker ask the platform to replace it (`refresh_worker`); out of
+GPU memory, ComfyUI is asked to unload its models. The edge (`handler.respond`) turns the
+outcome into the client's JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .cleanup import JobCleaner
+from .blocking import Pools
 from .client import ComfyClient
-from .errors import ComfyUIUnavailable, JobError, UploadFailed
-from .folders import ComfyFolders
+from .contract import JobOutput
+from .errors import ComfyUIUnavailable, ExecutionFailed, JobError, UploadFailed
+from .event_hub import EventHub
 from .info import worker_info
 from .job import JobContext, run_job
-from .process import ComfyProcess
+from .job_files import ComfyFolders, JobCleaner
 from .progress import ProgressSink
 from .settings import Settings
+from .supervision import MAX_CRASHES, ComfyProcess
 from .workflows import WorkflowRegistry
+
+if TYPE_CHECKING:
+    from .storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
-# After this many ComfyUI deaths the worker asks to be replaced rather than restart again.
-MAX_CRASHES = 3
-_FATAL_GPU_MARKERS = (
-    "CUDA error",
-    "illegal memory access",
-    "device-side assert",
-    "CUBLAS_STATUS",
-    "cuDNN error",
-    "NVML",
-)
+
+class WorkerState(enum.Enum):
+    STARTING = "starting"  # waiting for ComfyUI to answer, then the warmup
+    READY = "ready"
+    RESTARTING = "restarting"  # ComfyUI died; bringing it back before the next job
+    BROKEN = "broken"  # ComfyUI cannot be brought back: every job asks for a fresh worker
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    result: JobOutput | dict[str, Any]
+    refresh_worker: bool = False
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: JobError
+    refresh_worker: bool = False
+
+
+Outcome = Succeeded | Failed
 
 
 class Worker:
     def __init__(self, settings: Settings, process: ComfyProcess | None = None) -> None:
         self.settings = settings
         self.process = process
-        self.client = ComfyClient(settings.comfyui_base_url, timeout_s=settings.comfyui_http_timeout_s)
-        self.crashes = 0
+        self.state = WorkerState.STARTING
         self.warmup_ms: float | None = None
+        self.client = ComfyClient(settings.comfyui_base_url,
+                                  timeout_s=settings.comfyui_http_timeout_s)
+        self.events = EventHub(self.client.ws_url)
+        self.pools = Pools()
         self._restart_lock = asyncio.Lock()
         folders = _local_folders(settings, launched=process is not None)
         self.ctx = JobContext(
             settings=settings,
             client=self.client,
+            events=self.events,
+            pools=self.pools,
             workflows=WorkflowRegistry(settings.workflows_dir),
             cleaner=JobCleaner(self.client, folders),
             folders=folders if settings.comfyui_local_files else None,
@@ -77,24 +105,29 @@ class Worker:
                     ) from exc
                 time.sleep(0.25)
 
-    async def warmup(self) -> dict[str, Any] | None:
-        """Run the warmup workflow once; returns its result, or None when disabled."""
+    async def warmup(self) -> Outcome | None:
+        """Run the warmup workflow once; its outcome, or None when disabled."""
         choice = self.settings.warmup_workflow.strip()
         if choice.lower() in ("", "none", "off", "false"):
             log.info("warmup disabled (WARMUP_WORKFLOW=none)")
+            self.state = WorkerState.READY
             return None
         started = time.perf_counter()
         job_input = await asyncio.to_thread(self._warmup_input, choice)
-        result = await run_job(self.ctx, "warmup", job_input)
+        try:
+            outcome: Outcome = Succeeded(await run_job(self.ctx, "warmup", job_input))
+        except JobError as exc:
+            outcome = Failed(exc)
         self.warmup_ms = round((time.perf_counter() - started) * 1000, 1)
-        if "error" in result:
-            message = f"warmup workflow {choice!r} failed: {result['error']}"
+        if isinstance(outcome, Failed):
+            message = f"warmup workflow {choice!r} failed: {outcome.error.message}"
             if self.settings.warmup_required:
-                raise ComfyUIUnavailable(message + " (WARMUP_REQUIRED=true)", result.get("details"))
+                raise ComfyUIUnavailable(message + " (WARMUP_REQUIRED=true)", outcome.error.details)
             log.error("%s; going on without it (set WARMUP_REQUIRED=true to stop instead)", message)
         else:
             log.info("warmup workflow %r done in %.0f ms", choice, self.warmup_ms)
-        return result
+        self.state = WorkerState.READY
+        return outcome
 
     def _warmup_input(self, choice: str) -> dict[str, Any]:
         if choice.lower() != "auto":
@@ -110,31 +143,39 @@ class Worker:
         return {"workflow": "warmup"}
 
     # --- jobs -------------------------------------------------------------------------------
-    async def handle(self, job: dict[str, Any], progress: ProgressSink | None = None) -> dict[str, Any]:
+    async def handle(self, job: dict[str, Any], progress: ProgressSink | None = None) -> Outcome:
         job_id = str(job.get("id") or "local")
         try:
             await self._ensure_comfyui()
         except JobError as exc:
+            self.state = WorkerState.BROKEN
             log.error("job %s: ComfyUI cannot be brought back: %s", job_id, exc.message)
-            return {**exc.to_output(), "refresh_worker": True}
+            return Failed(exc, refresh_worker=True)
         raw_input = job.get("input")
         if isinstance(raw_input, dict) and raw_input.get("info") is True:
             return await self._info()
-        result = await run_job(self.ctx, job_id, raw_input, progress=progress)
-        return self._after_job(job_id, result)
-
-    async def _info(self) -> dict[str, Any]:
         try:
-            return await asyncio.to_thread(
+            outcome: Outcome = Succeeded(
+                await run_job(self.ctx, job_id, raw_input, progress=progress)
+            )
+        except JobError as exc:
+            log.warning("job %s failed: %s: %s", job_id, exc.code, exc.message)
+            outcome = Failed(self._with_death(exc))
+        return await self._after_job(job_id, outcome)
+
+    async def _info(self) -> Outcome:
+        try:
+            return Succeeded(await asyncio.to_thread(
                 worker_info,
                 self.client,
                 self.settings,
                 self.ctx.workflows,
                 store_configured=self.ctx.store is not None,
                 warmup_ms=self.warmup_ms,
-            )
+                fan_out=self.pools.fan_out,
+            ))
         except JobError as exc:
-            return exc.to_output()
+            return Failed(exc)
 
     async def _ensure_comfyui(self) -> None:
         if self.process is None or self.process.exit_code is None:
@@ -142,33 +183,37 @@ class Worker:
         async with self._restart_lock:
             if self.process.exit_code is None:
                 return  # another job restarted it while we waited
+            self.state = WorkerState.RESTARTING
             log.warning("ComfyUI is down (exit code %s); restarting it", self.process.exit_code)
             await asyncio.to_thread(self.process.restart, self.settings.comfyui_boot_timeout_s)
             await self.warmup()
 
-    def _after_job(self, job_id: str, result: dict[str, Any]) -> dict[str, Any]:
-        code = result.get("error_code")
-        died = self.process is not None and self.process.exit_code is not None
-        if code == "comfyui_unavailable" and died:
-            assert self.process is not None
-            self.crashes += 1
-            result.setdefault("details", {})
-            if isinstance(result["details"], dict):
-                result["details"].setdefault("exit_code", self.process.exit_code)
-                result["details"].setdefault("log_tail", self.process.log_tail(20))
-            log.error("job %s: ComfyUI died (crash %d of %d allowed)", job_id, self.crashes,
-                      MAX_CRASHES)
-            if self.crashes >= MAX_CRASHES:
-                result["refresh_worker"] = True
-        if code == "execution_failed" and _is_fatal_gpu_error(result):
+    def _with_death(self, error: JobError) -> JobError:
+        """ComfyUI being unreachable because our child died says more: its exit code and log."""
+        if not isinstance(error, ComfyUIUnavailable) or error.comfyui_died or self.process is None:
+            return error
+        try:
+            self.process.check_alive()
+        except ComfyUIUnavailable as death:
+            return ComfyUIUnavailable(error.message, [*death.details, *error.details],
+                                      comfyui_died=True)
+        return error
+
+    async def _after_job(self, job_id: str, outcome: Outcome) -> Outcome:
+        refresh = self.settings.refresh_worker
+        error = outcome.error if isinstance(outcome, Failed) else None
+        if isinstance(error, ExecutionFailed) and error.fatal_gpu:
             log.error("job %s: the GPU reported a fatal error; asking for a fresh worker", job_id)
-            result["refresh_worker"] = True
-        elif code == "execution_failed" and "ran out of memory" in result.get("error", ""):
+            refresh = True
+        elif isinstance(error, ExecutionFailed) and error.out_of_memory:
             # ComfyUI keeps what it loaded; give the next job the whole GPU.
-            self._free_memory(job_id)
-        if self.settings.refresh_worker:
-            result["refresh_worker"] = True
-        return result
+            await asyncio.to_thread(self._free_memory, job_id)
+        deaths = self.process.crashes.count() if self.process is not None else 0
+        if deaths >= MAX_CRASHES:
+            log.error("job %s: ComfyUI died %d times recently; asking for a fresh worker",
+                      job_id, deaths)
+            refresh = True
+        return replace(outcome, refresh_worker=refresh)
 
     def _free_memory(self, job_id: str) -> None:
         try:
@@ -177,19 +222,20 @@ class Worker:
         except ComfyUIUnavailable as exc:
             log.warning("job %s: could not ask ComfyUI to free memory: %s", job_id, exc.message)
 
+    def drain_cleanups(self, timeout_s: float = 30.0) -> None:
+        """Wait until every finished job's files are gone."""
+        self.pools.drain(timeout_s)
+
     def close(self) -> None:
-        self.ctx.drain_cleanups()
-        self.ctx.cleanup_pool.shutdown(wait=True)
-        self.ctx.run_pool.shutdown(wait=False, cancel_futures=True)
-        self.ctx.events.close()
+        """Release everything the worker owns, ComfyUI's child last."""
+        if self.state is WorkerState.CLOSED:
+            return
+        self.state = WorkerState.CLOSED
+        self.pools.close()
+        self.events.close()
         self.client.close()
         if self.process is not None:
             self.process.stop()
-
-
-def _is_fatal_gpu_error(result: dict[str, Any]) -> bool:
-    text = json.dumps(result.get("details", ""))
-    return any(marker in text for marker in _FATAL_GPU_MARKERS)
 
 
 def _warmup_graph(choice: str) -> dict[str, Any] | str:
@@ -209,7 +255,7 @@ def _local_folders(settings: Settings, *, launched: bool) -> ComfyFolders | None
     return ComfyFolders(settings.input_dir, settings.output_dir, settings.temp_dir)
 
 
-def _object_store(settings: Settings) -> Any:
+def _object_store(settings: Settings) -> ObjectStore | None:
     if not settings.object_store_configured:
         return None
     from .storage import ObjectStore  # boto3 loads only when a store is configured

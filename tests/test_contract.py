@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from comfy_runtime.contract import JobOutput, OutputFile, parse_job_input
+from comfy_runtime.contract import SCHEMA_PATH, JobOutput, OutputFile, parse_job_input, render_schema
 from comfy_runtime.errors import InvalidInput
 
 
@@ -55,3 +55,7 @@ def test_output_leaves_out_empty_groups_for_worker_comfyui_clients() -> None:
     data = JobOutput(images=[item], prompt_id="p").to_json()
     assert set(data) == {"images", "prompt_id", "timings_ms"}
     assert set(data["images"][0]) >= {"filename", "type", "data", "node_id", "mime_type"}
+
+
+def test_the_published_job_schema_is_current() -> None:
+    assert SCHEMA_PATH.read_text() == render_schema(), "run: python -m comfy_runtime.contract"

@@ -62,7 +62,7 @@ def test_too_large_without_a_store_says_what_to_configure() -> None:
         deliver(_files(60_000), delivery="auto", job_id="j", store=None, max_response_bytes=50_000)
     assert "BUCKET_ENDPOINT_URL" in caught.value.message
     assert caught.value.code == "output_too_large"
-    assert caught.value.details["size_bytes"] > 50_000
+    assert caught.value.details[0]["size_bytes"] > 50_000
 
 
 def test_s3_without_a_store_is_invalid_input() -> None:

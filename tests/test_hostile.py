@@ -42,11 +42,11 @@ from comfy_runtime import address_policy, url_fetch
 from comfy_runtime.contract import InputFile
 from comfy_runtime.errors import InvalidInput
 from comfy_runtime.graph_checks import MAX_VALUE_DEPTH, check_graph, check_nesting
-from comfy_runtime.media import InputLimits, decode_inputs
+from comfy_runtime.inputs import InputLimits, decode_inputs
 from comfy_runtime.settings import Settings
 from tests.comfy_double import ComfyDouble
 from tests.comfy_double.faults import Faults
-from tests.conftest import WorkerHarness
+from tests.harness import WorkerHarness
 from tests.images import open_image, png_b64, png_bytes
 
 pytestmark = pytest.mark.timeout(60)

@@ -6,8 +6,7 @@ import json
 
 from pydantic import SecretStr
 
-from comfy_runtime.schema import SCHEMA_PATH, render
-from tests.conftest import WorkerHarness
+from tests.harness import WorkerHarness
 
 
 def test_info_lists_what_comfyui_has(harness: WorkerHarness) -> None:
@@ -30,30 +29,6 @@ def test_info_never_shows_secrets(comfy_double) -> None:
     text = json.dumps(harness.run({"info": True}))
     assert "very-secret" not in text
     assert '"comfy_org_api_key_configured": true' in text
-
-
-def test_the_published_job_schema_is_current() -> None:
-    assert SCHEMA_PATH.read_text() == render(), "run: python -m comfy_runtime.schema"
-
-
-def test_auto_warmup_loads_the_default_checkpoint(harness: WorkerHarness) -> None:
-    import asyncio
-
-    result = asyncio.run(harness.worker.warmup())
-    assert "images" in result
-    (prompt,) = harness.double.prompts
-    assert prompt["prompt"]["4"]["inputs"]["ckpt_name"] == "random-sd15.safetensors"
-    assert prompt["prompt"]["3"]["inputs"]["steps"] == 1
-    assert harness.worker.warmup_ms is not None
-
-
-def test_auto_warmup_without_models_is_model_free(harness: WorkerHarness) -> None:
-    import asyncio
-
-    harness.double.models = {"checkpoints": []}
-    assert "images" in asyncio.run(harness.worker.warmup())
-    (prompt,) = harness.double.prompts
-    assert {n["class_type"] for n in prompt["prompt"].values()} == {"EmptyImage", "PreviewImage"}
 
 
 def test_extra_extensions_setting_is_parsed() -> None:

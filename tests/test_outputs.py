@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from comfy_runtime.client import HistoryEntry
+from comfy_runtime.wire import HistoryEntry
 from comfy_runtime.outputs import collect_outputs, guess_mime
 from tests.recordings import history_entry, recording
 
 
-def _summary_history(case: str) -> HistoryEntry:
-    return HistoryEntry(outputs=recording("nonimage_summary.json")[case]["outputs"])
+def _summary_history(case: str) -> dict[str, dict[str, Any]]:
+    return HistoryEntry(outputs=recording("nonimage_summary.json")[case]["outputs"]).outputs
 
 
 @pytest.mark.parametrize(
@@ -49,13 +51,13 @@ def test_text_outputs() -> None:
 
 def test_previews_only_when_asked() -> None:
     history = HistoryEntry.model_validate(history_entry("prompt_preview.json"))
-    without, _ = collect_outputs(history, include_previews=False)
-    with_previews, _ = collect_outputs(history, include_previews=True)
+    without, _ = collect_outputs(history.outputs, include_previews=False)
+    with_previews, _ = collect_outputs(history.outputs, include_previews=True)
     assert [r.folder_type for r in without] == ["output"]
     assert sorted(r.folder_type for r in with_previews) == ["output", "temp"]
 
 
 def test_subfolder_is_kept() -> None:
     history = HistoryEntry.model_validate(history_entry("prompt_subfolder.json"))
-    (ref,), _ = collect_outputs(history, include_previews=False)
+    (ref,), _ = collect_outputs(history.outputs, include_previews=False)
     assert (ref.filename, ref.subfolder) == ("peer_sub_00001_.png", "sub")

@@ -22,6 +22,7 @@ import pytest
 
 from comfy_runtime.settings import Settings
 from comfy_runtime.worker import Worker
+from handler import respond
 from tests.images import open_image, png_b64
 
 URL = os.environ.get("COMFYUI_URL")
@@ -40,8 +41,8 @@ def worker() -> Worker:
 
 
 def run(worker: Worker, job_input: dict[str, Any]) -> dict[str, Any]:
-    result = asyncio.run(worker.handle({"id": "real", "input": job_input}))
-    worker.ctx.drain_cleanups()
+    result = respond(asyncio.run(worker.handle({"id": "real", "input": job_input})))
+    worker.drain_cleanups()
     return result
 
 
@@ -196,7 +197,7 @@ def test_a_killed_comfyui_is_reported_and_restarted() -> None:
     import socket
     import threading
 
-    from comfy_runtime.boot import launch_comfyui
+    from comfy_runtime.supervision import launch_comfyui
 
     if not (os.environ.get("COMFYUI_DIR") and os.environ.get("COMFYUI_PYTHON")) or not checkpoints():
         pytest.skip("set COMFYUI_DIR and COMFYUI_PYTHON to a ComfyUI with a checkpoint")
@@ -213,7 +214,7 @@ def test_a_killed_comfyui_is_reported_and_restarted() -> None:
         threading.Timer(8.0, lambda: _os.kill(first_pid, signal.SIGKILL)).start()
         result = run(own, slow)
         assert result["error_code"] == "comfyui_unavailable", result
-        assert result["details"]["exit_code"] == -signal.SIGKILL
+        assert result["details"][0]["exit_code"] == -signal.SIGKILL
         again = run(own, {"workflow": EMPTY})
         assert "images" in again, again
         assert process.pid != first_pid

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.comfy_double import ComfyDouble
-from tests.conftest import WorkerHarness
+from tests.harness import WorkerHarness
 from tests.images import png_b64
 from tests.s3_server import (
     TEST_ACCESS_KEY_ID,

@@ -18,10 +18,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from comfy_runtime.bucket_location import resolve_location
 from comfy_runtime.errors import UploadFailed
 from comfy_runtime.settings import Settings
-from comfy_runtime.bucket_location import resolve_location
-from comfy_runtime.storage import ObjectStore, StoredObject, safe_name
+from comfy_runtime.storage import ObjectStore, StoredObject, key_segment
+from comfy_runtime.worker import Failed
+from handler import respond
 from tests.s3_server import (
     TEST_ACCESS_KEY_ID,
     TEST_SECRET_ACCESS_KEY,
@@ -207,7 +209,7 @@ def test_no_bucket_is_a_configuration_error(url: str) -> None:
     with pytest.raises(UploadFailed, match="BUCKET_NAME") as info:
         ObjectStore(make_settings(url))
     assert info.value.code == "upload_failed"
-    assert TEST_SECRET_ACCESS_KEY not in json.dumps(info.value.to_output())
+    assert TEST_SECRET_ACCESS_KEY not in json.dumps(respond(Failed(info.value)))
 
 
 @pytest.mark.parametrize("url", ["ftp://host/b", "https://host:notaport/b", "   "])
@@ -247,12 +249,12 @@ def test_key_layout(prefix: str, expected: str) -> None:
         ("über straße.webp", "über straße.webp"),
     ],
 )
-def test_safe_name(name: str, expected: str) -> None:
-    assert safe_name(name) == expected
+def test_key_segment(name: str, expected: str) -> None:
+    assert key_segment(name) == expected
 
 
-def test_safe_name_bounds_length_and_keeps_extension() -> None:
-    name = safe_name("x" * 500 + ".png")
+def test_key_segment_bounds_length_and_keeps_extension() -> None:
+    name = key_segment("x" * 500 + ".png")
     assert len(name) <= 200 and name.endswith(".png")
 
 
@@ -395,7 +397,7 @@ def test_concurrent_uploads_share_one_client(
 
 def assert_no_credentials_leak(err: UploadFailed, caplog: pytest.LogCaptureFixture,
                                secret: str, key_id: str) -> None:
-    rendered = json.dumps(err.to_output()) + str(err) + repr(err.details)
+    rendered = json.dumps(respond(Failed(err))) + str(err) + repr(err.details)
     assert secret not in rendered
     assert key_id not in rendered
     # Every logger at DEBUG (botocore included) must not print the secret...
@@ -412,8 +414,8 @@ def test_missing_bucket(endpoint: str, caplog: pytest.LogCaptureFixture) -> None
     store = ObjectStore(make_settings(f"{endpoint}/{unique_bucket('absent')}"), **FAST)
     with pytest.raises(UploadFailed, match="NoSuchBucket") as info:
         store.upload(job_id="j", filename="x.png", data=b"x", content_type="image/png")
-    assert info.value.details["code"] == "NoSuchBucket"
-    assert info.value.details["attempts"] == 1  # not transient: no retries
+    assert info.value.details[0]["code"] == "NoSuchBucket"
+    assert info.value.details[0]["attempts"] == 1  # not transient: no retries
     assert_no_credentials_leak(info.value, caplog, TEST_SECRET_ACCESS_KEY, TEST_ACCESS_KEY_ID)
 
 
@@ -472,8 +474,8 @@ def test_bad_credentials(
         ObjectStore(settings, **FAST).upload(
             job_id="j", filename="x.png", data=b"x", content_type="image/png"
         )
-    assert info.value.details["code"] == code
-    assert info.value.details["attempts"] == 1
+    assert info.value.details[0]["code"] == code
+    assert info.value.details[0]["attempts"] == 1
     assert_no_credentials_leak(info.value, caplog, secret, key_id)
 
 
@@ -490,7 +492,7 @@ def test_dead_endpoint_fails_after_bounded_retries(caplog: pytest.LogCaptureFixt
     with pytest.raises(UploadFailed, match="EndpointConnectionError") as info:
         store.upload(job_id="j", filename="x.png", data=b"x", content_type="image/png")
     assert time.monotonic() - started < 10
-    assert info.value.details["attempts"] == 3
+    assert info.value.details[0]["attempts"] == 3
     retries = [
         r for r in caplog.records
         if r.name == "comfy_runtime.storage" and "retry" in r.getMessage()

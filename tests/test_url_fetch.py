@@ -241,9 +241,9 @@ def test_ip_literal_hosts_are_refused_without_a_lookup(url: str, address: str, k
     assert err.message.startswith(f"{FIELD}: ")
     assert kind in err.message
     assert "ALLOW_PRIVATE_URLS" in err.message
-    assert err.details["field"] == FIELD
-    assert err.details["reason"] == "address_not_allowed"
-    assert err.details["address"] == address
+    assert err.details[0]["field"] == FIELD
+    assert err.details[0]["reason"] == "address_not_allowed"
+    assert err.details[0]["address"] == address
 
 
 def test_decimal_ip_host_is_resolved_and_refused() -> None:
@@ -254,7 +254,7 @@ def test_decimal_ip_host_is_resolved_and_refused() -> None:
         pytest.skip("this libc does not read decimal IPv4 addresses")
     with pytest.raises(InvalidInput) as caught:
         fetch_url("http://2130706433:8188/prompt", _policy(), field=FIELD)
-    assert caught.value.details["address"] == "127.0.0.1"
+    assert caught.value.details[0]["address"] == "127.0.0.1"
     assert "loopback" in caught.value.message
 
 
@@ -285,7 +285,7 @@ def test_one_private_address_among_public_ones_refuses_the_name(answers: list[st
     resolver = FakeResolver({"mixed.example.test": answers})
     with pytest.raises(InvalidInput) as caught:
         fetch_url("http://mixed.example.test/", _policy(), field=FIELD, resolver=resolver)
-    assert caught.value.details["address"] == "10.0.0.1"
+    assert caught.value.details[0]["address"] == "10.0.0.1"
 
 
 @pytest.mark.parametrize(
@@ -316,14 +316,14 @@ def test_other_schemes_are_refused(url: str) -> None:
     scheme = url.split(":", 1)[0]
     assert f"scheme '{scheme}'" in caught.value.message
     assert caught.value.message.startswith(f"{FIELD}: ")
-    assert caught.value.details["reason"] == "scheme_not_allowed"
+    assert caught.value.details[0]["reason"] == "scheme_not_allowed"
 
 
 def test_unknown_host_is_a_fetch_failure() -> None:
     with pytest.raises(InputFetchFailed) as caught:
         fetch_url("http://nowhere.example.test/", _policy(), field=FIELD, resolver=_resolver())
     assert caught.value.code == "input_fetch_failed"
-    assert caught.value.details["reason"] == "dns_failed"
+    assert caught.value.details[0]["reason"] == "dns_failed"
 
 
 # --- connecting to what was checked --------------------------------------------------------
@@ -398,8 +398,8 @@ def test_redirect_to_a_private_address_is_refused(
         fetch_url(_public_url(public, "/go"), _policy(), field=FIELD, resolver=resolver)
     err = caught.value
     assert err.message.startswith(f"{FIELD}: URL redirect target host")
-    assert err.details["address"] == address
-    assert err.details["via_redirect"] is True
+    assert err.details[0]["address"] == address
+    assert err.details[0]["via_redirect"] is True
 
 
 def test_redirect_to_file_is_refused(public: _Server) -> None:
@@ -421,7 +421,7 @@ def test_redirects_are_bounded(public: _Server) -> None:
     public.requests.clear()
     with pytest.raises(InputFetchFailed) as caught:
         fetch_url(_public_url(public, "/hop6"), _policy(), field=FIELD, resolver=resolver)
-    assert caught.value.details["reason"] == "too_many_redirects"
+    assert caught.value.details[0]["reason"] == "too_many_redirects"
     assert "more than 5 times" in caught.value.message
     assert len(public.requests) == 6  # the first request and five redirects, no more
 
@@ -444,19 +444,19 @@ def test_404_names_status_and_url_without_credentials(public: _Server) -> None:
     for secret in ("hunter2", "topsecret", "AKIA"):
         assert secret not in err.message
         assert secret not in str(err.details)
-    assert err.details["status"] == 404
+    assert err.details[0]["status"] == 404
 
 
 def test_server_error_status(public: _Server) -> None:
     public.routes["/boom"] = lambda h: _reply(h, 503, b"later")
     with pytest.raises(InputFetchFailed) as caught:
         fetch_url(_public_url(public, "/boom"), _policy(), field=FIELD, resolver=_resolver())
-    assert caught.value.details == {
+    assert caught.value.details == [{
         "field": FIELD,
         "reason": "http_status",
         "status": 503,
         "url": _public_url(public, "/boom"),
-    }
+    }]
 
 
 def test_connection_refused() -> None:
@@ -467,7 +467,7 @@ def test_connection_refused() -> None:
         fetch_url(
             f"http://127.0.0.1:{closed_port}/", _policy(allow_private=True), field=FIELD
         )
-    assert caught.value.details["reason"] == "network_error"
+    assert caught.value.details[0]["reason"] == "network_error"
     assert caught.value.message.startswith(f"{FIELD}: downloading http://127.0.0.1:")
 
 
@@ -490,8 +490,8 @@ def test_declared_oversize_is_refused_before_reading(public: _Server) -> None:
         )
     err = caught.value
     assert "MAX_INPUT_BYTES" in err.message and str(MB) in err.message
-    assert err.details["reason"] == "too_large"
-    assert err.details["content_length"] == total
+    assert err.details[0]["reason"] == "too_large"
+    assert err.details[0]["content_length"] == total
     _assert_stopped_near_the_cap(public, total)
 
 
@@ -502,8 +502,8 @@ def test_undeclared_oversize_stops_reading_at_the_cap(public: _Server) -> None:
         fetch_url(
             _public_url(public, "/big"), _policy(max_bytes=MB), field=FIELD, resolver=_resolver()
         )
-    assert caught.value.details["reason"] == "too_large"
-    assert caught.value.details["content_length"] is None
+    assert caught.value.details[0]["reason"] == "too_large"
+    assert caught.value.details[0]["content_length"] is None
     _assert_stopped_near_the_cap(public, total)
 
 
@@ -523,7 +523,7 @@ def test_slow_drip_hits_the_total_deadline(public: _Server) -> None:
             _public_url(public, "/drip"), _policy(timeout_s=1.0), field=FIELD, resolver=_resolver()
         )
     elapsed = time.monotonic() - started
-    assert caught.value.details["reason"] == "timeout"
+    assert caught.value.details[0]["reason"] == "timeout"
     assert "1 s" in caught.value.message and "INPUT_FETCH_TIMEOUT_S" in caught.value.message
     assert 0.9 < elapsed < 2.0
 
@@ -535,7 +535,7 @@ def test_stalled_server_hits_the_deadline(public: _Server) -> None:
         fetch_url(
             _public_url(public, "/stall"), _policy(timeout_s=0.5), field=FIELD, resolver=_resolver()
         )
-    assert caught.value.details["reason"] == "timeout"
+    assert caught.value.details[0]["reason"] == "timeout"
     assert time.monotonic() - started < 1.5
 
 
@@ -598,6 +598,6 @@ def test_https_refuses_a_certificate_for_another_name(public_tls: _Server) -> No
     url = f"https://other.example.test:{public_tls.port}/secure.png"
     with pytest.raises(InputFetchFailed) as caught:
         fetch_url(url, _policy(), field=FIELD, resolver=resolver)
-    assert caught.value.details["reason"] == "network_error"
+    assert caught.value.details[0]["reason"] == "network_error"
     assert "certificate" in caught.value.message.lower()
     assert public_tls.requests == []

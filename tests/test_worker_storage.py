@@ -9,7 +9,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from tests.conftest import WorkerHarness
+from tests.harness import WorkerHarness
 from tests.images import open_image
 from tests.s3_server import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY, moto_server, s3_client, unique_bucket
 

@@ -136,7 +136,7 @@ def test_comfyui_killed_mid_job_fails_that_job_and_is_restarted(
         assert failed.get("output", {}).get("error_code") == "comfyui_unavailable", (
             f"{brief(failed)}\n{context(queue, worker)}")
         assert "ComfyUI" in failed["error"], brief(failed)
-        assert failed["output"]["details"]["exit_code"] == -signal.SIGKILL, brief(failed)
+        assert failed["output"]["details"][0]["exit_code"] == -signal.SIGKILL, brief(failed)
 
         queue.push("revived", invert_job())
         result = queue.wait_result("revived", BOOT_S)

@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from comfy_runtime.conversion import convert_image
+from comfy_runtime.delivery import convert_image
 from comfy_runtime.outputs import OutputFileData, OutputRef
 from tests.images import open_image, png_bytes
 

@@ -1,4 +1,4 @@
-"""Input decoding: base64 and data URIs are checked strictly, names are made safe."""
+"""Input decoding: base64 and data URIs are checked strictly, sizes and types too."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ import zlib
 
 import pytest
 
-from comfy_runtime.client import UploadedFile
 from comfy_runtime.contract import InputFile
 from comfy_runtime.errors import InvalidInput
-from comfy_runtime.isolation import isolate, job_folder, public_subfolder
-from comfy_runtime.media import InputLimits, decode_inputs
-from comfy_runtime.naming import safe_filename
+from comfy_runtime.inputs import InputLimits, decode_inputs
 from tests.images import png_b64, png_bytes
 
 LIMITS = InputLimits(max_bytes=1_000_000, max_pixels=4096 * 4096, max_inputs=4,
@@ -82,42 +79,6 @@ def test_limits_on_count_and_duplicates() -> None:
 
 def test_non_image_media_is_passed_as_is() -> None:
     assert _decode("clip.mp4", base64.b64encode(b"\x00\x00\x00\x20ftypisom").decode()).startswith(b"\x00")
-
-
-@pytest.mark.parametrize(
-    ("name", "safe"),
-    [
-        ("photo.png", "photo.png"),
-        ("../../etc/passwd", "passwd"),
-        ("..\\..\\win.ini", "win.ini"),
-        ("/abs/path/x.png", "x.png"),
-        ("a\x00b.png", "a_b.png"),
-        ("..", "input"),
-        ("we ird;name$.png", "we ird_name_.png"),
-    ],
-)
-def test_safe_filename(name: str, safe: str) -> None:
-    assert safe_filename(name) == safe
-
-
-def test_job_folder_is_one_safe_segment() -> None:
-    assert job_folder("../../x").startswith("job-x-")
-    assert job_folder("x") != job_folder("x")  # a retried job gets a fresh folder
-    assert "/" not in job_folder("a/b/c")
-
-
-def test_inputs_and_outputs_go_to_the_jobs_folder() -> None:
-    graph = {"1": {"class_type": "LoadImage", "inputs": {"image": "photo.png", "upload": "image"}},
-             "2": {"class_type": "X", "inputs": {"other": "photo.png.bak", "link": ["1", 0]}},
-             "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "video/out"}}}
-    uploaded = {"photo.png": UploadedFile(name="photo.png", subfolder="job-1", type="input")}
-    rewritten = isolate(graph, "job-1", uploaded)
-    assert rewritten["1"]["inputs"]["image"] == "job-1/photo.png"
-    assert rewritten["2"]["inputs"] == graph["2"]["inputs"]
-    assert rewritten["3"]["inputs"]["filename_prefix"] == "job-1/video/out"
-    assert graph["1"]["inputs"]["image"] == "photo.png"  # the caller's graph is not changed
-    assert public_subfolder("job-1/video", "job-1") == "video"
-    assert public_subfolder("job-1", "job-1") == ""
 
 
 def test_other_file_types_only_when_the_deployment_allows_them() -> None:

@@ -26,7 +26,7 @@ from pathlib import PurePosixPath
 from PIL import Image
 
 from .errors import InvalidInput
-from .naming import safe_filename
+from .job_files import safe_filename
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 IMAGE_FORMATS = ("BMP", "GIF", "JPEG", "PNG", "TIFF", "WEBP")

@@ -1,10 +1,10 @@
-"""A job's input files: base64, data URI or URL -> checked bytes -> uploaded to ComfyUI.
+"""A job's input files: base64, data URI or URL -> checked bytes -> stored for ComfyUI.
 
 Each job's files go to its own subfolder of ComfyUI's input directory, so jobs never see or
-overwrite each other's files and cleanup removes exactly one folder (see `isolation`).
+overwrite each other's files and cleanup removes exactly one folder (see `job_files`).
 
-What an input may be (its type and content) is `media_types`' call; this module checks
-the encoding and the size.
+What an input may be (its type and content) is `input_types`' call; this module checks
+the encoding and the size. Outputs have the mirror image in `outputs` and `delivery`.
 
 * Its size is checked before it is decoded, from the length of the text, so a huge base64
   string or data URI costs nothing beyond the string the platform already holds.
@@ -15,23 +15,23 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from .client import ComfyClient, UploadedFile
+from .blocking import FanOut, serial
+from .client import ComfyClient
 from .contract import InputFile
 from .errors import InvalidInput
-from .folders import ComfyFolders
-from .media_types import check_content, check_suffix
-from .naming import safe_filename
+from .input_types import check_content, check_suffix
+from .job_files import ComfyFolders, safe_filename
 from .url_fetch import UrlPolicy, fetch_url
+from .wire import UploadedFile
 
 _DATA_URI = re.compile(
     r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^,;]*)*),", re.IGNORECASE
 )
 _BASE64_WHITESPACE = re.compile(r"\s+")
-_UPLOAD_THREADS = 4
+
 
 @dataclass(frozen=True)
 class InputLimits:
@@ -49,7 +49,9 @@ class PreparedInput:
     data: bytes
 
 
-def decode_inputs(items: list[InputFile], limits: InputLimits) -> list[PreparedInput]:
+def decode_inputs(
+    items: list[InputFile], limits: InputLimits, fan_out: FanOut = serial
+) -> list[PreparedInput]:
     """Every input's bytes, checked; URL inputs are fetched several at a time."""
     if len(items) > limits.max_inputs:
         raise InvalidInput(
@@ -79,11 +81,7 @@ def decode_inputs(items: list[InputFile], limits: InputLimits) -> list[PreparedI
         check_content(item.name, data, f"images[{index}]", max_pixels=limits.max_pixels)
         return PreparedInput(name=item.name, data=data)
 
-    pairs = list(enumerate(items))
-    if len(pairs) <= 1:
-        return [decode(p) for p in pairs]
-    with ThreadPoolExecutor(max_workers=min(_UPLOAD_THREADS, len(pairs))) as pool:
-        return list(pool.map(decode, pairs))
+    return fan_out(decode, list(enumerate(items)))
 
 
 def upload_inputs(
@@ -92,6 +90,7 @@ def upload_inputs(
     *,
     folder: str,
     folders: ComfyFolders | None = None,
+    fan_out: FanOut = serial,
 ) -> dict[str, UploadedFile]:
     """Put each input into `folder` of ComfyUI's input directory (directly when it is on this
     machine, else by upload); maps the client's name to where it was stored."""
@@ -103,11 +102,7 @@ def upload_inputs(
         stored = folders.write_input(item.data, name, subfolder=folder) if folders else None
         return item.name, stored or client.upload(item.data, name, subfolder=folder)
 
-    pairs = list(zip(inputs, stored_names))
-    if len(pairs) <= 1:
-        return dict(upload(p) for p in pairs)
-    with ThreadPoolExecutor(max_workers=min(_UPLOAD_THREADS, len(pairs))) as pool:
-        return dict(pool.map(upload, pairs))
+    return dict(fan_out(upload, list(zip(inputs, stored_names))))
 
 
 def _distinct_safe_names(names: list[str]) -> list[str]:

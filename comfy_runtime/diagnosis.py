@@ -1,7 +1,10 @@
-"""What ComfyUI reports going wrong, as our errors: a refused prompt, a failed run.
+"""What ComfyUI's error reports mean, as the job errors a client sees (`errors`).
 
-A refusal becomes `WorkflowInvalid` (or `MissingModel`); a node that raised while running
-becomes `ExecutionFailed` with the node, the exception and the end of the traceback.
+`errors` is the tree of codes; this module reads ComfyUI's reports and picks the code and the
+words. A refused prompt becomes `WorkflowInvalid` (or `MissingModel`); a node that raised
+while running becomes `ExecutionFailed` with the node, the exception and the end of the
+traceback, and with the facts the worker acts on (`out_of_memory`, `fatal_gpu`) set here,
+where the report is read.
 
 ComfyUI answers `POST /prompt` with `{"error": {type, message, details}, "node_errors":
 {node_id: {class_type, errors: [{type, message, details, extra_info}]}}}`, either as a 400 or,
@@ -12,12 +15,11 @@ the input, and for a model that is not there, what is.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import ExecutionFailed, MissingModel, WorkflowInvalid
-
-if TYPE_CHECKING:  # client.py uses this module; the history type is only named here
-    from .client import HistoryEntry
+from .errors import ExecutionFailed, JobError, MissingModel, WorkflowInvalid
+from .events import ExecutionError
+from .run_record import FinishedRun
 
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
 _NODE_ID = re.compile(r"Node ID '#?([^']+)'")
@@ -119,48 +121,57 @@ def _graph_level_detail(error: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- failures while running ---------------------------------------------------------------
-def raise_for_failure(history: HistoryEntry) -> HistoryEntry:
-    error = history.message("execution_error")
-    if error is not None:
-        raise execution_error(error)
-    interrupted = history.message("execution_interrupted")
-    if interrupted is not None:
-        node = interrupted.get("node_id")
-        raise ExecutionFailed(
-            f"ComfyUI interrupted the run at node {node} ({interrupted.get('node_type')}): "
+# Errors after which the GPU (or its driver) is not trusted again in this process.
+_FATAL_GPU_MARKERS = (
+    "CUDA error",
+    "illegal memory access",
+    "device-side assert",
+    "CUBLAS_STATUS",
+    "cuDNN error",
+    "NVML",
+)
+
+
+def run_failure(run: FinishedRun) -> JobError | None:
+    """Why a finished run failed, or None when it succeeded."""
+    if run.error is not None:
+        return execution_error(run.error)
+    if run.interrupted is not None:
+        node = run.interrupted.node_id
+        return ExecutionFailed(
+            f"ComfyUI interrupted the run at node {node} ({run.interrupted.node_type}): "
             "something other than this job stopped it",
-            {"node_id": node, "class_type": interrupted.get("node_type")},
+            {"node_id": node, "class_type": run.interrupted.node_type},
         )
-    if history.status.status_str == "error":
-        raise ExecutionFailed("ComfyUI reports the run failed without saying why", [])
-    return history
+    if not run.succeeded:
+        return ExecutionFailed("ComfyUI reports the run failed without saying why", [])
+    return None
 
 
-def execution_error(data: dict[str, Any]) -> ExecutionFailed:
-    """The error for ComfyUI's `execution_error` message (from the websocket or history)."""
-    node_id = str(data.get("node_id"))
-    node_type = data.get("node_type")
-    exception_type = data.get("exception_type", "Exception")
-    message = str(data.get("exception_message", "")).strip()
-    traceback = [line.rstrip() for line in data.get("traceback", [])][-_TRACEBACK_LINES:]
+def execution_error(event: ExecutionError) -> ExecutionFailed:
+    """The error for ComfyUI's `execution_error` report (from the websocket or history)."""
+    message = event.exception_message.strip()
+    traceback = [line.rstrip() for line in event.traceback][-_TRACEBACK_LINES:]
     first_line = message.splitlines()[0] if message else ""
-    summary = f"node {node_id} ({node_type}) failed: {exception_type}: {first_line}".rstrip(": ")
-    if is_out_of_memory(exception_type, message):
+    summary = (
+        f"node {event.node_id} ({event.node_type}) failed: {event.exception_type}: {first_line}"
+    ).rstrip(": ")
+    out_of_memory = "OutOfMemory" in event.exception_type or "out of memory" in message.lower()
+    if out_of_memory:
         summary += (
             "; the GPU ran out of memory: use a smaller size or batch, or start ComfyUI with "
             "COMFYUI_ARGS=--lowvram"
         )
+    text = "\n".join([message, *event.traceback])
     return ExecutionFailed(
         summary,
         {
-            "node_id": node_id,
-            "class_type": node_type,
-            "exception_type": exception_type,
+            "node_id": event.node_id,
+            "class_type": event.node_type,
+            "exception_type": event.exception_type,
             "exception_message": message,
             "traceback": traceback,
         },
+        out_of_memory=out_of_memory,
+        fatal_gpu=any(marker in text for marker in _FATAL_GPU_MARKERS),
     )
-
-
-def is_out_of_memory(exception_type: str, message: str) -> bool:
-    return "OutOfMemory" in exception_type or "out of memory" in message.lower()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from comfy_runtime.errors import MissingModel, WorkflowInvalid
-from comfy_runtime.prompt_errors import rejected_prompt_error
+from comfy_runtime.diagnosis import rejected_prompt_error
 from tests.recordings import recording
 
 

@@ -6,7 +6,7 @@
   reference, docs.runpod.io/hub/publishing-guide).
 - tests.json's jobs are valid job inputs that resolve to graphs, include test_input.json's
   model-free job and a txt2img on the image's default model, and run against the ComfyUI double.
-- pyproject.toml, comfy_runtime/version.py and CHANGELOG.md name the same version.
+- pyproject.toml, comfy_runtime/__init__.py and CHANGELOG.md name the same version.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import pytest
 
 from comfy_runtime.contract import parse_job_input
 from comfy_runtime.settings import Settings
-from comfy_runtime.version import __version__
+from comfy_runtime import __version__
 from comfy_runtime.workflows import WorkflowRegistry
 from tests.comfy_double import ComfyDouble
-from tests.conftest import WorkerHarness
+from tests.harness import WorkerHarness
 
 REPO = Path(__file__).resolve().parent.parent
 RUNPOD_DIR = REPO / ".runpod"

@@ -1,16 +1,24 @@
-"""The ComfyUI child process: launch, readiness, log tail, crash detection, restart.
+"""ComfyUI as our child process: command line, launch, readiness, log tail, deaths, restart.
 
-Deliberately light on imports (standard library only): `handler.py` launches ComfyUI before
-importing the heavy modules, so they load while ComfyUI boots.
+A watcher thread waits on the child, so a death is noticed (and counted) when it happens,
+also between jobs and during a warmup, not only when a job trips over it. `CrashWindow`
+keeps those deaths: the worker asks the platform for a fresh worker when ComfyUI died
+`MAX_CRASHES` times within `CRASH_WINDOW_S`; older deaths are forgotten, so a worker that
+crashed once a day for a week is not replaced for it.
+
+Deliberately light on imports (standard library and our settings only): `handler.py`
+launches ComfyUI before importing the heavy modules, so they load while ComfyUI boots.
 """
 
 from __future__ import annotations
 
+import atexit
 import collections
 import logging
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -18,11 +26,34 @@ import urllib.request
 from pathlib import Path
 
 from .errors import ComfyUIUnavailable
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 comfy_log = logging.getLogger("comfyui")
 
 LOG_TAIL_LINES = 60
+MAX_CRASHES = 3
+CRASH_WINDOW_S = 3600.0
+
+
+class CrashWindow:
+    """ComfyUI's deaths within the last `window_s` seconds (thread-safe)."""
+
+    def __init__(self, window_s: float = CRASH_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._deaths: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+
+    def record(self, at: float | None = None) -> None:
+        with self._lock:
+            self._deaths.append(time.monotonic() if at is None else at)
+
+    def count(self) -> int:
+        with self._lock:
+            horizon = time.monotonic() - self.window_s
+            while self._deaths and self._deaths[0] < horizon:
+                self._deaths.popleft()
+            return len(self._deaths)
 
 
 def comfyui_command(
@@ -56,13 +87,17 @@ def comfyui_command(
 class ComfyProcess:
     """ComfyUI running as our child, with the tail of its log kept for error reports."""
 
-    def __init__(self, command: list[str], *, cwd: Path, base_url: str) -> None:
+    def __init__(
+        self, command: list[str], *, cwd: Path, base_url: str, crashes: CrashWindow | None = None
+    ) -> None:
         self.command = command
         self.cwd = cwd
         self.base_url = base_url.rstrip("/")
+        self.crashes = crashes or CrashWindow()
         self._proc: subprocess.Popen[bytes] | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self._reader: threading.Thread | None = None
+        self._stopping = False
 
     # --- life -------------------------------------------------------------------------------
     def launch(self) -> None:
@@ -82,10 +117,21 @@ class ComfyProcess:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # our signals are ours; we stop its whole group ourselves
         )
+        self._stopping = False
         self._reader = threading.Thread(
             target=self._pump_log, args=(self._proc,), name="comfyui-log", daemon=True
         )
         self._reader.start()
+        threading.Thread(
+            target=self._watch, args=(self._proc,), name="comfyui-watch", daemon=True
+        ).start()
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        code = proc.wait()
+        if not self._stopping and proc is self._proc:
+            self.crashes.record()
+            log.error("ComfyUI exited with code %s (%d deaths in the last %.0f s)",
+                      code, self.crashes.count(), self.crashes.window_s)
 
     def wait_ready(self, timeout_s: float) -> float:
         """Block until ComfyUI answers HTTP; return the seconds it took."""
@@ -112,6 +158,7 @@ class ComfyProcess:
             raise ComfyUIUnavailable(
                 f"ComfyUI exited with code {code}; last lines of its log: " + self.tail_text(5),
                 {"exit_code": code, "log_tail": self.log_tail()},
+                comfyui_died=True,
             )
 
     @property
@@ -131,6 +178,7 @@ class ComfyProcess:
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
+        self._stopping = True  # an exit we asked for is no crash
         _signal_group(proc, signal.SIGTERM)
         try:
             proc.wait(timeout=grace_s)
@@ -166,3 +214,34 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+# --- cold start -------------------------------------------------------------------------------
+def launch_comfyui(settings: Settings) -> ComfyProcess | None:
+    """Start ComfyUI as our child; None when COMFYUI_URL names one that is already running."""
+    if settings.comfyui_url:
+        log.info("attaching to the ComfyUI at %s", settings.comfyui_url)
+        return None
+    command = comfyui_command(
+        python=settings.comfyui_python,
+        port=settings.comfyui_port,
+        log_level=settings.comfy_log_level,
+        extra_model_paths=_network_volume_models(settings.network_volume_dir),
+        extra_args=settings.comfyui_extra_args,
+    )
+    process = ComfyProcess(command, cwd=settings.comfyui_dir, base_url=settings.comfyui_base_url)
+    process.launch()
+    atexit.register(process.stop)
+    return process
+
+
+def _network_volume_models(volume: Path) -> Path | None:
+    from .model_paths import write_extra_model_paths
+
+    dest = Path(tempfile.gettempdir()) / "comfy-worker-extra-model-paths.yaml"
+    found = write_extra_model_paths(volume, dest)
+    if not found:
+        return None
+    summary = ", ".join(f"{folder}: {len(files)}" for folder, files in found.items() if files)
+    log.info("network volume %s: models found (%s)", volume, summary or "none")
+    return dest

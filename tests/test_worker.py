@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import WorkerHarness
+from tests.harness import WorkerHarness
 from tests.images import open_image, png_b64
 
 EMPTY_512 = {
@@ -85,7 +85,7 @@ def test_invalid_input_never_reaches_comfyui(harness: WorkerHarness) -> None:
     assert "not-a-workflow-name" in result["error"]
     result = harness.run({"workflow": EMPTY_512, "images": [{"name": "a.png", "image": "%%%"}]})
     assert result["error_code"] == "invalid_input"
-    assert result["error"].startswith("images[0].image")
+    assert result["error"].startswith("invalid_input: images[0].image")
     assert harness.double.prompts == []
 
 
@@ -107,8 +107,8 @@ def test_execution_error_names_node_and_exception(harness: WorkerHarness) -> Non
     harness.double.faults.execution_error_class = "ImageInvert"
     result = harness.run({"workflow": INVERT, "images": [{"name": "photo.png", "image": png_b64()}]})
     assert result["error_code"] == "execution_failed"
-    assert result["error"].startswith("node 2 (ImageInvert) failed: RuntimeError")
-    assert result["details"]["traceback"]
+    assert result["error"].startswith("execution_failed: node 2 (ImageInvert) failed: RuntimeError")
+    assert result["details"][0]["traceback"]
     assert harness.leftovers() == []
 
 
@@ -153,7 +153,7 @@ def test_missing_end_message_is_recovered_from_history(harness: WorkerHarness) -
 def test_unreachable_comfyui_is_comfyui_unavailable(comfy_double) -> None:
     url = comfy_double.url
     comfy_double.stop()
-    from tests.conftest import WorkerHarness as H
+    from tests.harness import WorkerHarness as H
 
     harness = H.__new__(H)
     H.__init__(harness, comfy_double)
@@ -241,7 +241,7 @@ def test_cancelling_the_job_interrupts_comfyui(harness: WorkerHarness) -> None:
     harness.double.faults.hang = True
 
     async def cancel_soon() -> None:
-        task = asyncio.ensure_future(harness.worker.handle({"id": "c", "input": {"workflow": EMPTY_512}}))
+        task = asyncio.ensure_future(harness.handle({"id": "c", "input": {"workflow": EMPTY_512}}))
         await asyncio.sleep(0.8)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -294,11 +294,11 @@ def test_jobs_in_flight_together_keep_their_events_and_files_apart(harness: Work
 
     async def both() -> list[dict]:
         return await asyncio.gather(*(
-            harness.worker.handle({"id": f"j{i}", "input": job(color)})
+            harness.handle({"id": f"j{i}", "input": job(color)})
             for i, color in enumerate((0xFF0000, 0x0000FF, 0x00FF00))))
 
     results = asyncio.run(both())
-    harness.worker.ctx.drain_cleanups()
+    harness.worker.drain_cleanups()
     colors = [_image(r["images"][0]).convert("RGB").getpixel((0, 0)) for r in results]
     assert colors == [(255, 0, 0), (0, 0, 255), (0, 255, 0)]
     assert len({r["prompt_id"] for r in results}) == 3
@@ -318,14 +318,14 @@ def test_a_queued_job_past_its_time_is_taken_off_the_queue(harness: WorkerHarnes
 
     async def both() -> list[dict]:
         running = asyncio.ensure_future(
-            harness.worker.handle({"id": "running", "input": {"workflow": EMPTY_512, "timeout_s": 3}}))
+            harness.handle({"id": "running", "input": {"workflow": EMPTY_512, "timeout_s": 3}}))
         await asyncio.sleep(0.3)
-        waiting = await harness.worker.handle({"id": "waiting", "input": {"workflow": INVERT, "timeout_s": 1,
+        waiting = await harness.handle({"id": "waiting", "input": {"workflow": INVERT, "timeout_s": 1,
                                                "images": [{"name": "photo.png", "image": png_b64()}]}})
         return [await running, waiting]
 
     running, waiting = asyncio.run(both())
-    harness.worker.ctx.drain_cleanups()
+    harness.worker.drain_cleanups()
     assert waiting["error_code"] == "timeout"
     assert "had not started" in waiting["error"]
     assert running["error_code"] == "timeout"
@@ -334,3 +334,19 @@ def test_a_queued_job_past_its_time_is_taken_off_the_queue(harness: WorkerHarnes
     harness.double.faults.hang = False
     assert "images" in harness.run({"workflow": EMPTY_512})
     assert harness.leftovers() == []
+
+
+def test_auto_warmup_loads_the_default_checkpoint(harness: WorkerHarness) -> None:
+    result = harness.warm_up()
+    assert "images" in result
+    (prompt,) = harness.double.prompts
+    assert prompt["prompt"]["4"]["inputs"]["ckpt_name"] == "random-sd15.safetensors"
+    assert prompt["prompt"]["3"]["inputs"]["steps"] == 1
+    assert harness.worker.warmup_ms is not None
+
+
+def test_auto_warmup_without_models_is_model_free(harness: WorkerHarness) -> None:
+    harness.double.models = {"checkpoints": []}
+    assert "images" in harness.warm_up()
+    (prompt,) = harness.double.prompts
+    assert {n["class_type"] for n in prompt["prompt"].values()} == {"EmptyImage", "PreviewImage"}
