@@ -12,7 +12,7 @@ Where each part comes from, so the listing cannot drift from the worker:
 - everything else (title, GPU pools, disk): `LISTING` below.
 
 The manifest format is RunPod's "hub.json reference" (docs.runpod.io/hub/publishing-guide).
-`tests/test_hub.py` runs `--check`, and checks the file against `Settings` on its own too.
+`tests/test_runpod_hub.py` runs `--check`, and checks the file against `Settings` on its own too.
 """
 
 from __future__ import annotations

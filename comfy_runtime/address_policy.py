@@ -1,9 +1,10 @@
-"""Which network addresses a URL input may reach: only globally routable ones.
+"""Which URLs the worker may fetch: http(s) to globally routable addresses only.
 
 Loopback, private, link-local (cloud metadata lives at 169.254.169.254), shared, multicast,
 reserved and unspecified addresses are refused, and so are IPv6 addresses that carry one of
-those inside (IPv4-mapped, 6to4, NAT64). `url_fetch` asks this module about every address a
-host resolves to, on every hop.
+those inside (IPv4-mapped, 6to4, NAT64). `checked_target` judges one URL (a hop): its scheme,
+then every address its host resolves to, resolved once; `url_fetch` asks it on every hop and
+connects only to the addresses it returned.
 """
 
 from __future__ import annotations
@@ -12,11 +13,21 @@ import ipaddress
 import socket
 from collections.abc import Callable
 
+import httpx
+
+from .errors import InputFetchFailed, InvalidInput
+
 Resolver = Callable[[str, int], list[str]]
 """(host, port) -> the IP addresses, as strings, that a connection to host may use."""
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+_ALLOWED_SCHEMES = frozenset({"http", "https"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_PRIVATE_HINT = (
+    "private and local addresses are refused (ALLOW_PRIVATE_URLS=true lifts this for local "
+    "testing)"
+)
 _SHARED_ADDRESS_SPACE = ipaddress.IPv4Network("100.64.0.0/10")
 _UNIQUE_LOCAL = ipaddress.IPv6Network("fc00::/7")
 _NAT64_PREFIXES = (
@@ -90,3 +101,146 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     if any(address in prefix for prefix in _NAT64_PREFIXES):
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
+
+
+def redact_url(url: str | httpx.URL) -> str:
+    """The URL without userinfo, query or fragment, which is where presigned URLs and
+    basic-auth URLs keep their credentials."""
+    try:
+        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+        text = f"{parsed.scheme}://{parsed.netloc.decode('ascii')}{parsed.path}"
+        if parsed.query:
+            text += "?<redacted>"
+        return text
+    except (httpx.InvalidURL, UnicodeDecodeError, TypeError):
+        # An unparsable URL cannot be redacted piecewise; show only its harmless prefix.
+        return str(url).split("?", 1)[0].split("#", 1)[0].rsplit("@", 1)[-1][:200]
+
+
+# --- a URL: its scheme, then every address its host resolves to ---------------------------
+def checked_target(
+    url: str, *, allow_private: bool, field: str, resolve: Resolver, via_redirect: bool
+) -> tuple[httpx.URL, list[IPAddress]]:
+    """The parsed URL and the addresses it may be fetched from, all of them checked.
+
+    Raises InvalidInput when the URL or an address is refused by policy, InputFetchFailed
+    when its host cannot be resolved.
+    """
+    target = _parse_and_check_scheme(url, field=field, via_redirect=via_redirect)
+    addresses = _resolve_and_check(
+        target, allow_private, field=field, resolve=resolve, via_redirect=via_redirect
+    )
+    return target, addresses
+
+
+def _parse_and_check_scheme(url: str, *, field: str, via_redirect: bool) -> httpx.URL:
+    where = "redirect to " if via_redirect else ""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise InvalidInput(
+            f"{field}: {where}invalid URL ({exc})",
+            {"field": field, "reason": "invalid_url", "url": redact_url(url)},
+        ) from None
+    if parsed.scheme not in _ALLOWED_SCHEMES:
+        scheme = parsed.scheme or "(none)"
+        raise InvalidInput(
+            f"{field}: {where}URL scheme '{scheme}' is not allowed; only http and https URLs "
+            "are fetched",
+            {
+                "field": field,
+                "reason": "scheme_not_allowed",
+                "scheme": scheme,
+                "url": redact_url(url),
+                "via_redirect": via_redirect,
+            },
+        )
+    if not parsed.host:
+        raise InvalidInput(
+            f"{field}: {where}URL {redact_url(url)} has no host",
+            {"field": field, "reason": "invalid_url", "url": redact_url(url)},
+        )
+    return parsed
+
+
+def _resolve_and_check(
+    url: httpx.URL,
+    allow_private: bool,
+    *,
+    field: str,
+    resolve: Resolver,
+    via_redirect: bool,
+) -> list[IPAddress]:
+    host = url.raw_host.decode("ascii")
+    port = url.port or _DEFAULT_PORTS[url.scheme]
+    literal = parse_ip(host)
+    if literal is not None:
+        # An IP literal needs no lookup; going through the resolver would only let a test
+        # resolver or a strange system resolver map it elsewhere.
+        addresses = [literal]
+    else:
+        addresses = _lookup(host, port, url, field=field, resolve=resolve)
+
+    if not allow_private:
+        for address in addresses:
+            reason = refusal_reason(address)
+            if reason is not None:
+                _refuse_address(url, host, address, reason, field=field, via_redirect=via_redirect)
+    return addresses
+
+
+def _lookup(
+    host: str, port: int, url: httpx.URL, *, field: str, resolve: Resolver
+) -> list[IPAddress]:
+    try:
+        raw = resolve(host, port)
+    except (OSError, UnicodeError) as exc:
+        raise InputFetchFailed(
+            f"{field}: could not resolve the host of {redact_url(url)} ({exc})",
+            {"field": field, "reason": "dns_failed", "url": redact_url(url), "host": host},
+        ) from None
+    addresses: list[IPAddress] = []
+    for text in raw:
+        parsed = parse_ip(text)
+        if parsed is None:
+            # A resolver answer we cannot classify cannot be proven safe.
+            raise InputFetchFailed(
+                f"{field}: the host of {redact_url(url)} resolved to {text!r}, which is not "
+                "an IP address",
+                {"field": field, "reason": "dns_failed", "url": redact_url(url), "host": host},
+            )
+        addresses.append(parsed)
+    if not addresses:
+        raise InputFetchFailed(
+            f"{field}: the host of {redact_url(url)} resolved to no address",
+            {"field": field, "reason": "dns_failed", "url": redact_url(url), "host": host},
+        )
+    return addresses
+
+
+def _refuse_address(
+    url: httpx.URL,
+    host: str,
+    address: IPAddress,
+    reason: str,
+    *,
+    field: str,
+    via_redirect: bool,
+) -> None:
+    where = "redirect target " if via_redirect else ""
+    if parse_ip(host) == address:
+        what = f"URL {where}host {host} is {reason}"
+    else:
+        what = f"URL {where}host '{host}' resolves to {address}, {reason}"
+    raise InvalidInput(
+        f"{field}: {what}; {_PRIVATE_HINT}",
+        {
+            "field": field,
+            "reason": "address_not_allowed",
+            "url": redact_url(url),
+            "host": host,
+            "address": str(address),
+            "address_kind": reason,
+            "via_redirect": via_redirect,
+        },
+    )

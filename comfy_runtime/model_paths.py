@@ -201,7 +201,7 @@ def write_extra_model_paths(volume_root: Path, dest: Path) -> dict[str, list[str
 
     When there is no such directory, return ``{}`` and write nothing: a truthy result is the
     signal to start ComfyUI with ``--extra-model-paths-config <dest>``. The process launcher
-    (``comfy_runtime/process.py``) calls this once before it starts ComfyUI and passes that
+    (``comfy_runtime/supervision.py``) calls this once before it starts ComfyUI and passes that
     flag. Models in the image keep precedence over same-named files on the volume, since
     ComfyUI searches its own models directory first.
 

@@ -29,22 +29,15 @@ from urllib.parse import urljoin
 
 import httpx
 
-from . import address_policy
-from .address_policy import IPAddress, Resolver, system_resolver
-from .errors import InputFetchFailed, InvalidInput
+from .address_policy import IPAddress, Resolver, checked_target, redact_url, system_resolver
+from .errors import InputFetchFailed
 
 log = logging.getLogger(__name__)
 
-_ALLOWED_SCHEMES = frozenset({"http", "https"})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # Connecting should never need the whole budget; a dead address should fail fast so the next
 # resolved address still has time.
 _MAX_CONNECT_TIMEOUT_S = 10.0
-_PRIVATE_HINT = (
-    "private and local addresses are refused (ALLOW_PRIVATE_URLS=true lifts this for local "
-    "testing)"
-)
 
 
 @dataclass(frozen=True)
@@ -91,9 +84,12 @@ def fetch_url(
     with _new_client() as client:
         for hop in range(policy.max_redirects + 1):
             via_redirect = hop > 0
-            target = _parse_and_check_scheme(current, field=field, via_redirect=via_redirect)
-            addresses = _resolve_and_check(
-                target, policy, field=field, resolve=resolve, via_redirect=via_redirect
+            target, addresses = checked_target(
+                current,
+                allow_private=policy.allow_private,
+                field=field,
+                resolve=resolve,
+                via_redirect=via_redirect,
             )
             log.debug(
                 "fetching %s for %s (hop %d) via %s", redact_url(current), field, hop, addresses
@@ -109,139 +105,6 @@ def fetch_url(
             "reason": "too_many_redirects",
             "url": redact_url(url),
             "max_redirects": policy.max_redirects,
-        },
-    )
-
-
-def redact_url(url: str | httpx.URL) -> str:
-    """The URL without userinfo, query or fragment, which is where presigned URLs and
-    basic-auth URLs keep their credentials."""
-    try:
-        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
-        text = f"{parsed.scheme}://{parsed.netloc.decode('ascii')}{parsed.path}"
-        if parsed.query:
-            text += "?<redacted>"
-        return text
-    except (httpx.InvalidURL, UnicodeDecodeError, TypeError):
-        # An unparsable URL cannot be redacted piecewise; show only its harmless prefix.
-        return str(url).split("?", 1)[0].split("#", 1)[0].rsplit("@", 1)[-1][:200]
-
-
-# --- step 1: scheme ------------------------------------------------------------------------
-
-
-def _parse_and_check_scheme(url: str, *, field: str, via_redirect: bool) -> httpx.URL:
-    where = "redirect to " if via_redirect else ""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise InvalidInput(
-            f"{field}: {where}invalid URL ({exc})",
-            {"field": field, "reason": "invalid_url", "url": redact_url(url)},
-        ) from None
-    if parsed.scheme not in _ALLOWED_SCHEMES:
-        scheme = parsed.scheme or "(none)"
-        raise InvalidInput(
-            f"{field}: {where}URL scheme '{scheme}' is not allowed; only http and https URLs "
-            "are fetched",
-            {
-                "field": field,
-                "reason": "scheme_not_allowed",
-                "scheme": scheme,
-                "url": redact_url(url),
-                "via_redirect": via_redirect,
-            },
-        )
-    if not parsed.host:
-        raise InvalidInput(
-            f"{field}: {where}URL {redact_url(url)} has no host",
-            {"field": field, "reason": "invalid_url", "url": redact_url(url)},
-        )
-    return parsed
-
-
-# --- step 2: resolve once and check every address -----------------------------------------
-
-
-def _resolve_and_check(
-    url: httpx.URL,
-    policy: UrlPolicy,
-    *,
-    field: str,
-    resolve: Resolver,
-    via_redirect: bool,
-) -> list[IPAddress]:
-    host = url.raw_host.decode("ascii")
-    port = url.port or _DEFAULT_PORTS[url.scheme]
-    literal = address_policy.parse_ip(host)
-    if literal is not None:
-        # An IP literal needs no lookup; going through the resolver would only let a test
-        # resolver or a strange system resolver map it elsewhere.
-        addresses = [literal]
-    else:
-        addresses = _lookup(host, port, url, field=field, resolve=resolve)
-
-    if not policy.allow_private:
-        for address in addresses:
-            reason = address_policy.refusal_reason(address)
-            if reason is not None:
-                _refuse_address(url, host, address, reason, field=field, via_redirect=via_redirect)
-    return addresses
-
-
-def _lookup(
-    host: str, port: int, url: httpx.URL, *, field: str, resolve: Resolver
-) -> list[IPAddress]:
-    try:
-        raw = resolve(host, port)
-    except (OSError, UnicodeError) as exc:
-        raise InputFetchFailed(
-            f"{field}: could not resolve the host of {redact_url(url)} ({exc})",
-            {"field": field, "reason": "dns_failed", "url": redact_url(url), "host": host},
-        ) from None
-    addresses: list[IPAddress] = []
-    for text in raw:
-        parsed = address_policy.parse_ip(text)
-        if parsed is None:
-            # A resolver answer we cannot classify cannot be proven safe.
-            raise InputFetchFailed(
-                f"{field}: the host of {redact_url(url)} resolved to {text!r}, which is not "
-                "an IP address",
-                {"field": field, "reason": "dns_failed", "url": redact_url(url), "host": host},
-            )
-        addresses.append(parsed)
-    if not addresses:
-        raise InputFetchFailed(
-            f"{field}: the host of {redact_url(url)} resolved to no address",
-            {"field": field, "reason": "dns_failed", "url": redact_url(url), "host": host},
-        )
-    return addresses
-
-
-def _refuse_address(
-    url: httpx.URL,
-    host: str,
-    address: IPAddress,
-    reason: str,
-    *,
-    field: str,
-    via_redirect: bool,
-) -> None:
-    where = "redirect target " if via_redirect else ""
-    if address_policy.parse_ip(host) == address:
-        what = f"URL {where}host {host} is {reason}"
-    else:
-        what = f"URL {where}host '{host}' resolves to {address}, {reason}"
-    raise InvalidInput(
-        f"{field}: {what}; {_PRIVATE_HINT}",
-        {
-            "field": field,
-            "reason": "address_not_allowed",
-            "url": redact_url(url),
-            "host": host,
-            "address": str(address),
-            "address_kind": reason,
-            "via_redirect": via_redirect,
         },
     )
 

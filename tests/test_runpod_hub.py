@@ -253,7 +253,7 @@ def test_one_version_everywhere() -> None:
     # A regex, not tomllib: the project supports Python 3.10, which has no tomllib.
     project = (REPO / "pyproject.toml").read_text().split("[project]", 1)[1].split("\n[", 1)[0]
     match = re.search(r'^version\s*=\s*"([^"]+)"', project, re.MULTILINE)
-    assert match and match.group(1) == __version__, "pyproject.toml and version.py disagree"
+    assert match and match.group(1) == __version__, "pyproject.toml and comfy_runtime/__init__.py disagree"
     changelog = (REPO / "CHANGELOG.md").read_text()
     assert re.search(rf"^## \[{re.escape(__version__)}\]", changelog, re.MULTILINE), (
         f"CHANGELOG.md has no section for {__version__}"

@@ -350,3 +350,20 @@ def test_auto_warmup_without_models_is_model_free(harness: WorkerHarness) -> Non
     assert "images" in harness.warm_up()
     (prompt,) = harness.double.prompts
     assert {n["class_type"] for n in prompt["prompt"].values()} == {"EmptyImage", "PreviewImage"}
+
+
+def test_every_error_code_has_list_details(harness: WorkerHarness) -> None:
+    harness.double.faults.execution_error_class = "ImageInvert"
+    jobs = {
+        "invalid_input": {"workflow": EMPTY_512, "images": [{"name": "x.png", "image": "@@"}]},
+        "workflow_invalid": {"workflow": {"1": {"class_type": "NoSuchNode", "inputs": {}}}},
+        "missing_model": {"workflow": _txt2img("absent.safetensors")},
+        "execution_failed": {"workflow": INVERT,
+                             "images": [{"name": "photo.png", "image": png_b64()}]},
+    }
+    for code, job in jobs.items():
+        result = harness.run(job)
+        assert result["error_code"] == code, result
+        details = result["details"]
+        assert isinstance(details, list) and details, (code, details)
+        assert all(isinstance(item, dict) for item in details), (code, details)
