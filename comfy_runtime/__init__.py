@@ -11,6 +11,7 @@ section repeats this map, and a test keeps the two equal):
     diagnosis ....... what ComfyUI's error reports mean, as job errors
     wire ............ ComfyUI's HTTP answers as types (upload, prompt, queue, history)
     client .......... ComfyUI's HTTP API, every call bounded
+    node_definitions . ComfyUI's node definitions, fetched once per ComfyUI process
     events .......... ComfyUI's event protocol decoded once into types
     event_hub ....... the worker's one websocket, its events sorted by prompt id
     run_record ...... what one run did, followed live and once finished

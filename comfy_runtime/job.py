@@ -22,12 +22,22 @@ from .errors import ComfyUIUnavailable
 from .event_hub import EventHub
 from .graph_checks import check_graph
 from .inputs import InputLimits, decode_inputs, upload_inputs
-from .job_files import ComfyFolders, FileRef, JobCleaner, isolate, job_folder, public_subfolder
+from .job_files import (
+    CONCAT_CLASS,
+    ComfyFolders,
+    FileRef,
+    JobCleaner,
+    isolate,
+    job_folder,
+    public_subfolder,
+)
+from .node_definitions import NodeDefinitions
 from .outputs import collect_outputs, fetch_outputs, websocket_outputs
 from .progress import ProgressReporter, ProgressSink
 from .prompt_run import STOP_GRACE_S, HealthCheck, PromptRun
 from .run_record import FinishedRun
 from .settings import Settings
+from .wire import UploadedFile
 from .workflows import WorkflowRegistry
 
 if TYPE_CHECKING:
@@ -45,6 +55,7 @@ class JobContext:
     events: EventHub
     pools: Pools
     workflows: WorkflowRegistry
+    definitions: NodeDefinitions
     cleaner: JobCleaner
     folders: ComfyFolders | None  # ComfyUI's folders, when they are on this machine
     store: ObjectStore | None
@@ -115,7 +126,7 @@ class _Job:
     # --- steps ------------------------------------------------------------------------------
     def _prepare_inputs(self, graph: dict[str, Any]) -> dict[str, Any]:
         if not self.input.images:
-            return isolate(graph, self.folder, {})
+            return self._isolate(graph, {})
         settings = self.ctx.settings
         limits = InputLimits(
             max_bytes=settings.max_input_bytes,
@@ -130,7 +141,18 @@ class _Job:
             self.ctx.client, prepared, folder=self.folder, folders=self.ctx.folders,
             fan_out=self.ctx.pools.fan_out,
         )
-        return isolate(graph, self.folder, uploaded)
+        return self._isolate(graph, uploaded)
+
+    def _isolate(self, graph: dict[str, Any], uploaded: dict[str, UploadedFile]) -> dict[str, Any]:
+        classes = {str(node.get("class_type")) for node in graph.values()}
+        definitions = self.ctx.definitions.get(classes)
+        return isolate(
+            graph,
+            self.folder,
+            uploaded,
+            output_nodes=self.ctx.definitions.output_nodes(classes),
+            can_concat=CONCAT_CLASS in definitions,
+        )
 
     async def _execute(self, graph: dict[str, Any], deadline: float, timeout_s: float) -> FinishedRun:
         on_event = None

@@ -3,9 +3,12 @@
 * Names: a client's name is reduced to one harmless file name before it touches a disk or a
   key (`safe_filename`, the one such function).
 * Isolation: inputs are stored in `input/job-<id>/` and the graph's references to them
-  rewritten; outputs get the same folder through their `filename_prefix`. That matters for
-  more than tidiness: ComfyUI caches output nodes, so a repeated identical graph would
-  otherwise report the previous job's file, which that job's cleanup already removed.
+  rewritten; outputs get the same folder through their `filename_prefix` (a literal one is
+  prefixed, a linked one is put behind the folder with ComfyUI's StringConcatenate). And every
+  output node carries the job's folder as an extra input (`JOB_INPUT`): ComfyUI ignores inputs
+  a node does not declare, but they are part of its cache key. Without it ComfyUI reports a
+  cached output node's earlier file, which the earlier job's cleanup already removed
+  (recorded from a real ComfyUI in `tests/protocol/cached_outputs.json`).
 * Local folders: when we launched ComfyUI (or its folders were named in the settings), files
   are written and read directly instead of through HTTP. Every path is resolved and must stay
   inside its folder.
@@ -22,7 +25,7 @@ import re
 import shutil
 import unicodedata
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -34,6 +37,8 @@ from .wire import UploadedFile
 log = logging.getLogger(__name__)
 
 PREFIX_INPUT = "filename_prefix"
+JOB_INPUT = "comfy_worker_job"
+CONCAT_CLASS = "StringConcatenate"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+-]")
 _MAX_SUFFIX = 16
 
@@ -64,20 +69,40 @@ def job_folder(job_id: str) -> str:
 
 
 # --- isolation --------------------------------------------------------------------------------
-def isolate(graph: dict[str, Any], folder: str, uploaded: dict[str, UploadedFile]) -> dict[str, Any]:
-    """A copy of `graph` reading its inputs from, and saving its outputs to, `folder`."""
+def isolate(
+    graph: dict[str, Any],
+    folder: str,
+    uploaded: dict[str, UploadedFile],
+    *,
+    output_nodes: Collection[str] = (),
+    can_concat: bool = False,
+) -> dict[str, Any]:
+    """A copy of `graph` reading its inputs from, and saving its outputs to, `folder`.
+
+    `output_nodes` are the classes ComfyUI treats as outputs; `can_concat` says whether it has
+    StringConcatenate, which a linked `filename_prefix` needs to land in `folder`.
+    """
     paths = {name: file.graph_path for name, file in uploaded.items()}
     isolated: dict[str, Any] = {}
     for node_id, node in graph.items():
-        inputs = dict(node.get("inputs", {}))
-        for key, value in inputs.items():
-            if isinstance(value, str) and value in paths:
-                inputs[key] = paths[value]
+        inputs = {key: paths.get(value, value) if isinstance(value, str) else value
+                  for key, value in node.get("inputs", {}).items()}
         prefix = inputs.get(PREFIX_INPUT)
         if isinstance(prefix, str):
             inputs[PREFIX_INPUT] = f"{folder}/{prefix.lstrip('/')}"
+        elif _is_link(prefix) and can_concat:
+            concat_id = f"comfy_worker_prefix_{node_id}"
+            isolated[concat_id] = {"class_type": CONCAT_CLASS, "inputs": {
+                "string_a": f"{folder}/", "string_b": prefix, "delimiter": ""}}
+            inputs[PREFIX_INPUT] = [concat_id, 0]
+        if node.get("class_type") in output_nodes:
+            inputs[JOB_INPUT] = folder
         isolated[node_id] = {**node, "inputs": inputs}
     return isolated
+
+
+def _is_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int)
 
 
 def public_subfolder(subfolder: str, folder: str) -> str:

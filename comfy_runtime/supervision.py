@@ -149,8 +149,17 @@ class ComfyProcess:
                 )
             time.sleep(0.2)
 
-    def check_alive(self) -> None:
-        """Raise `ComfyUIUnavailable`, with the exit code and log tail, if the child died."""
+    def check_alive(self, grace_s: float = 0.0) -> None:
+        """Raise `ComfyUIUnavailable`, with the exit code and log tail, if the child died.
+
+        `grace_s` waits that long for an exit: a child that refuses connections is often in
+        the middle of dying, and its watcher thread may not have reaped it yet.
+        """
+        if grace_s > 0 and self._proc is not None:
+            try:
+                self._proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
         code = self.exit_code
         if code is not None:
             if self._reader is not None:

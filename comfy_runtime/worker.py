@@ -28,6 +28,7 @@ from .event_hub import EventHub
 from .info import worker_info
 from .job import JobContext, run_job
 from .job_files import ComfyFolders, JobCleaner
+from .node_definitions import NodeDefinitions
 from .progress import ProgressSink
 from .settings import Settings
 from .supervision import MAX_CRASHES, ComfyProcess
@@ -80,6 +81,7 @@ class Worker:
             events=self.events,
             pools=self.pools,
             workflows=WorkflowRegistry(settings.workflows_dir),
+            definitions=NodeDefinitions(self.client),
             cleaner=JobCleaner(self.client, folders),
             folders=folders if settings.comfyui_local_files else None,
             store=_object_store(settings),
@@ -160,7 +162,7 @@ class Worker:
             )
         except JobError as exc:
             log.warning("job %s failed: %s: %s", job_id, exc.code, exc.message)
-            outcome = Failed(self._with_death(exc))
+            outcome = Failed(await asyncio.to_thread(self._with_death, exc))
         return await self._after_job(job_id, outcome)
 
     async def _info(self) -> Outcome:
@@ -186,6 +188,7 @@ class Worker:
             self.state = WorkerState.RESTARTING
             log.warning("ComfyUI is down (exit code %s); restarting it", self.process.exit_code)
             await asyncio.to_thread(self.process.restart, self.settings.comfyui_boot_timeout_s)
+            self.ctx.definitions.forget()
             await self.warmup()
 
     def _with_death(self, error: JobError) -> JobError:
@@ -193,7 +196,7 @@ class Worker:
         if not isinstance(error, ComfyUIUnavailable) or error.comfyui_died or self.process is None:
             return error
         try:
-            self.process.check_alive()
+            self.process.check_alive(grace_s=1.0)
         except ComfyUIUnavailable as death:
             return ComfyUIUnavailable(error.message, [*death.details, *error.details],
                                       comfyui_died=True)

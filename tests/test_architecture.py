@@ -21,7 +21,7 @@ MAX_FUNCTION_LINES = 50
 LAYERS: list[set[str]] = [
     {"settings", "errors", "wire", "events", "blocking", "address_policy", "model_paths"},
     {"graph_checks", "contract", "client", "event_hub", "run_record", "diagnosis", "progress",
-     "job_files", "url_fetch", "bucket_location"},
+     "job_files", "url_fetch", "bucket_location", "node_definitions"},
     {"prompt_run", "input_types", "inputs", "outputs", "delivery", "storage", "workflows",
      "info", "supervision"},
     {"job"},

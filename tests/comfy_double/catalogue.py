@@ -62,6 +62,14 @@ class Catalogue:
     def is_output_node(self, class_type: str) -> bool:
         return bool(self._raw[class_type].get("output_node"))
 
+    def declared_inputs(self, class_type: str) -> set[str] | None:
+        """The inputs a class declares; None for a class the catalogue does not know."""
+        if class_type not in self._raw:
+            return None
+        sections = self._raw[class_type].get("input", {})
+        return {name for section in ("required", "optional")
+                for name in sections.get(section, {})}
+
     def output_types(self, class_type: str) -> list[str]:
         return list(self._raw[class_type].get("output", []))
 

@@ -461,7 +461,12 @@ class _PromptRun:
 
     def _inputs(self, entry: dict[str, Any]) -> dict[str, Any]:
         resolved: dict[str, Any] = {}
+        declared = self.runner.catalogue.declared_inputs(entry["class_type"])
         for name, value in entry.get("inputs", {}).items():
+            if declared is not None and name not in declared:
+                # ComfyUI hands a node only the inputs it declares; others (still part of the
+                # cache key) are ignored (tests/protocol/cached_outputs.json).
+                continue
             if is_link(value):
                 resolved[name] = self._value_of(value[0])[value[1]]
             elif isinstance(value, dict) and "__value__" in value:
@@ -485,6 +490,9 @@ class _PromptRun:
         await runner.sleep(faults.node_delay_s)
         if impl is None or not impl.own_steps:
             await runner.sleep(faults.step_delay_s)
+        if class_type == faults.busy_class:
+            await asyncio.sleep(faults.busy_s)  # deaf to /interrupt until done
+            runner.check_interrupt()
         if faults.hang:
             log.warning("fault: node %s hangs until interrupted", node_id)
             await runner.wait_for_interrupt()

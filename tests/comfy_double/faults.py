@@ -22,6 +22,11 @@ class Faults:
     """Every node sleeps this long before running; interruptible."""
     hang: bool = False
     """The first node that runs never finishes on its own; only /interrupt ends the run."""
+    busy_class: str | None = None
+    """Nodes of this class_type work `busy_s` without looking for interrupts, as a model load or
+    a VAE decode does in ComfyUI (it checks only between steps and nodes): an /interrupt that
+    arrives meanwhile takes effect when the work is done."""
+    busy_s: float = 0.0
     execution_error_class: str | None = None
     """Nodes of this class_type raise RuntimeError while running."""
     node_errors_on_200: bool = False
