@@ -24,7 +24,8 @@ trap 'rm -f "$log"' EXIT
 }
 
 # runpod is imported by handler.py only when it starts the SDK, so it is named here with the
-# other dependencies. Walking the package (rather than naming modules) means a module added later is checked too.
+# other dependencies. Walking the package (rather than naming modules) means a module added
+# later is checked too.
 # -I keeps the caller's PYTHONPATH and user site out, so only the image's packages count; the
 # worker's directory is put on the path explicitly, as `python handler.py` would.
 check_worker='

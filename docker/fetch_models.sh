@@ -86,7 +86,8 @@ fetch_one() { # url out size sha256 gated
                 say "verified $out"
                 return 0
             fi
-            echo "fetch_models: $(basename "$out"): size or sha256 does not match, starting over" >&2
+            echo "fetch_models: $(basename "$out"): size or sha256 does not match," \
+                "starting over" >&2
             rm -f "$part"
         else
             echo "fetch_models: $(basename "$out"): download failed" >&2
@@ -119,7 +120,8 @@ while IFS= read -r line || [[ -n "$line" ]]; do
         [[ -n "${value//[[:space:]]/}" ]] || die "$where: column ${columns[i]} is empty"
     done
     [[ "${fields[3]}" =~ ^[0-9]+$ ]] || die "$where: size '${fields[3]}' is not a number of bytes"
-    [[ "${fields[4]}" =~ ^[0-9a-f]{64}$ ]] || die "$where: sha256 '${fields[4]}' is not 64 hex digits"
+    [[ "${fields[4]}" =~ ^[0-9a-f]{64}$ ]] ||
+        die "$where: sha256 '${fields[4]}' is not 64 hex digits"
     [[ "${fields[5]}" == yes || "${fields[5]}" == no ]] ||
         die "$where: gated must be yes or no, got '${fields[5]}'"
     row_set+=("${fields[0]}") row_folder+=("${fields[1]}") row_file+=("${fields[2]}")
@@ -145,7 +147,8 @@ for model_set in "${wanted[@]}"; do
         path="${row_folder[i]}/${row_file[i]}"
         if [[ -n "${sha_of[$path]:-}" ]]; then
             [[ "${sha_of[$path]}" == "${row_sha[i]}" ]] ||
-                die "$tsv:${row_line[i]}: $path is also on line ${line_of[$path]} with another sha256"
+                die "$tsv:${row_line[i]}: $path is also on line ${line_of[$path]}" \
+                    "with another sha256"
             continue
         fi
         sha_of[$path]=${row_sha[i]}

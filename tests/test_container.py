@@ -1008,7 +1008,9 @@ def test_install_custom_nodes_unknown_commit_names_the_line(tmp_path: Path) -> N
     unknown = "0123456789abcdef0123456789abcdef01234567"
     listing = tmp_path / "custom_nodes.txt"
     listing.write_text(
-        f"{source.as_uri()} {pinned}\n# the next one was never pushed\n{other.as_uri()} {unknown}\n",
+        f"{source.as_uri()} {pinned}\n"
+        f"# the next one was never pushed\n"
+        f"{other.as_uri()} {unknown}\n",
         encoding="utf-8",
     )
     run = _install_nodes(listing, tmp_path / "custom_nodes")
@@ -1105,8 +1107,9 @@ def test_custom_node_cannot_replace_a_locked_package(tmp_path: Path) -> None:
     listing.write_text(
         f"{agreeing.as_uri()} {agreeing_pin}\n{greedy.as_uri()} {greedy_pin}\n", encoding="utf-8"
     )
+    script = str(REPO / "docker" / "install_custom_nodes.sh")
     run = subprocess.run(
-        ["bash", str(REPO / "docker" / "install_custom_nodes.sh"), str(listing), str(tmp_path / "n")],
+        ["bash", script, str(listing), str(tmp_path / "n")],
         check=False,
         capture_output=True,
         text=True,
