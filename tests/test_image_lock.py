@@ -9,6 +9,7 @@ remaking the lock fails here), and that the Dockerfile installs from it.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from pathlib import Path
@@ -32,8 +33,8 @@ IN_IMAGE_LOCK = "/opt/docker/requirements.lock"
 
 # The image's interpreter: Ubuntu 24.04's python3.12 (3.12.3) on linux/amd64. Markers in the
 # inputs are evaluated for it, not for whatever runs the tests.
-IMAGE_ENV = {
-    **default_environment(),
+IMAGE_ENV: dict[str, str] = {
+    **{key: str(value) for key, value in default_environment().items()},
     "implementation_name": "cpython",
     "platform_python_implementation": "CPython",
     "python_version": "3.12",
@@ -172,3 +173,15 @@ def test_the_builder_steps_are_found() -> None:
     # The tests above read the builder's RUN steps through test_container's Dockerfile reader;
     # an empty list would make them pass vacuously.
     assert len(_builder_runs()) >= 4
+
+
+def test_comfyui_requirements_copy_matches_a_real_checkout() -> None:
+    """Opt-in: COMFYUI_DIR names a ComfyUI checkout of the pinned version to compare with."""
+    comfy_dir = Path(os.environ.get("COMFYUI_DIR", "/nonexistent"))
+    version_file = comfy_dir / "comfyui_version.py"
+    if not version_file.is_file():
+        pytest.skip("set COMFYUI_DIR to a ComfyUI checkout")
+    if f'"{COMFYUI_VERSION.lstrip("v")}"' not in version_file.read_text(encoding="utf-8"):
+        pytest.skip(f"COMFYUI_DIR is not ComfyUI {COMFYUI_VERSION}")
+    # Byte for byte, as the Dockerfile's cmp compares them.
+    assert (comfy_dir / "requirements.txt").read_bytes() == COMFYUI_REQUIREMENTS.read_bytes()
