@@ -144,7 +144,7 @@ def _all_args() -> dict[str, str]:
 
 def _copy_sources() -> list[tuple[str, str]]:
     """(source, destination) of every COPY from the build context."""
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for stage in STAGES:
         for keyword, rest in stage.instructions:
             if keyword not in ("COPY", "ADD"):
