@@ -37,7 +37,6 @@ FROM runtime-os AS builder
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG COMFYUI_VERSION=v0.3.64
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
-ARG TORCH_PACKAGES="torch==2.8.0 torchvision==0.23.0 torchaudio==2.8.0"
 # Compilers and headers stay in this stage: some custom nodes' requirements build from source.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -49,25 +48,47 @@ COPY --from=uv /uv /usr/local/bin/uv
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never
-# Torch first, in its own layer: it is the largest and changes least. The constraints file
-# keeps later installs (ComfyUI's and the custom nodes' requirements) from replacing it.
+# Torch first, in its own layer: it is the largest and changes least. It comes from
+# TORCH_INDEX_URL (CUDA wheels, versions 2.8.0+cu128 and so on), which the next step accepts as
+# the lock's torch==2.8.0: a pin without a local label matches every local build of it.
+COPY docker/torch-requirements.txt /opt/docker/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv venv --seed --python /usr/bin/python3.12 /opt/venv \
-    && echo "${TORCH_PACKAGES}" | tr -s ' ' '\n' >/opt/torch-constraints.txt \
     && uv pip install --python /opt/venv/bin/python --index-url "${TORCH_INDEX_URL}" \
-        -r /opt/torch-constraints.txt
-# ComfyUI and the worker resolve together, so the worker's pins win without breaking ComfyUI.
-COPY requirements.txt /tmp/worker-requirements.txt
+        -r /opt/docker/torch-requirements.txt
+# Everything else is installed from docker/requirements.lock: every package pinned, resolved for
+# this image's Python 3.12 on linux x86_64, so two builds get the same packages. The lock is made
+# from the worker's requirements.txt, docker/torch-requirements.txt and ComfyUI's
+# requirements.txt, of which docker/comfyui-v0.3.64-requirements.txt is a verbatim copy (the
+# list only, as data: ComfyUI's code is never committed here). The copy is compared with the
+# cloned ComfyUI's file, so changing COMFYUI_VERSION without remaking the lock fails here. To
+# remake it (tests/test_image_lock.py checks it still satisfies all three inputs):
+#   uv pip compile --python-version 3.12 --python-platform x86_64-unknown-linux-gnu \
+#     requirements.txt docker/comfyui-v0.3.64-requirements.txt docker/torch-requirements.txt \
+#     -o docker/requirements.lock
+# `uv pip check` then fails the build if the torch layer's wheels (another TORCH_INDEX_URL, say)
+# need other versions of their dependencies than the lock installed.
+COPY docker/requirements.lock docker/comfyui-v0.3.64-requirements.txt /opt/docker/
 RUN --mount=type=cache,target=/root/.cache/uv \
     git clone --depth 1 --branch "${COMFYUI_VERSION}" \
         https://github.com/Comfy-Org/ComfyUI.git /comfyui \
     && rm -rf /comfyui/.git \
-    && uv pip install --python /opt/venv/bin/python --constraint /opt/torch-constraints.txt \
-        -r /comfyui/requirements.txt -r /tmp/worker-requirements.txt
+    && if ! cmp -s /comfyui/requirements.txt /opt/docker/comfyui-v0.3.64-requirements.txt; then \
+        echo "error: ComfyUI ${COMFYUI_VERSION}'s requirements.txt is not" \
+            "docker/comfyui-v0.3.64-requirements.txt, which the lock was made from:" \
+            "copy it there (renamed) and remake docker/requirements.lock" >&2; \
+        exit 1; \
+    fi \
+    && uv pip install --python /opt/venv/bin/python -r /opt/docker/requirements.lock \
+    && uv pip check --python /opt/venv/bin/python
+# Custom nodes' requirements are constrained by the whole lock, not only torch: a node asking
+# for another version of any pinned package (pillow<12, pydantic<2.10, ...) fails the build,
+# and install_custom_nodes.sh names the node and its list line; uv names the package.
 COPY docker/install_custom_nodes.sh docker/custom_nodes.txt /opt/docker/
 RUN --mount=type=cache,target=/root/.cache/uv \
-    PIP_INSTALL="uv pip install --python /opt/venv/bin/python --constraint /opt/torch-constraints.txt" \
-    bash /opt/docker/install_custom_nodes.sh /opt/docker/custom_nodes.txt /comfyui/custom_nodes
+    PIP_INSTALL="uv pip install --python /opt/venv/bin/python --constraint /opt/docker/requirements.lock" \
+    bash /opt/docker/install_custom_nodes.sh /opt/docker/custom_nodes.txt /comfyui/custom_nodes \
+    && uv pip check --python /opt/venv/bin/python
 
 FROM runtime-os AS models
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -91,16 +112,18 @@ ENV COMFYUI_DIR=/comfyui \
     PATH=/opt/venv/bin:${PATH}
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /comfyui /comfyui
-COPY docker/check_comfyui.sh /opt/docker/check_comfyui.sh
-# Fails the build when ComfyUI, a built-in node, a custom node or the worker's dependencies do
-# not import. The files the test run leaves (database, user settings, temp) are removed so the
-# worker starts from a clean ComfyUI.
-RUN bash /opt/docker/check_comfyui.sh \
-    && rm -rf /comfyui/user /comfyui/temp
+# The worker's code comes before the check, so the check imports it in the image's interpreter:
+# a worker that cannot import here would otherwise only fail on the endpoint's first cold start.
 WORKDIR /worker
 COPY handler.py test_input.json ./
 COPY comfy_runtime ./comfy_runtime
 COPY workflows ./workflows
+COPY docker/check_comfyui.sh /opt/docker/check_comfyui.sh
+# Fails the build when the worker's code, its settings or bundled workflows, ComfyUI, a built-in
+# node or a custom node do not import. The files the test run leaves (database, user settings,
+# temp) are removed so the worker starts from a clean ComfyUI.
+RUN WORKER_DIR=/worker bash /opt/docker/check_comfyui.sh \
+    && rm -rf /comfyui/user /comfyui/temp
 CMD ["/opt/venv/bin/python", "-u", "handler.py"]
 
 FROM base AS full

@@ -7,7 +7,9 @@ written for a fake /runpod-volume is read back the way ComfyUI reads it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import http.server
 import json
 import os
 import re
@@ -15,8 +17,12 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
+import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,7 +144,7 @@ def _all_args() -> dict[str, str]:
 
 def _copy_sources() -> list[tuple[str, str]]:
     """(source, destination) of every COPY from the build context."""
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for stage in STAGES:
         for keyword, rest in stage.instructions:
             if keyword not in ("COPY", "ADD"):
@@ -781,3 +787,419 @@ def test_build_context_holds_every_copied_file() -> None:
     assert not _in_build_context(".venv/bin/python")
     assert not _in_build_context(".git/config")
     assert not _in_build_context("comfy_runtime/__pycache__/x.cpython-311.pyc")
+
+
+# --- fetch_models.sh: the table, the licence notice, the counts (over HTTP on 127.0.0.1) -------
+
+
+class _ModelServer:
+    """Serves a directory on 127.0.0.1 and records the paths asked for."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.requests: list[str] = []
+        server_self = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, directory=str(server_self.root), **kwargs)
+
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                server_self.requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass  # keep pytest's output clean
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def add(self, name: str, payload: bytes) -> list[str]:
+        """Publish a file; its columns from folder to licence url, as a models.tsv row has them."""
+        (self.root / name).write_bytes(payload)
+        digest = hashlib.sha256(payload).hexdigest()
+        return [
+            "checkpoints",
+            name,
+            str(len(payload)),
+            digest,
+            "no",
+            f"{self.url}/{name}",
+            "MIT",
+            f"https://example.invalid/{name}/license",
+        ]
+
+
+@pytest.fixture
+def model_server(tmp_path: Path) -> Iterator[_ModelServer]:
+    root = tmp_path / "served"
+    root.mkdir()
+    server = _ModelServer(root)
+    server.thread.start()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+def _write_tsv(path: Path, rows: list[list[str]]) -> Path:
+    # Two comment lines first, as docker/models.tsv has: data row k is on line k + 3.
+    lines = ["# a comment", "# set\tfolder\tfile\t..."] + ["\t".join(row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+_TSV_COLUMNS = ["set", "folder", "file", "size", "sha256", "gated", "url", "license", "license_url"]
+
+
+@pytest.mark.parametrize("column", [1, 2, 3, 4, 5, 6, 7, 8], ids=lambda i: _TSV_COLUMNS[i])
+def test_fetch_models_empty_field_is_an_error_naming_the_line(
+    tmp_path: Path, model_server: _ModelServer, column: int
+) -> None:
+    """An empty field once shifted the columns after it (tab is white space to `read`)."""
+    _bash_tools_or_skip()
+    good = ["test", *model_server.add("good.safetensors", b"good")]
+    broken = ["test", *model_server.add("broken.safetensors", b"broken")]
+    broken[column] = ""
+    tsv = _write_tsv(tmp_path / "models.tsv", [good, broken])
+    run = _fetch(tmp_path, "test", tsv)
+    assert run.returncode != 0
+    assert f"{tsv}:4: column {_TSV_COLUMNS[column]} is empty" in run.stderr
+    # The table is checked before anything is downloaded.
+    assert model_server.requests == []
+
+
+def test_fetch_models_wrong_column_count_names_the_line(
+    tmp_path: Path, model_server: _ModelServer
+) -> None:
+    _bash_tools_or_skip()
+    row = ["test", *model_server.add("m.safetensors", b"m")]
+    for bad_row, found in ((row + ["extra"], 10), (row[:-1], 8)):
+        tsv = _write_tsv(tmp_path / "models.tsv", [bad_row])
+        run = _fetch(tmp_path, "test", tsv)
+        assert run.returncode != 0
+        assert f"{tsv}:3: expected 9 tab-separated columns" in run.stderr
+        assert f"found {found}" in run.stderr
+    assert model_server.requests == []
+
+
+def _notice(tmp_path: Path) -> list[str]:
+    return (tmp_path / "out" / "MODEL_LICENSES.txt").read_text(encoding="utf-8").splitlines()
+
+
+def test_fetch_models_notice_and_counts_are_exact_across_runs(
+    tmp_path: Path, model_server: _ModelServer
+) -> None:
+    """Each file is one notice line and one count, however often and with whichever sets."""
+    _bash_tools_or_skip()
+    shared = model_server.add("shared.safetensors", b"shared encoder")
+    rows = [
+        ["a", *model_server.add("a1.safetensors", b"first of a")],
+        ["a", *shared],
+        ["b", *shared],
+        ["b", *model_server.add("b1.safetensors", b"only in b")],
+    ]
+    tsv = _write_tsv(tmp_path / "models.tsv", rows)
+
+    first = _fetch(tmp_path, "a", tsv)
+    assert first.returncode == 0, first.stderr
+    assert "done: 2 file(s) of a; 2 file(s) listed in" in first.stdout
+    assert [line.split("\t")[0] for line in _notice(tmp_path)] == [
+        "checkpoints/a1.safetensors",
+        "checkpoints/shared.safetensors",
+    ]
+    assert _notice(tmp_path)[0] == "\t".join(
+        ["checkpoints/a1.safetensors", "MIT", rows[0][8], rows[0][6]]
+    )
+    assert len(model_server.requests) == 2
+
+    again = _fetch(tmp_path, "a", tsv)
+    assert again.returncode == 0, again.stderr
+    assert "done: 2 file(s) of a; 2 file(s) listed in" in again.stdout
+    assert len(_notice(tmp_path)) == 2
+    assert len(model_server.requests) == 2, "verified files are not downloaded again"
+
+    # Another set into the same directory: its lines join the earlier set's, the shared file once.
+    both = _fetch(tmp_path, "a,b", tsv)
+    assert both.returncode == 0, both.stderr
+    assert "done: 3 file(s) of a,b; 3 file(s) listed in" in both.stdout
+    assert sorted(line.split("\t")[0] for line in _notice(tmp_path)) == [
+        "checkpoints/a1.safetensors",
+        "checkpoints/b1.safetensors",
+        "checkpoints/shared.safetensors",
+    ]
+    assert len(model_server.requests) == 3
+    assert not list((tmp_path / "out").glob(".MODEL_LICENSES*")), "temporary notice left behind"
+
+
+def test_fetch_models_same_path_with_another_sha_is_refused(
+    tmp_path: Path, model_server: _ModelServer
+) -> None:
+    _bash_tools_or_skip()
+    one = ["a", *model_server.add("m.safetensors", b"one")]
+    other = list(one)
+    other[0] = "b"
+    other[4] = hashlib.sha256(b"other").hexdigest()
+    tsv = _write_tsv(tmp_path / "models.tsv", [one, other])
+    run = _fetch(tmp_path, "a,b", tsv)
+    assert run.returncode != 0
+    assert f"{tsv}:4: checkpoints/m.safetensors is also on line 3 with another sha256" in run.stderr
+
+
+# --- install_custom_nodes.sh: the list's forms and failures (local git repositories) ----------
+
+
+def _node_repo(tmp_path: Path, name: str, requirements: str | None = None) -> tuple[Path, str]:
+    """A git repository holding a node; returns it and the commit to pin (not the tip)."""
+    if shutil.which("git") is None or shutil.which("bash") is None:
+        pytest.skip("git and bash are needed")
+    source = tmp_path / "remotes" / name
+    source.mkdir(parents=True)
+    _git("init", "-q", cwd=source)
+    _git("config", "user.email", "test@example.invalid", cwd=source)
+    _git("config", "user.name", "test", cwd=source)
+    _git("config", "uploadpack.allowAnySHA1InWant", "true", cwd=source)
+    (source / "__init__.py").write_text("VERSION = 1\n", encoding="utf-8")
+    if requirements is not None:
+        (source / "requirements.txt").write_text(requirements, encoding="utf-8")
+    _git("add", ".", cwd=source)
+    _git("commit", "-qm", "one", cwd=source)
+    pinned = _git("rev-parse", "HEAD", cwd=source)
+    (source / "__init__.py").write_text("VERSION = 2\n", encoding="utf-8")
+    _git("commit", "-qam", "two", cwd=source)
+    return source, pinned
+
+
+def _install_nodes(
+    listing: Path, nodes: Path, pip_install: str = "true"
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(REPO / "docker" / "install_custom_nodes.sh"), str(listing), str(nodes)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PIP_INSTALL": pip_install},
+    )
+
+
+def test_install_custom_nodes_accepts_crlf_lines_and_upper_case_ids(tmp_path: Path) -> None:
+    first, first_pin = _node_repo(tmp_path, "First-Node")
+    second, second_pin = _node_repo(tmp_path, "Second-Node")
+    listing = tmp_path / "custom_nodes.txt"
+    # Saved by a Windows editor, ids pasted in upper case (as some web UIs show them).
+    listing.write_bytes(
+        (
+            f"# nodes\r\n\r\n{first.as_uri()} {first_pin}\r\n"
+            f"{second.as_uri()} {second_pin.upper()}\r\n"
+        ).encode()
+    )
+    run = _install_nodes(listing, tmp_path / "custom_nodes")
+    assert run.returncode == 0, run.stderr
+    for name in ("First-Node", "Second-Node"):
+        installed = tmp_path / "custom_nodes" / name
+        assert (installed / "__init__.py").read_text(encoding="utf-8") == "VERSION = 1\n"
+    assert "2 node(s) installed" in run.stdout
+
+
+def test_install_custom_nodes_unknown_commit_names_the_line(tmp_path: Path) -> None:
+    source, pinned = _node_repo(tmp_path, "My-Node")
+    other, _ = _node_repo(tmp_path, "Other-Node")
+    unknown = "0123456789abcdef0123456789abcdef01234567"
+    listing = tmp_path / "custom_nodes.txt"
+    listing.write_text(
+        f"{source.as_uri()} {pinned}\n"
+        f"# the next one was never pushed\n"
+        f"{other.as_uri()} {unknown}\n",
+        encoding="utf-8",
+    )
+    run = _install_nodes(listing, tmp_path / "custom_nodes")
+    assert run.returncode != 0
+    first_line = run.stderr.strip().splitlines()[0]
+    assert first_line.startswith(f"install_custom_nodes: error: {listing}:3: cannot fetch commit")
+    assert unknown in first_line and "is the commit pushed" in first_line
+
+
+@pytest.mark.parametrize(
+    "case", ["not-hex", "short-id", "missing-repo", "twice", "extra-field", "requirements"]
+)
+def test_install_custom_nodes_names_the_line_in_every_failure(tmp_path: Path, case: str) -> None:
+    source, pinned = _node_repo(tmp_path, "My-Node", requirements="something\n")
+    url = source.as_uri()
+    bad_line = {
+        "not-hex": f"{url} main",
+        "short-id": f"{url} {pinned[:12]}",
+        "missing-repo": f"{tmp_path.as_uri()}/absent.git {pinned}",
+        "twice": f"{url} {pinned}",
+        "extra-field": f"{url} {pinned} extra",
+        "requirements": f"{url} {pinned}",
+    }[case]
+    first = f"{url} {pinned}\n" if case == "twice" else "# first line\n"
+    listing = tmp_path / "custom_nodes.txt"
+    listing.write_text(f"{first}\n{bad_line}\n", encoding="utf-8")
+    # `false` stands for an installer that refuses the requirements.
+    run = _install_nodes(listing, tmp_path / "nodes", "false" if case == "requirements" else "true")
+    assert run.returncode != 0
+    assert f"install_custom_nodes: error: {listing}:3: " in run.stderr, run.stderr
+
+
+def _wheel(directory: Path, name: str, version: str) -> None:
+    """A minimal pure-Python wheel, enough for an installer to resolve and install."""
+    module = name.replace("-", "_")
+    dist_info = f"{module}-{version}.dist-info"
+    files = {
+        f"{module}/__init__.py": f"VERSION = {version!r}\n".encode(),
+        f"{dist_info}/METADATA": (
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        ).encode(),
+        f"{dist_info}/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{dist_info}/RECORD,,")
+    files[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    with zipfile.ZipFile(directory / f"{module}-{version}-py3-none-any.whl", "w") as wheel:
+        for path, data in files.items():
+            wheel.writestr(path, data)
+
+
+def _dockerfile_pip_install_for_nodes() -> str:
+    """PIP_INSTALL as the Dockerfile's custom nodes step sets it."""
+    for keyword, rest in STAGE_BY_NAME["builder"].instructions:
+        if keyword == "RUN" and "install_custom_nodes.sh" in rest:
+            match = re.search(r'PIP_INSTALL="([^"]*)"', rest)
+            assert match, "the custom nodes step sets PIP_INSTALL"
+            return match.group(1)
+    raise AssertionError("no RUN step installs the custom nodes")
+
+
+def test_custom_node_cannot_replace_a_locked_package(tmp_path: Path) -> None:
+    """The Dockerfile's own PIP_INSTALL, run with uv against a local package folder."""
+    uv = _tool("uv")
+    if uv is None:
+        pytest.skip("uv not found: pip install -r requirements-lint.txt (uv)")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for version in ("1.0", "2.0"):
+        _wheel(wheels, "demo-pkg", version)
+    # The image's paths, moved under tmp_path: the lock (pinning demo-pkg 1.0) and the venv.
+    opt = tmp_path / "opt"
+    (opt / "docker").mkdir(parents=True)
+    (opt / "docker" / "requirements.lock").write_text("demo-pkg==1.0\n", encoding="utf-8")
+    env = {**os.environ, "UV_CACHE_DIR": str(tmp_path / "uv-cache"), "UV_NO_CONFIG": "1"}
+    subprocess.run(
+        [uv, "venv", "--quiet", "--python", sys.executable, str(opt / "venv")],
+        check=True,
+        env=env,
+        timeout=60,
+    )
+    pip_install = _dockerfile_pip_install_for_nodes().replace("/opt/", f"{opt}/")
+    pip_install = pip_install.replace("uv pip install", f"{uv} pip install", 1)
+    pip_install += f" --no-index --find-links {wheels}"
+
+    agreeing, agreeing_pin = _node_repo(tmp_path, "Agreeing-Node", requirements="demo-pkg\n")
+    greedy, greedy_pin = _node_repo(tmp_path, "Greedy-Node", requirements="demo-pkg>=2\n")
+    listing = tmp_path / "custom_nodes.txt"
+    listing.write_text(
+        f"{agreeing.as_uri()} {agreeing_pin}\n{greedy.as_uri()} {greedy_pin}\n", encoding="utf-8"
+    )
+    script = str(REPO / "docker" / "install_custom_nodes.sh")
+    run = subprocess.run(
+        ["bash", script, str(listing), str(tmp_path / "n")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "PIP_INSTALL": pip_install},
+    )
+    assert run.returncode != 0, "a node asking for another version of a locked package installed"
+    # The node and its list line, from the script; the package, from uv.
+    assert f"{listing}:2: the requirements of Greedy-Node" in run.stderr, run.stderr
+    assert "demo-pkg" in run.stderr.split(f"{listing}:2:")[0]
+    # The agreeing node got the locked version, not the newest one.
+    site = next((opt / "venv").glob("lib/python*/site-packages"))
+    assert (site / "demo_pkg" / "__init__.py").read_text(encoding="utf-8") == "VERSION = '1.0'\n"
+
+
+# --- check_comfyui.sh: the worker's own code is checked in the image's interpreter ------------
+
+
+def test_build_check_runs_after_the_worker_code_is_copied() -> None:
+    steps = STAGE_BY_NAME["base"].instructions
+    check = next(
+        i for i, (kw, rest) in enumerate(steps) if kw == "RUN" and "check_comfyui.sh" in rest
+    )
+    for needed in ("handler.py", "comfy_runtime", "workflows"):
+        copied = [
+            i
+            for i, (kw, rest) in enumerate(steps)
+            if kw == "COPY" and needed in shlex.split(rest)[:-1]
+        ]
+        assert copied and max(copied) < check, f"{needed} is copied after the build check"
+    # The check looks for the code where the image runs it.
+    assert _last("base", "WORKDIR") == "/worker"
+    assert "WORKER_DIR=/worker" in steps[check][1]
+
+
+def _worker_copy(root: Path) -> Path:
+    """The worker's code as the image has it in /worker."""
+    root.mkdir(parents=True)
+    shutil.copy(REPO / "handler.py", root / "handler.py")
+    for folder in ("comfy_runtime", "workflows"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def _check_comfyui(tmp_path: Path, worker: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    # A stand-in ComfyUI: the worker's half of the check is what these tests are about.
+    comfy = tmp_path / "comfyui"
+    comfy.mkdir(exist_ok=True)
+    (comfy / "main.py").write_text("print('stand-in ComfyUI: quick test passed')\n")
+    return subprocess.run(
+        ["bash", str(REPO / "docker" / "check_comfyui.sh")],
+        cwd=worker,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "COMFYUI_DIR": str(comfy),
+            "COMFYUI_PYTHON": sys.executable,
+            "WORKER_DIR": str(worker),
+            **env,
+        },
+    )
+
+
+@pytest.mark.parametrize("fault", ["none", "module", "settings", "workflow"])
+def test_build_check_imports_the_worker_and_its_settings(tmp_path: Path, fault: str) -> None:
+    worker = _worker_copy(tmp_path / "worker")
+    env: dict[str, str] = {}
+    if fault == "module":
+        # A dependency the image lacks, imported by a module nothing else imports yet.
+        (worker / "comfy_runtime" / "late_addition.py").write_text(
+            "import package_missing_from_the_lock\n", encoding="utf-8"
+        )
+    elif fault == "settings":
+        env["COMFYUI_PORT"] = "not-a-port"
+    elif fault == "workflow":
+        (worker / "workflows" / "txt2img.json").write_text("{not json", encoding="utf-8")
+    run = _check_comfyui(tmp_path, worker, **env)
+    if fault == "none":
+        assert run.returncode == 0, run.stderr
+        assert "check_comfyui: the worker imports" in run.stdout
+        assert "workflows: img2img txt2img upscale warmup" in run.stdout
+        return
+    assert run.returncode != 0, f"a broken worker ({fault}) passed the build check"
+    assert f"the worker's code in {worker} does not import or load" in run.stderr
+    expected = {
+        "module": "package_missing_from_the_lock",
+        "settings": "comfyui_port",
+        "workflow": "loaded ['img2img', 'upscale', 'warmup']",
+    }[fault]
+    assert expected in run.stderr
