@@ -36,7 +36,7 @@ false, showMissingModelsDialog: false})`` then ``(await app.graphToPrompt()).out
 is reused for all workflows, after waiting until ``window.app.graph`` exists and
 ``LiteGraph.registered_node_types.KSampler`` is defined (earlier, nodes come out without a
 class). ``recordings/index.json`` lists every name with ``ok`` or ``error`` and the versions that
-``/system_stats`` reports. ``--object-info`` also saves ``GET /object_info`` of the same ComfyUI.
+``/system_stats`` reports. ``--object-info`` also saves ``GET /object_info`` of the same ComfyUI, key order kept.
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.object_info:
         info = http_json(f"{url}/object_info")
         args.object_info.write_text(
-            json.dumps(info, indent=1, ensure_ascii=False, sort_keys=True) + "\n",
+            json.dumps(info, indent=1, ensure_ascii=False) + "\n",
             encoding="utf-8")
         log.info("object_info: %d node classes -> %s", len(info), args.object_info)
 
