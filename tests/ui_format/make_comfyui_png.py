@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record_frontend import open_frontend  # noqa: E402
+from record_frontend import open_frontend
 
 log = logging.getLogger("make_comfyui_png")
 

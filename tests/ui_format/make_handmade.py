@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record_frontend import open_frontend  # noqa: E402
+from record_frontend import open_frontend
 
 log = logging.getLogger("make_handmade")
 
@@ -34,6 +34,8 @@ HERE = Path(__file__).resolve().parent
 
 # Helpers every case script can use. ``g`` is the root graph, cleared first.
 PRELUDE = """
+let uuidCount = 0;  // deterministic subgraph ids, so rebuilding gives the same files
+crypto.randomUUID = () => '00000000-0000-4000-8000-' + String(++uuidCount).padStart(12, '0');
 const g = app.graph; g.clear();
 app.canvas.deselectAll && app.canvas.deselectAll();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -164,7 +166,8 @@ con(lat, 0, ka, 'latent_image');
 set(ka, {noise_seed: 99, control_after_generate: 'increment', end_at_step: 3});
 const d = add('VAEDecode', [1000, 1500]); con(ka, 0, d, 0); con(ck, 2, d, 1);
 const s = add('PreviewImage', [1200, 1500]); con(d, 0, s, 'images');
-const rn = add('RandomNoise', [0, 1500]); set(rn, {noise_seed: 123, control_after_generate: 'fixed'});
+const rn = add('RandomNoise', [0, 1500]);
+set(rn, {noise_seed: 123, control_after_generate: 'fixed'});
 const pa = add('PreviewAny', [300, 1500]); con(rn, 0, pa, 'source');
 return save();
 """,
@@ -210,6 +213,52 @@ const s5 = add('SaveImage', [900, 1500]); con(mi, 0, s5, 'images');
 return save();
 """,
     ),
+    "bypass_by_type": (
+        "Bypassed nodes whose matching input is not at the output's slot index: KSampler "
+        "(latent_image is input 3), ImageUpscaleWithModel (image is input 1); bypassed nodes "
+        "with two outputs: LoraLoader (MODEL, CLIP) and ControlNetApplyAdvanced (positive, "
+        "negative); ImageCompositeMasked with only destination linked.",
+        """
+const ck = add('CheckpointLoaderSimple', [0, 0]);
+const lora = add('LoraLoader', [300, 0]); con(ck, 0, lora, 'model'); con(ck, 1, lora, 'clip');
+lora.mode = 4;
+const pos = add('CLIPTextEncode', [600, 0]); const neg = add('CLIPTextEncode', [600, 250]);
+con(lora, 1, pos, 'clip'); con(lora, 1, neg, 'clip'); set(pos, {text: 'pos'});
+const cnl = add('ControlNetLoader', [300, 500]); const hint = add('EmptyImage', [300, 700]);
+const cn = add('ControlNetApplyAdvanced', [900, 0]);
+con(pos, 0, cn, 'positive'); con(neg, 0, cn, 'negative'); con(cnl, 0, cn, 'control_net');
+con(hint, 0, cn, 'image'); con(ck, 2, cn, 'vae'); cn.mode = 4;
+const lat = add('EmptyLatentImage', [600, 500]); set(lat, {width: 64, height: 64});
+const k1 = add('KSampler', [1200, 0]);
+con(lora, 0, k1, 'model'); con(cn, 0, k1, 'positive'); con(cn, 1, k1, 'negative');
+con(lat, 0, k1, 'latent_image'); set(k1, {seed: 1, control_after_generate: 'fixed', steps: 2});
+const k2 = add('KSampler', [1500, 0]);
+con(lora, 0, k2, 'model'); con(cn, 0, k2, 'positive'); con(cn, 1, k2, 'negative');
+con(k1, 0, k2, 'latent_image'); set(k2, {seed: 2, control_after_generate: 'fixed'});
+k2.mode = 4;
+const dec = add('VAEDecode', [1800, 0]); con(k2, 0, dec, 0); con(ck, 2, dec, 1);
+const um = add('UpscaleModelLoader', [1800, 300]);
+const up = add('ImageUpscaleWithModel', [2100, 0]); con(um, 0, up, 'upscale_model');
+con(dec, 0, up, 'image'); up.mode = 4;
+const s = add('SaveImage', [2400, 0]); con(up, 0, s, 'images');
+const cm = add('ImageCompositeMasked', [2100, 400]); con(dec, 0, cm, 'destination');
+cm.mode = 4;
+const s2 = add('SaveImage', [2400, 400]); con(cm, 0, s2, 'images');
+return save();
+""",
+    ),
+    "schema_v1": (
+        "The same kind of graph saved in the version-1 schema (links as objects, 'state'), as "
+        "LGraph.asSerialisable() writes it; with a Reroute and a bypassed node.",
+        """
+const img = add('EmptyImage', [0, 0]); set(img, {width: 24});
+const r = add('Reroute', [300, 0]); const inv = add('ImageInvert', [400, 0]); inv.mode = 4;
+const inv2 = add('ImageInvert', [600, 0]);
+const s = add('SaveImage', [800, 0]); set(s, {filename_prefix: 'v1'});
+con(img, 0, r, 0); con(r, 0, inv, 0); con(inv, 0, inv2, 0); con(inv2, 0, s, 'images');
+return JSON.parse(JSON.stringify(g.asSerialisable()));
+""",
+    ),
     "muted_nodes": (
         "Muted (mode 2) nodes: an ImageInvert in the middle of a chain (its consumer loses the "
         "input), a muted SaveImage (removed), a muted node behind a bypassed one, a muted "
@@ -245,8 +294,8 @@ return save();
     ),
     "subgraph_promoted_widget": (
         "A subgraph whose input is linked to an inner widget but not linked outside (the value is "
-        "the subgraph node's widget value, 77); a second instance of the same subgraph with another "
-        "value; a subgraph output feeding a node outside.",
+        "the subgraph node's widget value, 77); a second instance of the same subgraph with "
+        "another value; a subgraph output feeding a node outside.",
         """
 const img = add('EmptyImage', [0, 0]); const inv = add('ImageInvert', [300, 0]);
 const pi = add('PrimitiveInt', [-300, 0]); con(pi, 0, img, 'height'); con(img, 0, inv, 0);

@@ -1,4 +1,4 @@
-"""Record what ComfyUI's own frontend makes of editor-format workflows (the converter's ground truth).
+"""Record what ComfyUI's frontend makes of editor-format workflows (the converter's ground truth).
 
 For every editor-format workflow (a JSON object with ``nodes`` and ``links``, or with subgraph
 definitions) this drives the frontend that a running ComfyUI serves, in headless Chromium, and
@@ -36,7 +36,8 @@ false, showMissingModelsDialog: false})`` then ``(await app.graphToPrompt()).out
 is reused for all workflows, after waiting until ``window.app.graph`` exists and
 ``LiteGraph.registered_node_types.KSampler`` is defined (earlier, nodes come out without a
 class). ``recordings/index.json`` lists every name with ``ok`` or ``error`` and the versions that
-``/system_stats`` reports. ``--object-info`` also saves ``GET /object_info`` of the same ComfyUI, key order kept.
+``/system_stats`` reports. ``--object-info`` also saves ``GET /object_info`` of the same ComfyUI,
+key order kept.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def default_templates_dir() -> Path | None:
     spec = importlib.util.find_spec("comfyui_workflow_templates")
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(list(spec.submodule_search_locations)[0]) / "templates"
+    return Path(next(iter(spec.submodule_search_locations))) / "templates"
 
 
 def collect(templates_dir: Path | None, handmade_dir: Path | None) -> list[dict[str, Any]]:
