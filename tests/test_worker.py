@@ -367,3 +367,58 @@ def test_every_error_code_has_list_details(harness: WorkerHarness) -> None:
         details = result["details"]
         assert isinstance(details, list) and details, (code, details)
         assert all(isinstance(item, dict) for item in details), (code, details)
+
+
+LINKED_PREFIX = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 0x224466}},
+    "2": {"class_type": "PrimitiveString", "inputs": {"value": "linked"}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": ["2", 0]}},
+}
+PREVIEW_ONLY = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 0x224466}},
+    "3": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+}
+
+
+@pytest.mark.parametrize("graph", [LINKED_PREFIX, PREVIEW_ONLY], ids=["linked_prefix", "preview"])
+def test_an_identical_job_again_gets_its_own_outputs(harness: WorkerHarness, graph: dict) -> None:
+    # ComfyUI reports a cached output node's earlier file (tests/protocol/cached_outputs.json);
+    # the first job's cleanup removed it, so the second job must make its own.
+    job = {"workflow": graph, "output": {"include_previews": True}}
+    first, second = harness.run(job, "a"), harness.run(job, "b")
+    for result in (first, second):
+        (item,) = result["images"]
+        assert _image(item).size == (32, 32), result
+        assert item["subfolder"] == ""
+    sent = harness.double.prompts[-1]["prompt"]
+    assert sent["3"]["inputs"]["comfy_worker_job"].startswith("job-b-")
+    assert harness.leftovers() == []
+
+
+def test_a_linked_prefix_saves_into_the_jobs_folder(harness: WorkerHarness) -> None:
+    seen: list[list[str]] = []
+    original = harness.worker.ctx.cleaner.clean
+
+    def clean(**kwargs):  # look at the folder before cleanup empties it
+        seen.append(sorted(str(p.relative_to(harness.double.output_dir))
+                           for p in harness.double.output_dir.rglob("*.png")))
+        original(**kwargs)
+
+    harness.worker.ctx.cleaner.clean = clean  # type: ignore[method-assign]
+    harness.run({"workflow": LINKED_PREFIX})
+    (files,) = seen
+    (path,) = files
+    assert path.startswith("job-job-1-") and path.endswith("/linked_00001_.png")
+
+
+def test_many_quick_nodes_send_few_progress_updates(harness: WorkerHarness) -> None:
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}}
+    for index in range(2, 22):
+        graph[str(index)] = {"class_type": "ImageInvert", "inputs": {"image": [str(index - 1), 0]}}
+    graph["99"] = {"class_type": "SaveImage", "inputs": {"images": ["21", 0], "filename_prefix": "q"}}
+    started = time.monotonic()
+    assert "images" in harness.run({"workflow": graph})
+    elapsed = time.monotonic() - started
+    # At most one update per quarter second, plus the final state.
+    assert len(harness.progress) <= 2 + int(elapsed / 0.25), harness.progress
+    assert harness.progress[-1]["percent"] == 100.0
