@@ -74,6 +74,7 @@ LABELS: dict[str, str] = {
     "comfy_log_level": "ComfyUI log level",
     "worker_log_level": "Worker log level",
     "job_timeout_s": "Job timeout (s)",
+    "stop_grace_s": "Stop grace for an interrupted prompt (s)",
     "warmup_workflow": "Warmup workflow",
     "warmup_required": "Fail on warmup error",
     "comfy_org_api_key": "Comfy.org API key",

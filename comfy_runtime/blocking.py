@@ -4,6 +4,8 @@ Jobs are asyncio tasks, but most of their work blocks (HTTP to ComfyUI, file I/O
 boto3). Three kinds of it get pools of their own so that none starves another:
 
 * `runs`: a prompt run holds its thread for the whole ComfyUI run;
+* `steps`: a job's other blocking steps (inputs, outputs), whose futures the job keeps so its
+  cleanup can wait until nothing of it still writes;
 * `io`: the fan-out of one step over many files (fetch, decode, upload, deliver);
 * `cleanup`: removing a job's files after its result is handed back, off the client's time.
 
@@ -34,6 +36,7 @@ def serial(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
 class Pools:
     def __init__(self, *, runs: int = 16, io: int = 8, cleanup: int = 2) -> None:
         self.runs = ThreadPoolExecutor(max_workers=runs, thread_name_prefix="prompt")
+        self.steps = ThreadPoolExecutor(max_workers=runs, thread_name_prefix="step")
         self._io = ThreadPoolExecutor(max_workers=io, thread_name_prefix="io")
         self._cleanup = ThreadPoolExecutor(max_workers=cleanup, thread_name_prefix="cleanup")
         self._pending: set[Future[None]] = set()
@@ -57,4 +60,5 @@ class Pools:
         self.drain()
         self._cleanup.shutdown(wait=True)
         self._io.shutdown(wait=False, cancel_futures=True)
+        self.steps.shutdown(wait=False, cancel_futures=True)
         self.runs.shutdown(wait=False, cancel_futures=True)

@@ -73,6 +73,15 @@ def inline_size(files: list[OutputFileData], other_bytes: int = 0) -> int:
     return encoded + other_bytes + _ENVELOPE_OVERHEAD
 
 
+def no_store_error() -> InvalidInput:
+    """`delivery: s3` with no store: said before the run too, so no GPU time is spent on it."""
+    return InvalidInput(
+        "output.delivery: 's3' needs an object store, and none is configured "
+        "(set BUCKET_ENDPOINT_URL and its keys, or use 'auto' or 'base64')",
+        [{"field": "output.delivery", "problem": "no object store configured"}],
+    )
+
+
 def deliver(
     files: list[OutputFileData],
     *,
@@ -85,11 +94,7 @@ def deliver(
 ) -> list[OutputFile]:
     """One `OutputFile` per file, in order, delivered the way the job and its size allow."""
     if delivery == "s3" and store is None:
-        raise InvalidInput(
-            "output.delivery: 's3' needs an object store, and none is configured "
-            "(set BUCKET_ENDPOINT_URL and its keys, or use 'auto' or 'base64')",
-            [{"field": "output.delivery", "problem": "no object store configured"}],
-        )
+        raise no_store_error()
     if delivery != "s3":
         size = inline_size(files, other_bytes)
         if size <= max_response_bytes:

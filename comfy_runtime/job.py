@@ -2,6 +2,12 @@
 
 Every step is another module's; this one orders them, measures them, and makes sure that
 whatever happens the job's files are removed and ComfyUI is left idle for the next job.
+
+The job's `timeout_s` is the job's, end to end: input downloads are bounded by what is left
+of it, and each phase starts only while time is left, so a `timeout` names the phase that ran
+out of it. Cleanup runs after the last step that can write: a cancelled job's blocking steps
+run on in their threads, and a prompt ComfyUI would not stop runs on in ComfyUI, so cleanup
+waits for both before it removes anything.
 """
 
 from __future__ import annotations
@@ -11,14 +17,16 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .blocking import Pools
 from .client import ComfyClient
 from .contract import JobInput, JobOutput, parse_job_input
-from .delivery import convert_image, deliver
-from .errors import ComfyUIUnavailable
+from .delivery import convert_image, deliver, no_store_error
+from .errors import ComfyUIUnavailable, JobError, JobTimeout
 from .event_hub import EventHub
 from .graph_checks import check_graph
 from .inputs import InputLimits, decode_inputs, upload_inputs
@@ -34,7 +42,7 @@ from .job_files import (
 from .node_definitions import NodeDefinitions
 from .outputs import collect_outputs, fetch_outputs, websocket_outputs
 from .progress import ProgressReporter, ProgressSink
-from .prompt_run import STOP_GRACE_S, HealthCheck, PromptRun
+from .prompt_run import HealthCheck, PromptRun, wait_until_ended
 from .run_record import FinishedRun
 from .settings import Settings
 from .wire import UploadedFile
@@ -44,6 +52,10 @@ if TYPE_CHECKING:
     from .storage import ObjectStore
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# After the deadline, how long cleanup still waits for a step that may write.
+_WRITER_GRACE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,7 @@ class JobContext:
     folders: ComfyFolders | None  # ComfyUI's folders, when they are on this machine
     store: ObjectStore | None
     health_check: HealthCheck
+    on_stuck: Callable[[str], None]  # told the id of a prompt that would not stop
 
 
 @dataclass
@@ -96,52 +109,76 @@ class _Job:
         self.folder = job_folder(job_id)
         self.prompt_id = str(uuid.uuid4())
         self.timer = _Timer()
+        self.timeout_s = job_input.timeout_s or ctx.settings.job_timeout_s
+        self.deadline = time.monotonic() + self.timeout_s
         self.queued = False
+        self.stuck = False
         self.finished: FinishedRun | None = None
+        self._writers: list[Future[Any]] = []
 
     async def run(self) -> JobOutput:
-        settings = self.ctx.settings
-        timeout_s = self.input.timeout_s or settings.job_timeout_s
-        deadline = time.monotonic() + timeout_s
         try:
-            graph = await asyncio.to_thread(
-                self.ctx.workflows.resolve,
-                self.input.workflow,
-                self.input.params,
-                input_names=[item.name for item in self.input.images],
-                models=self.ctx.client.models,
-            )
-            check_graph(
-                graph,
-                max_nodes=settings.max_graph_nodes,
-                input_names=[item.name for item in self.input.images],
-            )
-            graph = await asyncio.to_thread(self._prepare_inputs, graph)
+            graph = await self._step("preparing its inputs", self._prepare)
             self.timer.mark("inputs")
-            finished = await self._execute(graph, deadline, timeout_s)
-            return await asyncio.to_thread(self._collect, finished, graph)
+            finished = await self._execute(graph)
+            return await self._step("delivering its outputs", self._collect, finished, graph)
         finally:
             self.ctx.pools.after_job(self._clean)
 
+    async def _step(self, phase: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking step in the steps pool, within the job's time."""
+        self._check_time(phase)
+        future = self.ctx.pools.steps.submit(fn, *args)
+        self._writers.append(future)
+        try:
+            return await asyncio.wrap_future(future)
+        except JobError as exc:
+            if time.monotonic() >= self.deadline and not isinstance(exc, JobTimeout):
+                raise self._timeout(phase) from exc  # e.g. a download cut short by the deadline
+            raise
+
+    def _check_time(self, phase: str) -> None:
+        if time.monotonic() >= self.deadline:
+            raise self._timeout(phase)
+
+    def _timeout(self, phase: str) -> JobTimeout:
+        return JobTimeout(
+            f"the job ran past its time limit of {self.timeout_s:g} s while {phase}; raise "
+            "timeout_s or JOB_TIMEOUT_S if it needs longer",
+            {"timeout_s": self.timeout_s, "phase": phase},
+        )
+
     # --- steps ------------------------------------------------------------------------------
-    def _prepare_inputs(self, graph: dict[str, Any]) -> dict[str, Any]:
-        if not self.input.images:
-            return self._isolate(graph, {})
+    def _prepare(self) -> dict[str, Any]:
         settings = self.ctx.settings
-        limits = InputLimits(
+        names = [item.name for item in self.input.images]
+        graph = self.ctx.workflows.resolve(
+            self.input.workflow, self.input.params, input_names=names,
+            models=self.ctx.client.models,
+        )
+        check_graph(graph, max_nodes=settings.max_graph_nodes, input_names=names)
+        if self.input.output.delivery == "s3" and self.ctx.store is None:
+            raise no_store_error()
+        uploaded: dict[str, UploadedFile] = {}
+        if self.input.images:
+            prepared = decode_inputs(self.input.images, self._limits(), self.ctx.pools.fan_out)
+            uploaded = upload_inputs(
+                self.ctx.client, prepared, folder=self.folder, folders=self.ctx.folders,
+                fan_out=self.ctx.pools.fan_out,
+            )
+        return self._isolate(graph, uploaded)
+
+    def _limits(self) -> InputLimits:
+        settings = self.ctx.settings
+        left = max(0.001, self.deadline - time.monotonic())
+        return InputLimits(
             max_bytes=settings.max_input_bytes,
             max_pixels=settings.max_pixels,
             max_inputs=settings.max_inputs,
-            fetch_timeout_s=settings.input_fetch_timeout_s,
+            fetch_timeout_s=min(settings.input_fetch_timeout_s, left),
             allow_private_urls=settings.allow_private_urls,
             extra_suffixes=settings.extra_input_suffixes,
         )
-        prepared = decode_inputs(self.input.images, limits, self.ctx.pools.fan_out)
-        uploaded = upload_inputs(
-            self.ctx.client, prepared, folder=self.folder, folders=self.ctx.folders,
-            fan_out=self.ctx.pools.fan_out,
-        )
-        return self._isolate(graph, uploaded)
 
     def _isolate(self, graph: dict[str, Any], uploaded: dict[str, UploadedFile]) -> dict[str, Any]:
         classes = {str(node.get("class_type")) for node in graph.values()}
@@ -154,35 +191,36 @@ class _Job:
             can_concat=CONCAT_CLASS in definitions,
         )
 
-    async def _execute(self, graph: dict[str, Any], deadline: float, timeout_s: float) -> FinishedRun:
-        on_event = None
-        if self.progress is not None:
-            on_event = ProgressReporter(graph, self.progress)
+    async def _execute(self, graph: dict[str, Any]) -> FinishedRun:
+        self._check_time("waiting for ComfyUI")
         run = PromptRun(
             self.ctx.client,
             graph,
             events=self.ctx.events,
             prompt_id=self.prompt_id,
             extra_data=self._extra_data(),
-            on_event=on_event,
+            on_event=ProgressReporter(graph, self.progress) if self.progress else None,
             health_check=self.ctx.health_check,
+            stop_grace_s=self.ctx.settings.stop_grace_s,
         )
         self.queued = True
         # Its own pool: a run holds its thread for the whole ComfyUI run, which must not
-        # starve the short steps of other jobs in asyncio's shared pool.
-        loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(
-            loop.run_in_executor(self.ctx.pools.runs, run.run, deadline, timeout_s)
-        )
+        # starve the short steps of other jobs.
+        running = asyncio.wrap_future(self.ctx.pools.runs.submit(run.run, self.deadline,
+                                                                 self.timeout_s))
         try:
-            return await asyncio.shield(task)
+            return await asyncio.shield(running)
         except asyncio.CancelledError:
             log.info("job %s cancelled; stopping its prompt", self.job_id)
             run.cancel()
-            await asyncio.wait([task], timeout=STOP_GRACE_S + 5)
-            if task.done() and not task.cancelled():
-                task.exception()  # the JobCancelled we caused: collected, nothing to report
+            await asyncio.wait([running], timeout=run.stop_grace_s + 5)  # its stop is bounded
+            if running.done() and not running.cancelled():
+                running.exception()  # the JobCancelled we caused: collected, nothing to report
             raise
+        finally:
+            if run.stuck:
+                self.stuck = True
+                self.ctx.on_stuck(self.prompt_id)
 
     def _extra_data(self) -> dict[str, Any] | None:
         key = self.input.comfy_org_api_key or self.ctx.settings.comfy_org_api_key
@@ -203,21 +241,25 @@ class _Job:
                 "the workflow ran but produced no outputs (is there a SaveImage or other "
                 "output node?)"
             )
-        text_bytes = len(json.dumps([t.model_dump() for t in texts]))
+        self._check_time("delivering its outputs")
         delivered = deliver(
             files,
             delivery=options.delivery,
             job_id=self.job_id,
             store=self.ctx.store,
             max_response_bytes=self.ctx.settings.max_response_bytes,
-            other_bytes=text_bytes,
+            other_bytes=len(json.dumps([t.model_dump() for t in texts])),
             fan_out=self.ctx.pools.fan_out,
         )
         for file, item in zip(files, delivered):
             item.subfolder = public_subfolder(item.subfolder, self.folder)
             getattr(output, file.ref.kind).append(item)
         self.timer.mark("outputs")
-        output.timings_ms = {
+        output.timings_ms = self._timings(finished)
+        return output
+
+    def _timings(self, finished: FinishedRun) -> dict[str, Any]:
+        return {
             "inputs": self.timer.marks.get("inputs", 0.0),
             "queued": finished.queued_ms,
             "execution": finished.execution_ms,
@@ -226,10 +268,11 @@ class _Job:
             "total": self.timer.total(),
             "nodes": finished.node_ms,
         }
-        return output
 
+    # --- cleanup ----------------------------------------------------------------------------
     def _clean(self) -> None:
         try:
+            self._wait_for_writers()
             self.ctx.cleaner.clean(
                 job_id=self.job_id,
                 folder=self.folder,
@@ -238,6 +281,13 @@ class _Job:
             )
         except Exception:  # cleanup must never turn a result into a failure
             log.exception("job %s: cleanup failed", self.job_id)
+
+    def _wait_for_writers(self) -> None:
+        grace = max(0.0, self.deadline - time.monotonic()) + _WRITER_GRACE_S
+        wait(self._writers, timeout=grace)
+        if self.stuck and not wait_until_ended(self.ctx.client, self.prompt_id, grace):
+            log.warning("job %s: prompt %s still runs; its files are removed anyway",
+                        self.job_id, self.prompt_id)
 
     def _written_files(self) -> list[FileRef]:
         # The run's record lists every file it wrote, previews and partial outputs of a failed

@@ -29,8 +29,10 @@ HealthCheck = Callable[[], None]
 
 # How long the websocket may stay silent before we look at the history instead.
 SILENCE_POLL_S = 1.0
-# How long an interrupted prompt may take to wind down before we stop waiting for it.
-STOP_GRACE_S = 15.0
+# How long an interrupted prompt may take to wind down before it counts as stuck (settings:
+# STOP_GRACE_S). ComfyUI looks for interrupts only between steps and nodes, so a long model
+# load or VAE decode can take a while.
+DEFAULT_STOP_GRACE_S = 15.0
 
 
 class PromptRun:
@@ -46,6 +48,7 @@ class PromptRun:
         extra_data: dict[str, Any] | None = None,
         on_event: EventCallback | None = None,
         health_check: HealthCheck | None = None,
+        stop_grace_s: float = DEFAULT_STOP_GRACE_S,
     ) -> None:
         self.client = client
         self.graph = graph
@@ -57,6 +60,8 @@ class PromptRun:
         self._record = RunRecord()
         self._subscription: Subscription | None = None
         self._cancelled = threading.Event()
+        self.stop_grace_s = stop_grace_s
+        self.stuck = False  # interrupted, yet still running after the grace
 
     def cancel(self) -> None:
         """Ask the thread in `run` to stop the prompt and give up (thread-safe)."""
@@ -105,26 +110,38 @@ class PromptRun:
             raise
         if finished is None:
             where = self._record.describe(self.graph)
-            self.stop()
+            stopped = self.stop()
+            how = "was stopped" if stopped else (
+                f"ComfyUI did not stop it within {self.stop_grace_s:g} s (a node that does not "
+                "look for interrupts); the worker cleans up once it ends, and restarts a "
+                "ComfyUI that stays stuck")
             raise JobTimeout(
-                f"the job ran past its time limit of {timeout_s:g} s and was stopped "
+                f"the job ran past its time limit of {timeout_s:g} s and {how} "
                 f"({where_text(where)}); raise timeout_s or JOB_TIMEOUT_S if it needs longer",
-                {"timeout_s": timeout_s, **where},
+                {"timeout_s": timeout_s, "phase": "running", "stopped": stopped, **where},
             )
         return finished
 
-    def stop(self) -> None:
-        """Take our prompt off the queue, or interrupt it if running, and wait until it ends."""
+    def stop(self) -> bool:
+        """Take our prompt off the queue, or interrupt it if running, and wait until it ends.
+
+        False (and `stuck` set) when it still runs after the grace.
+        """
         try:
             queue = self.client.queue()
             if self.prompt_id in queue.pending:
                 self.client.delete_from_queue([self.prompt_id])
-                return
+                return True
             if self.prompt_id in queue.running:
                 self.client.interrupt(self.prompt_id)
-                self._wait_until_gone(time.monotonic() + STOP_GRACE_S)
+                if not self._wait_until_gone(time.monotonic() + self.stop_grace_s):
+                    log.error("prompt %s still runs %.0f s after an interrupt", self.prompt_id,
+                              self.stop_grace_s)
+                    self.stuck = True
+                    return False
         except ComfyUIUnavailable as exc:
             log.warning("could not stop prompt %s: %s", self.prompt_id, exc.message)
+        return True
 
     # --- following ------------------------------------------------------------------------
     def _subscribe(self) -> Subscription:
@@ -179,7 +196,7 @@ class PromptRun:
             delay = min(delay * 2, 0.5)
         return None
 
-    def _wait_until_gone(self, until: float) -> None:
+    def _wait_until_gone(self, until: float) -> bool:
         while time.monotonic() < until:
             try:
                 event = self._subscription.receive(0.2) if self._subscription else None
@@ -188,6 +205,23 @@ class PromptRun:
             if event is not None:
                 self._record.on_event(event)
                 if self._record.ended:
-                    return
+                    return True
             elif self.client.history(self.prompt_id) is not None:
-                return
+                return True
+        return False
+
+
+def wait_until_ended(client: ComfyClient, prompt_id: str, timeout_s: float) -> bool:
+    """True once ComfyUI neither runs nor queues `prompt_id`; False if it still does after
+    `timeout_s`. A ComfyUI that cannot be asked runs nothing: that counts as ended."""
+    until = time.monotonic() + timeout_s
+    while True:
+        try:
+            queue = client.queue()
+        except ComfyUIUnavailable:
+            return True
+        if prompt_id not in queue.running and prompt_id not in queue.pending:
+            return True
+        if time.monotonic() >= until:
+            return False
+        time.sleep(0.25)

@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     job_timeout_s: float = Field(
         600.0, gt=0, description="Default time limit of a job; a job's timeout_s overrides it."
     )
+    stop_grace_s: float = Field(
+        15.0,
+        gt=0,
+        description="How long an interrupted prompt may take to stop before ComfyUI counts as "
+        "stuck (cleanup then waits for it, and a ComfyUI still stuck at the next job is "
+        "restarted).",
+    )
     warmup_workflow: str = Field(
         "auto",
         description="Run once at start: 'auto' (one txt2img step with the default checkpoint "

@@ -30,6 +30,7 @@ from .job import JobContext, run_job
 from .job_files import ComfyFolders, JobCleaner
 from .node_definitions import NodeDefinitions
 from .progress import ProgressSink
+from .prompt_run import wait_until_ended
 from .settings import Settings
 from .supervision import MAX_CRASHES, ComfyProcess
 from .workflows import WorkflowRegistry
@@ -86,7 +87,9 @@ class Worker:
             folders=folders if settings.comfyui_local_files else None,
             store=_object_store(settings),
             health_check=process.check_alive if process is not None else (lambda: None),
+            on_stuck=self._note_stuck,
         )
+        self._stuck: str | None = None  # a prompt ComfyUI would not stop
 
     # --- boot -------------------------------------------------------------------------------
     def wait_ready(self) -> float:
@@ -180,16 +183,41 @@ class Worker:
             return Failed(exc)
 
     async def _ensure_comfyui(self) -> None:
+        if self._stuck is not None:
+            await self._unstick(self._stuck)
         if self.process is None or self.process.exit_code is None:
             return
         async with self._restart_lock:
             if self.process.exit_code is None:
                 return  # another job restarted it while we waited
-            self.state = WorkerState.RESTARTING
-            log.warning("ComfyUI is down (exit code %s); restarting it", self.process.exit_code)
-            await asyncio.to_thread(self.process.restart, self.settings.comfyui_boot_timeout_s)
-            self.ctx.definitions.forget()
-            await self.warmup()
+            await self._restart(f"ComfyUI is down (exit code {self.process.exit_code})")
+
+    def _note_stuck(self, prompt_id: str) -> None:
+        self._stuck = prompt_id
+
+    async def _unstick(self, prompt_id: str) -> None:
+        """A prompt that would not stop may have ended since; if not, ComfyUI is broken."""
+        grace = self.settings.stop_grace_s
+        ended = await asyncio.to_thread(wait_until_ended, self.client, prompt_id, grace)
+        self._stuck = None
+        if ended:
+            return
+        if self.process is None:
+            raise ComfyUIUnavailable(
+                f"ComfyUI still runs prompt {prompt_id}, which would not stop when interrupted; "
+                "it cannot take jobs (the worker did not launch it, so it cannot restart it)",
+                {"prompt_id": prompt_id},
+            )
+        async with self._restart_lock:
+            await self._restart(f"ComfyUI is stuck on prompt {prompt_id}")
+
+    async def _restart(self, why: str) -> None:
+        assert self.process is not None
+        self.state = WorkerState.RESTARTING
+        log.warning("%s; restarting it", why)
+        await asyncio.to_thread(self.process.restart, self.settings.comfyui_boot_timeout_s)
+        self.ctx.definitions.forget()
+        await self.warmup()
 
     def _with_death(self, error: JobError) -> JobError:
         """ComfyUI being unreachable because our child died says more: its exit code and log."""
@@ -211,6 +239,10 @@ class Worker:
         elif isinstance(error, ExecutionFailed) and error.out_of_memory:
             # ComfyUI keeps what it loaded; give the next job the whole GPU.
             await asyncio.to_thread(self._free_memory, job_id)
+        if self._stuck is not None and self.process is None:
+            log.error("job %s: ComfyUI would not stop a prompt and is not ours to restart; "
+                      "asking for a fresh worker", job_id)
+            refresh = True
         deaths = self.process.crashes.count() if self.process is not None else 0
         if deaths >= MAX_CRASHES:
             log.error("job %s: ComfyUI died %d times recently; asking for a fresh worker",
@@ -251,9 +283,9 @@ def _warmup_graph(choice: str) -> dict[str, Any] | str:
 
 def _local_folders(settings: Settings, *, launched: bool) -> ComfyFolders | None:
     """ComfyUI's folders, if they are certainly the ones it uses: we launched it from
-    COMFYUI_DIR, or they were named explicitly."""
-    named = settings.comfyui_input_dir or settings.comfyui_output_dir or settings.comfyui_temp_dir
-    if not (launched or named):
+    COMFYUI_DIR, or they (or COMFYUI_DIR itself) were named explicitly."""
+    named = {"comfyui_dir", "comfyui_input_dir", "comfyui_output_dir", "comfyui_temp_dir"}
+    if not (launched or named & settings.model_fields_set):
         return None
     return ComfyFolders(settings.input_dir, settings.output_dir, settings.temp_dir)
 

@@ -9,8 +9,12 @@ import time
 
 import pytest
 
+from comfy_runtime.settings import Settings
+from comfy_runtime.worker import Worker
+from handler import respond
 from tests.harness import WorkerHarness
-from tests.images import open_image, png_b64
+from tests.images import open_image, png_b64, png_bytes
+from tests.slow_server import slow_server
 
 EMPTY_512 = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 512, "height": 512, "batch_size": 1, "color": 0x3366FF}},
@@ -151,13 +155,9 @@ def test_missing_end_message_is_recovered_from_history(harness: WorkerHarness) -
 
 
 def test_unreachable_comfyui_is_comfyui_unavailable(comfy_double) -> None:
-    url = comfy_double.url
-    comfy_double.stop()
-    from tests.harness import WorkerHarness as H
-
-    harness = H.__new__(H)
-    H.__init__(harness, comfy_double)
-    harness.settings.__dict__["comfyui_base_url"] = url
+    harness = WorkerHarness(comfy_double)  # pointed at the double's URL...
+    comfy_double.stop()  # ...where nothing answers any more
+    assert harness.worker.client.base_url == comfy_double.url
     result = harness.run({"workflow": EMPTY_512})
     assert result["error_code"] == "comfyui_unavailable"
 
@@ -422,3 +422,120 @@ def test_many_quick_nodes_send_few_progress_updates(harness: WorkerHarness) -> N
     # At most one update per quarter second, plus the final state.
     assert len(harness.progress) <= 2 + int(elapsed / 0.25), harness.progress
     assert harness.progress[-1]["percent"] == 100.0
+
+
+def test_a_prompt_that_will_not_stop_is_said_and_cleaned_once_it_ends(comfy_double) -> None:
+    # ComfyUI looks for interrupts only between steps and nodes: a long model load outlasts
+    # the stop grace.
+    harness = WorkerHarness(comfy_double, stop_grace_s=0.5)
+    harness.double.faults.busy_class, harness.double.faults.busy_s = "EmptyImage", 2.5
+    started = time.monotonic()
+    result = harness.run({"workflow": EMPTY_512, "timeout_s": 0.5})
+    assert result["error_code"] == "timeout"
+    assert "did not stop it" in result["error"]
+    assert result["details"][0]["stopped"] is False
+    # Attached by URL, the worker cannot restart ComfyUI: it asks for a fresh worker.
+    assert result["refresh_worker"] is True
+    assert time.monotonic() - started >= 2.0  # cleanup waited for the prompt to end
+    assert harness.leftovers() == []
+    harness.double.faults.busy_class = None
+    assert "images" in harness.run({"workflow": EMPTY_512})
+    harness.worker.close()
+
+
+def test_cancelling_while_inputs_download_leaves_no_files(comfy_double) -> None:
+    harness = WorkerHarness(comfy_double, allow_private_urls=True)
+    with slow_server(png_bytes(16, 16), delay_s=1.5) as base:
+        job = {"id": "c", "input": {"workflow": INVERT,
+                                    "images": [{"name": "photo.png", "image": f"{base}/p.png"}]}}
+
+        async def cancel_soon() -> None:
+            task = asyncio.ensure_future(harness.handle(job))
+            await asyncio.sleep(0.3)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(cancel_soon())
+        time.sleep(1.6)  # the download finishes and would write its file
+        harness.worker.drain_cleanups()
+    assert harness.leftovers() == []
+    assert harness.double.prompts == []
+    harness.worker.close()
+
+
+def test_timeout_covers_input_downloads(comfy_double) -> None:
+    harness = WorkerHarness(comfy_double, allow_private_urls=True)
+    with slow_server(png_bytes(16, 16), delay_s=3.0) as base:
+        started = time.monotonic()
+        result = harness.run({"workflow": INVERT, "timeout_s": 1,
+                              "images": [{"name": "photo.png", "image": f"{base}/p.png"}]})
+    assert time.monotonic() - started < 2.5
+    assert result["error_code"] == "timeout"
+    assert "while preparing its inputs" in result["error"]
+    assert harness.double.prompts == []
+    harness.worker.close()
+
+
+def test_delivery_s3_without_a_store_is_refused_before_queueing(harness: WorkerHarness) -> None:
+    result = harness.run({"workflow": EMPTY_512, "output": {"delivery": "s3"}})
+    assert result["error_code"] == "invalid_input"
+    assert result["error"].startswith("invalid_input: output.delivery")
+    assert harness.double.prompts == []
+
+
+def test_a_cuda_error_asks_for_a_fresh_worker(harness: WorkerHarness) -> None:
+    harness.double.faults.cuda_error_class = "ImageInvert"
+    result = harness.run({"workflow": INVERT, "images": [{"name": "photo.png", "image": png_b64()}]})
+    assert result["error_code"] == "execution_failed"
+    assert "illegal memory access" in result["error"]
+    assert result["refresh_worker"] is True
+    harness.double.faults.cuda_error_class = None
+    assert "refresh_worker" not in harness.run({"workflow": EMPTY_512})
+
+
+def test_the_websocket_is_reconnected_after_it_drops(harness: WorkerHarness) -> None:
+    harness.double.faults.step_delay_s = 0.3
+    harness.double.faults.drop_ws_after = 4  # during the first steps of the sampler
+    assert "images" in harness.run({"workflow": _txt2img()})
+    # Progress comes only from websocket events: the steps after the drop arrived on a new
+    # connection.
+    steps = [p["step"] for p in harness.progress if p.get("class_type") == "KSampler" and "step" in p]
+    assert steps and steps[-1] == TXT2IMG_STEPS, harness.progress
+
+
+def test_an_unexpected_exception_is_internal_error_and_the_worker_goes_on(
+    harness: WorkerHarness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import handler
+
+    monkeypatch.setattr(handler, "_worker", harness.worker)
+    wide = {"1": {"class_type": "EmptyImage", "inputs": {"width": 16384, "height": 2, "batch_size": 1, "color": 0}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "wide"}}}
+    job = {"id": "wide-job", "input": {"workflow": wide, "output": {"format": "webp"}}}
+    with caplog.at_level("ERROR"):
+        result = asyncio.run(handler.handler(job))
+    assert result["error_code"] == "internal_error"
+    assert result["error"].startswith("internal_error: the worker hit an unexpected")
+    assert "Traceback" not in result["error"] and "File " not in str(result["details"])
+    logged = [r for r in caplog.records if "wide-job" in r.getMessage()]
+    assert logged and logged[0].exc_info is not None  # the traceback is in the log
+    harness.worker.drain_cleanups()
+    assert harness.leftovers() == []
+    assert "images" in asyncio.run(handler.handler({"id": "next", "input": {"workflow": EMPTY_512}}))
+
+
+def test_attached_with_only_comfyui_dir_cleans_the_jobs_files(comfy_double) -> None:
+    # The README says COMFYUI_DIR is enough for the worker to find ComfyUI's folders.
+    settings = Settings(comfyui_url=comfy_double.url, comfyui_dir=comfy_double.root)
+    worker = Worker(settings)
+    try:
+        result = respond(asyncio.run(worker.handle(
+            {"id": "d", "input": {"workflow": INVERT,
+                                  "images": [{"name": "photo.png", "image": png_b64()}]}})))
+        assert "images" in result, result
+        worker.drain_cleanups()
+    finally:
+        worker.close()
+    left = [p for d in (comfy_double.input_dir, comfy_double.output_dir) for p in d.rglob("*")]
+    assert left == []

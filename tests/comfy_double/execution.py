@@ -501,6 +501,11 @@ class _PromptRun:
                 "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
                 "23.55 GiB of which 1.02 GiB is free. Of the allocated memory 20.61 GiB is "
                 "allocated by PyTorch, and 1.45 GiB is reserved by PyTorch but unallocated.")
+        if class_type == faults.cuda_error_class:
+            raise RuntimeError(
+                "CUDA error: an illegal memory access was encountered\nCUDA kernel errors might "
+                "be asynchronously reported at some other API call, so the stacktrace below "
+                "might be incorrect.")
         if class_type == faults.execution_error_class:
             raise RuntimeError(f"Fault injected by the ComfyUI double: {class_type} failed")
         if impl is None:

@@ -45,6 +45,9 @@ class Faults:
     """Never send the final `executing` {node: null}; history is still written."""
     crash_on_prompt: bool = False
     """Die when a prompt starts executing (process: exit code 3; thread: server stops)."""
+    cuda_error_class: str | None = None
+    """Nodes of this class_type fail like a CUDA fault (an illegal memory access), after which
+    a real GPU process is not to be trusted."""
     out_of_memory_class: str | None = None
     """Nodes of this class_type fail like a CUDA out-of-memory error."""
 

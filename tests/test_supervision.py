@@ -1,0 +1,90 @@
+"""ComfyUI as our child: deaths are counted when they happen, in a time window, and a worker
+whose ComfyUI keeps dying asks for a fresh one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from comfy_runtime.settings import Settings
+from comfy_runtime.supervision import MAX_CRASHES, ComfyProcess, CrashWindow, launch_comfyui
+from comfy_runtime.worker import Worker
+from handler import respond
+from tests.e2e.worker_process import DOUBLE_DIR, ComfyDirs, free_port
+
+
+def _child(tmp_path: Path, code: str) -> ComfyProcess:
+    (tmp_path / "main.py").write_text(code)
+    return ComfyProcess([sys.executable, "-u", "main.py"], cwd=tmp_path,
+                        base_url="http://127.0.0.1:9")
+
+
+def _until(condition, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_death_between_jobs_is_counted_when_it_happens(tmp_path: Path) -> None:
+    process = _child(tmp_path, "import sys; print('dying'); sys.exit(3)")
+    process.launch()
+    _until(lambda: process.crashes.count() == 1)
+    assert process.exit_code == 3
+
+
+def test_a_stop_we_asked_for_is_no_crash(tmp_path: Path) -> None:
+    process = _child(tmp_path, "import time; time.sleep(60)")
+    process.launch()
+    process.stop()
+    time.sleep(0.3)
+    assert process.crashes.count() == 0
+
+
+def test_old_deaths_are_forgotten() -> None:
+    window = CrashWindow(window_s=0.3)
+    window.record()
+    window.record()
+    assert window.count() == 2
+    time.sleep(0.4)
+    assert window.count() == 0
+
+
+@pytest.fixture
+def launched(tmp_path: Path) -> Iterator[Worker]:
+    dirs = ComfyDirs.under(tmp_path)
+    settings = Settings(
+        comfyui_dir=DOUBLE_DIR,
+        comfyui_port=free_port(),
+        comfyui_input_dir=dirs.input,
+        comfyui_output_dir=dirs.output,
+        comfyui_temp_dir=dirs.temp,
+        comfyui_args=f"--input-directory {dirs.input} --output-directory {dirs.output} "
+        f"--temp-directory {dirs.temp}",
+        network_volume_dir=tmp_path / "no-volume",
+        warmup_workflow="none",
+    )
+    process = launch_comfyui(settings)
+    worker = Worker(settings, process)
+    worker.wait_ready()
+    yield worker
+    worker.close()
+
+
+def test_repeated_deaths_between_jobs_ask_for_a_fresh_worker(launched: Worker) -> None:
+    job = {"id": "j", "input": {"workflow": "warmup"}}
+    process = launched.process
+    assert process is not None
+    for death in range(1, MAX_CRASHES + 1):
+        os.killpg(process.pid, signal.SIGKILL)  # while idle: no job sees it happen
+        _until(lambda: process.crashes.count() == death)
+        result = respond(asyncio.run(launched.handle(job)))  # restarts ComfyUI first
+        assert "error" not in result, result
+        assert result.get("refresh_worker", False) is (death >= MAX_CRASHES), (death, result)
