@@ -1,0 +1,150 @@
+"""Load a workflow the way the frontend does before it builds the API graph.
+
+Order matters and follows the frontend: unknown types are found first (and refused, all of
+them at once), subgraph definitions are configured before the nodes that use them, link
+target slots are re-pointed at the reordered inputs, PrimitiveNodes push their value into
+their targets, and subgraph instances push their promoted values into the widgets inside.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .configure import (RENAMED_TYPES, VIRTUAL_TYPES, Graph, Node, configure_comfy,
+                        configure_instance, configure_virtual)
+from .definitions import NodeDefinitions
+from .errors import BrokenLink, UnknownNodeTypes, UnsupportedStructure, problem
+from .graph import RawGraph, read_workflow
+
+
+def _unknown_types(graphs: list[RawGraph], subgraph_ids: set[str],
+                   defs: NodeDefinitions) -> None:
+    missing: dict[str, list[str]] = {}
+    for graph in graphs:
+        for node in graph.nodes:
+            node.type = RENAMED_TYPES.get(node.type, node.type)
+            if node.type.startswith("workflow>") or node.type.startswith("workflow/"):
+                text = ("legacy group node: convert it to a subgraph in the editor "
+                        "(or ungroup it) and save again")
+                raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
+            if node.type in defs or node.type in VIRTUAL_TYPES or node.type in subgraph_ids:
+                continue
+            where = node.id if graph.subgraph_id is None else f"{node.id} in subgraph '{graph.name}'"
+            missing.setdefault(node.type, []).append(where)
+    if missing:
+        details = [problem(None, t, f"node type '{t}' is not installed in ComfyUI (nodes "
+                                    f"{', '.join(ids)}); it is probably a custom node")
+                   for t, ids in missing.items()]
+        names = ", ".join(sorted(missing))
+        raise UnknownNodeTypes(f"unknown node types, probably custom nodes to install: {names}",
+                               details)
+
+
+class _Loader:
+    def __init__(self, workflow: Any, defs: NodeDefinitions) -> None:
+        self.defs = defs
+        self.root_raw, self.sub_raw = read_workflow(workflow)
+        _unknown_types([self.root_raw, *self.sub_raw.values()], set(self.sub_raw), defs)
+        self.subgraphs: dict[str, Graph] = {}
+        self._building: list[str] = []
+
+    def subgraph(self, sub_id: str) -> Graph:
+        found = self.subgraphs.get(sub_id)
+        if found is not None:
+            return found
+        if sub_id in self._building:
+            text = f"subgraph '{self.sub_raw[sub_id].name}' contains itself"
+            raise UnsupportedStructure(text, [problem(None, sub_id, text)])
+        self._building.append(sub_id)
+        raw = self.sub_raw[sub_id]
+        graph = self.build(raw, root=False)
+        graph.subgraph_id, graph.name = sub_id, raw.name
+        graph.inputs, graph.outputs = raw.inputs, raw.outputs
+        self._building.pop()
+        self.subgraphs[sub_id] = graph
+        return graph
+
+    def build(self, raw: RawGraph, root: bool) -> Graph:
+        graph = Graph({}, raw.links)
+        for node in raw.nodes:
+            if node.type in self.sub_raw:
+                built = configure_instance(node, self.subgraph(node.type))
+            elif node.type in VIRTUAL_TYPES:
+                built = configure_virtual(node)
+            else:
+                built = configure_comfy(node, self.defs, root)
+            graph.nodes[node.id] = built
+        return graph
+
+
+def _fix_link_slots(graph: Graph, seen: set[int]) -> None:
+    """Point each link's target slot at the input that holds it, as the frontend does."""
+    if id(graph) in seen:
+        return
+    seen.add(id(graph))
+    for node in graph.nodes.values():
+        for index, slot in enumerate(node.inputs):
+            link = graph.links.get(slot.link) if slot.link else None
+            if link is not None:
+                link.target_slot = index
+        if node.subgraph is not None:
+            _fix_link_slots(node.subgraph, seen)
+
+
+def _apply_primitive(graph: Graph, node: Node, root: Graph) -> None:
+    if not node.widgets:
+        return
+    if graph is not root:
+        text = "PrimitiveNode inside a subgraph (the frontend resolves its links in the root graph)"
+        raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
+    value = node.widgets[0].value
+    for link_id in node.outputs[0].links:
+        link = graph.links.get(link_id)
+        if link is None:
+            text = f"PrimitiveNode output link {link_id} is not in the links table"
+            raise BrokenLink(text, [problem(node.id, node.type, text)])
+        target = graph.nodes.get(link.target_id)
+        if target is None or not 0 <= link.target_slot < len(target.inputs):
+            continue  # the frontend warns and skips such a link
+        widget = target.widget(target.inputs[link.target_slot].widget)
+        if widget is not None:
+            widget.value = value
+
+
+def _push_promoted(instance: Node) -> None:
+    """An instance's promoted values overwrite the widgets inside its (shared) definition."""
+    sub = instance.subgraph
+    assert sub is not None
+    for widget in instance.widgets:
+        if not any(slot.name == widget.name for slot in instance.inputs):
+            continue
+        sub_input = next((s for s in sub.inputs if s.name == widget.name), None)
+        for link_id in sub_input.link_ids if sub_input else []:
+            link = sub.links.get(link_id)
+            inner = sub.nodes.get(link.target_id) if link else None
+            if link is None or inner is None or not 0 <= link.target_slot < len(inner.inputs):
+                continue
+            target = inner.widget(inner.inputs[link.target_slot].widget)
+            if target is not None:
+                target.value = widget.value
+
+
+def _graphs_in_serialize_order(root: Graph, subgraphs: dict[str, Graph]) -> list[Graph]:
+    return [root, *subgraphs.values()]
+
+
+def load(workflow: Any, defs: NodeDefinitions) -> tuple[Graph, dict[str, Graph]]:
+    loader = _Loader(workflow, defs)
+    for sub_id in loader.sub_raw:
+        loader.subgraph(sub_id)
+    root = loader.build(loader.root_raw, root=True)
+    _fix_link_slots(root, set())
+    for graph in _graphs_in_serialize_order(root, loader.subgraphs):
+        for node in graph.nodes.values():
+            if node.kind == "primitive":
+                _apply_primitive(graph, node, root)
+    for graph in _graphs_in_serialize_order(root, loader.subgraphs):
+        for node in graph.nodes.values():
+            if node.kind == "subgraph":
+                _push_promoted(node)
+    return root, loader.subgraphs
