@@ -88,7 +88,7 @@ def _fits(spec: WidgetSpec, value: Any) -> bool:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if spec.kind in ("INT", "FLOAT"):
         return number
-    if spec.kind == "BOOLEAN":
+    if spec.kind in ("BOOLEAN", "toggle"):
         return isinstance(value, bool)
     if spec.kind in ("STRING", "filter"):
         return isinstance(value, str)
@@ -113,7 +113,7 @@ def _assign(node: RawNode, widgets: list[Widget], values: Any, migrate: NodeDef 
     if isinstance(values, dict):
         # Some nodes save their values keyed by widget name; match them by name.
         for widget in widgets:
-            if widget.spec.has_slot and widget.name in values:
+            if widget.spec.has_slot and not widget.spec.fixed and widget.name in values:
                 widget.value = values[widget.name]
                 _check(node, widget)
         return
@@ -123,8 +123,9 @@ def _assign(node: RawNode, widgets: list[Widget], values: Any, migrate: NodeDef 
         values = _migrate(migrate, values)
     holders = [w for w in widgets if w.spec.has_slot]
     for widget, value in zip(holders, values):
-        widget.value = value
-        _check(node, widget)
+        if not widget.spec.fixed:
+            widget.value = value
+            _check(node, widget)
 
 
 def _check(node: RawNode, widget: Widget) -> None:
@@ -196,22 +197,18 @@ def _configure_primitive(raw: RawNode, node: Node) -> None:
 
 
 def configure_instance(raw: RawNode, sub: Graph) -> Node:
-    """A subgraph instance: the definition's slots, overwritten by the saved ones by index."""
-    inputs = [InSlot(s.name, s.type, None) for s in sub.inputs]
-    for i, slot in enumerate(saved_inputs(raw)):
-        if i < len(inputs):
-            inputs[i] = slot
-        else:
-            inputs.append(slot)
-    outputs = [OutSlot(s.name, s.type, []) for s in sub.outputs]
-    for i, out in enumerate(saved_outputs(raw)):
-        if i < len(outputs):
-            outputs[i] = out
-        else:
-            outputs.append(out)
+    """A subgraph instance: the definition's slots, with saved links matched by name."""
+    saved = saved_inputs(raw)
+    by_name = {slot.name: slot for slot in saved}
+    defined = {s.name for s in sub.inputs}
+    inputs = [InSlot(s.name, s.type, by_name[s.name].link if s.name in by_name else None)
+              for s in sub.inputs]
+    inputs += [InSlot(s.name, s.type, s.link) for s in saved if s.name not in defined]
+    outs = saved_outputs(raw)
+    outputs = [OutSlot(s.name, s.type, outs[i].links if i < len(outs) else [])
+               for i, s in enumerate(sub.outputs)] + outs[len(sub.outputs):]
     node = Node(raw.id, raw.type, "subgraph", raw.mode, inputs, outputs, subgraph=sub, raw=raw)
     for slot in inputs:
-        slot.widget = None  # promotion below decides which inputs carry a widget
         _promote(node, slot, sub)
     _assign(raw, node.widgets, raw.data.get("widgets_values"), None)
     return node

@@ -25,11 +25,18 @@ from typing import Any
 _BROWSER_WIDGETS = frozenset({
     "MARKDOWN", "FILEUPLOAD", "COLOR", "IMAGECOMPARE", "TREESELECT", "MULTISELECT", "CHART",
     "GALLERIA", "SELECTBUTTON", "TEXTAREA", "AUDIO_RECORD", "LOAD_3D", "LOAD_3D_ANIMATION",
-    "PREVIEW_3D", "PREVIEW_3D_ANIMATION", "WEBCAM",
+    "WEBCAM",
 })
+# 3D viewers the frontend adds to these nodes as an `image` input; they have no value source,
+# so they hold a saved value slot but always write "".
+_VIEWER_NODES = {
+    "SaveGLB": "PREVIEW_3D", "Preview3D": "PREVIEW_3D",
+    "Preview3DAnimation": "PREVIEW_3D_ANIMATION",
+}
 _VALUE_WIDGETS = frozenset({"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO"})
 _UPLOAD_WIDGETS = frozenset({"IMAGEUPLOAD", "AUDIOUPLOAD"})
-_WIDGET_TYPES = _BROWSER_WIDGETS | _VALUE_WIDGETS | _UPLOAD_WIDGETS | {"AUDIO_UI"}
+_WIDGET_TYPES = _BROWSER_WIDGETS | _VALUE_WIDGETS | _UPLOAD_WIDGETS | {
+    "AUDIO_UI", "PREVIEW_3D", "PREVIEW_3D_ANIMATION"}
 
 # Nodes the frontend's audio extension gives a player widget (by class name, not by input).
 _AUDIO_PLAYER_NODES = frozenset({
@@ -49,6 +56,7 @@ class WidgetSpec:
     in_prompt: bool  # written to the API graph
     default: Any = None
     dynamic_prompts: bool = False
+    fixed: bool = False  # the widget ignores assigned values and always reads `default`
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,8 @@ def _declared_specs(class_type: str, info: dict[str, Any]) -> list[_Spec]:
         ):
             required["upload"] = ["IMAGEUPLOAD", {}]
             break
+    if class_type in _VIEWER_NODES:
+        required["image"] = [_VIEWER_NODES[class_type]]
     if class_type in _AUDIO_PLAYER_NODES:
         required["audioUI"] = ["AUDIO_UI", {}]
     audio = required.get("audio")
@@ -172,6 +182,14 @@ def _widgets_for(spec: _Spec) -> list[WidgetSpec]:
         return [WidgetSpec(spec.name, kind, True, True, "" if default is None else default, dynamic)]
     if kind == "COMBO":
         widgets = [WidgetSpec(spec.name, kind, True, True, _combo_default(spec))]
+        remote = opts.get("remote")
+        if isinstance(remote, dict):
+            # Remote combos always get an auto-refresh toggle (not queued), and a refresh
+            # button (queued with its value) when asked for.
+            widgets.append(WidgetSpec("Auto-refresh after generation", "toggle", True, False,
+                                      False))
+            if remote.get("refresh_button"):
+                widgets.append(WidgetSpec("refresh", "button", True, True, "refresh"))
         if opts.get("control_after_generate"):
             widgets.append(WidgetSpec("control_after_generate", "control", True, False, "randomize"))
             widgets.append(WidgetSpec("control_filter_list", "filter", True, False, ""))
@@ -179,9 +197,11 @@ def _widgets_for(spec: _Spec) -> list[WidgetSpec]:
     if kind in _UPLOAD_WIDGETS:
         default = "image" if kind == "IMAGEUPLOAD" else None
         return [WidgetSpec(spec.name, "button", True, False, default)]
+    if kind in ("PREVIEW_3D", "PREVIEW_3D_ANIMATION"):
+        return [WidgetSpec(spec.name, "viewer", True, True, "", fixed=True)]
     if kind == "AUDIO_UI":
         # A DOM widget with no value source: not saved, and written to the prompt as "".
-        return [WidgetSpec(spec.name, "player", False, True, "")]
+        return [WidgetSpec(spec.name, "player", False, True, "", fixed=True)]
     raise AssertionError(kind)
 
 
@@ -207,6 +227,9 @@ def build_node_def(class_type: str, info: dict[str, Any]) -> NodeDef:
             continue
         widgets.extend(_widgets_for(spec))
         widget_inputs.append(InputDef(spec.name, spec.type, spec.name))
+    if class_type == "PreviewAny":
+        # Its extension appends a read-only text box after the definition's widgets.
+        widgets.append(WidgetSpec("preview", "viewer", False, True, "", fixed=True))
     names = {w.name for w in widgets}
     migration = tuple(
         (s.name, bool(s.options.get("forceInput")),
