@@ -54,6 +54,7 @@ class Node:
     widgets: list[Widget] = field(default_factory=list)
     subgraph: Graph | None = None
     raw: RawNode | None = None
+    unsupported: str | None = None  # why this node cannot be written to the API graph
 
     @property
     def class_type(self) -> str | None:
@@ -156,11 +157,11 @@ def _comfy_outputs(node_def: NodeDef, saved: list[OutSlot]) -> list[OutSlot]:
 
 def configure_comfy(raw: RawNode, defs: NodeDefinitions, root: bool) -> Node:
     node_def = defs.get(raw.type)
-    if node_def.unsupported:
-        text = f"{node_def.unsupported}; it cannot be converted outside the browser"
-        raise UnsupportedStructure(text, [problem(raw.id, raw.type, text)])
     widgets = [Widget(spec, spec.default) for spec in node_def.widgets]
-    _assign(raw, widgets, raw.data.get("widgets_values"), node_def)
+    if node_def.unsupported is None:
+        # A node with a browser-only widget is refused only if it reaches the API graph
+        # (muted and bypassed ones do not), so its values are not read here.
+        _assign(raw, widgets, raw.data.get("widgets_values"), node_def)
     if root and raw.type in ("KSampler", "KSamplerAdvanced"):
         # The frontend renames samplers saved under their pre-2023 names on load.
         for widget in widgets:
@@ -168,7 +169,8 @@ def configure_comfy(raw: RawNode, defs: NodeDefinitions, root: bool) -> Node:
                     and widget.value.startswith("sample_"):
                 widget.value = widget.value[7:]
     return Node(raw.id, raw.type, "comfy", raw.mode, _comfy_inputs(node_def, saved_inputs(raw)),
-                _comfy_outputs(node_def, saved_outputs(raw)), widgets, raw=raw)
+                _comfy_outputs(node_def, saved_outputs(raw)), widgets, raw=raw,
+                unsupported=node_def.unsupported)
 
 
 def configure_virtual(raw: RawNode) -> Node:

@@ -34,6 +34,9 @@ def _widget_value(dto: Dto, widget: Widget) -> Any:
 
 
 def _node_inputs(dto: Dto, resolver: Resolver) -> dict[str, Any]:
+    if dto.node.unsupported:
+        text = f"{dto.node.unsupported}; it cannot be converted outside the browser"
+        raise UnsupportedStructure(text, [problem(dto.id, dto.node.type, text)])
     inputs: dict[str, Any] = {}
     for widget in dto.node.widgets:
         if widget.name and widget.spec.in_prompt:

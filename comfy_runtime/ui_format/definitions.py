@@ -24,7 +24,7 @@ from typing import Any
 # microphone, DOM editors): the converter cannot know it, so nodes using them are refused.
 _BROWSER_WIDGETS = frozenset({
     "MARKDOWN", "FILEUPLOAD", "COLOR", "IMAGECOMPARE", "TREESELECT", "MULTISELECT", "CHART",
-    "GALLERIA", "SELECTBUTTON", "TEXTAREA", "AUDIO_RECORD", "LOAD_3D", "LOAD_3D_ANIMATION",
+    "GALLERIA", "SELECTBUTTON", "TEXTAREA", "LOAD_3D", "LOAD_3D_ANIMATION",
     "WEBCAM",
 })
 # 3D viewers the frontend adds to these nodes as an `image` input; they have no value source,
@@ -36,7 +36,7 @@ _VIEWER_NODES = {
 _VALUE_WIDGETS = frozenset({"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO"})
 _UPLOAD_WIDGETS = frozenset({"IMAGEUPLOAD", "AUDIOUPLOAD"})
 _WIDGET_TYPES = _BROWSER_WIDGETS | _VALUE_WIDGETS | _UPLOAD_WIDGETS | {
-    "AUDIO_UI", "PREVIEW_3D", "PREVIEW_3D_ANIMATION"}
+    "AUDIO_UI", "AUDIO_RECORD", "PREVIEW_3D", "PREVIEW_3D_ANIMATION"}
 
 # Nodes the frontend's audio extension gives a player widget (by class name, not by input).
 _AUDIO_PLAYER_NODES = frozenset({
@@ -199,6 +199,11 @@ def _widgets_for(spec: _Spec) -> list[WidgetSpec]:
         return [WidgetSpec(spec.name, "button", True, False, default)]
     if kind in ("PREVIEW_3D", "PREVIEW_3D_ANIMATION"):
         return [WidgetSpec(spec.name, "viewer", True, True, "", fixed=True)]
+    if kind == "AUDIO_RECORD":
+        # A freshly loaded recorder has recorded nothing, so it queues ""; its record
+        # button holds a saved value but is not queued.
+        return [WidgetSpec(spec.name, "viewer", True, True, "", fixed=True),
+                WidgetSpec(spec.name, "button", True, False, "")]
     if kind == "AUDIO_UI":
         # A DOM widget with no value source: not saved, and written to the prompt as "".
         return [WidgetSpec(spec.name, "player", False, True, "", fixed=True)]
