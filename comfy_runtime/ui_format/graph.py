@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UnsupportedStructure, problem
+from .errors import BrokenLink, UnsupportedStructure, problem
 
 # Subgraph links start at the subgraph's input node and end at its output node, which the
 # frontend numbers with these reserved ids.
@@ -192,3 +192,39 @@ def saved_outputs(node: RawNode) -> list[OutSlot]:
         result.append(OutSlot(str(item.get("name", "")), item.get("type"),
                               list(item.get("links") or [])))
     return result
+
+
+def check_links(graph: RawGraph) -> None:
+    """Refuse a links table that disagrees with the nodes' input slots.
+
+    The editor repairs such files on load with heuristics of its own (or fails), so a
+    converter that guessed could queue a different graph. Output-side leftovers (an output
+    listing a link that is gone) are harmless here and are left to the callers.
+    """
+    nodes = {node.id: node for node in graph.nodes}
+    details = []
+    for link in graph.links.values():
+        if link.origin_id in (SUBGRAPH_INPUT_ID,) or link.target_id == SUBGRAPH_OUTPUT_ID:
+            continue
+        target, origin = nodes.get(link.target_id), nodes.get(link.origin_id)
+        if target is None or origin is None:
+            missing = link.target_id if target is None else link.origin_id
+            details.append(problem(link.target_id, target.type if target else None,
+                                   f"link {link.id} connects node {missing}, which does not exist"))
+            continue
+        slots = saved_inputs(target)
+        if not 0 <= link.target_slot < len(slots) or slots[link.target_slot].link != link.id:
+            details.append(problem(target.id, target.type,
+                                   f"link {link.id} ends at input {link.target_slot}, "
+                                   "which does not hold it"))
+    for node in graph.nodes:
+        for index, slot in enumerate(saved_inputs(node)):
+            if slot.link is None:
+                continue
+            held = graph.links.get(slot.link)
+            if held is None or held.target_id != node.id or held.target_slot != index:
+                details.append(problem(node.id, node.type,
+                                       f"input '{slot.name}' holds link {slot.link}, which "
+                                       "the links table does not end there"))
+    if details:
+        raise BrokenLink("the workflow's links table and node inputs disagree", details)

@@ -13,8 +13,9 @@ from typing import Any
 from .configure import (RENAMED_TYPES, VIRTUAL_TYPES, Graph, Node, configure_comfy,
                         configure_instance, configure_virtual)
 from .definitions import NodeDefinitions
+from .graph import Link
 from .errors import BrokenLink, UnknownNodeTypes, UnsupportedStructure, problem
-from .graph import RawGraph, read_workflow
+from .graph import RawGraph, check_links, read_workflow
 
 
 def _unknown_types(graphs: list[RawGraph], subgraph_ids: set[str],
@@ -45,6 +46,8 @@ class _Loader:
         self.defs = defs
         self.root_raw, self.sub_raw = read_workflow(workflow)
         _unknown_types([self.root_raw, *self.sub_raw.values()], set(self.sub_raw), defs)
+        for raw in (self.root_raw, *self.sub_raw.values()):
+            check_links(raw)
         self.subgraphs: dict[str, Graph] = {}
         self._building: list[str] = []
 
@@ -98,17 +101,23 @@ def _apply_primitive(graph: Graph, node: Node, root: Graph) -> None:
         text = "PrimitiveNode inside a subgraph (the frontend resolves its links in the root graph)"
         raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
     value = node.widgets[0].value
-    for link_id in node.outputs[0].links:
-        link = graph.links.get(link_id)
-        if link is None:
-            text = f"PrimitiveNode output link {link_id} is not in the links table"
-            raise BrokenLink(text, [problem(node.id, node.type, text)])
+    for link in _primitive_links(graph, node):
         target = graph.nodes.get(link.target_id)
         if target is None or not 0 <= link.target_slot < len(target.inputs):
             continue  # the frontend warns and skips such a link
         widget = target.widget(target.inputs[link.target_slot].widget)
         if widget is not None:
             widget.value = value
+
+
+def _primitive_links(graph: Graph, node: Node) -> list[Link]:
+    """The links out of a primitive once the editor's link repair has run: stale ids in its
+    output list are dropped, links the table has from its output are added."""
+    listed = [graph.links[i] for i in node.outputs[0].links if i in graph.links]
+    links = [lk for lk in listed if lk.origin_id == node.id and lk.origin_slot == 0]
+    links += [lk for lk in graph.links.values()
+              if lk.origin_id == node.id and lk.origin_slot == 0 and lk not in links]
+    return links
 
 
 def _push_promoted(instance: Node) -> None:
