@@ -428,10 +428,46 @@ def test_widget_values_that_do_not_fit_are_refused() -> None:
     assert info.value.details[0]["node_id"] == "3"
 
 
-def test_legacy_group_nodes_are_refused_with_a_hint() -> None:
+def test_group_node_type_without_its_definition_is_unknown() -> None:
     wf = _txt2img().node(8, "workflow>My group", [])
-    with pytest.raises(UnsupportedStructure, match="group node"):
+    with pytest.raises(UnknownNodeTypes, match="workflow>My group"):
         convert(wf)
+
+
+def _group_workflow() -> dict[str, Any]:
+    wf = WF()
+    wf.node(5, "workflow>Pipe", ["b.safetensors", "a dog"], outputs=["MODEL", "CONDITIONING"])
+    wf.node(3, "Sampler", [5, "fixed", 30, 7.5, 0.9],
+            inputs=[("model", "MODEL"), ("positive", "CONDITIONING")], outputs=["LATENT"])
+    wf.link(1, 5, 0, 3, "model").link(2, 5, 1, 3, "positive")
+    data = wf.build()
+    data["extra"]["groupNodes"] = {"Pipe": {
+        "nodes": [{"id": -1, "type": "Loader", "widgets_values": ["a.safetensors"],
+                   "outputs": [{"name": "MODEL", "type": "MODEL", "links": []},
+                               {"name": "CLIP", "type": "CLIP", "links": []}]},
+                  {"id": -1, "type": "Encode", "widgets_values": ["inner"],
+                   "inputs": [{"name": "clip", "type": "CLIP", "link": None}],
+                   "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": []}]}],
+        "links": [[0, 1, 1, 0, 1, "CLIP"]],
+        "external": [],
+    }}
+    return data
+
+
+def test_group_node_is_expanded_with_group_index_ids_and_its_values() -> None:
+    assert convert(_group_workflow()) == {
+        "5:0": {"class_type": "Loader", "inputs": {"ckpt": "b.safetensors"}},
+        "5:1": {"class_type": "Encode", "inputs": {"text": "a dog", "clip": ["5:0", 1]}},
+        "3": {"class_type": "Sampler", "inputs": {
+            "seed": 5, "steps": 30, "cfg": 7.5, "denoise": 0.9,
+            "model": ["5:0", 0], "positive": ["5:1", 0]}}}
+
+
+def test_group_node_with_an_unknown_inner_type_names_it() -> None:
+    data = _group_workflow()
+    data["extra"]["groupNodes"]["Pipe"]["nodes"][0]["type"] = "CustomLoader"
+    with pytest.raises(UnknownNodeTypes, match="CustomLoader"):
+        convert(data)
 
 
 def test_object_links_of_the_1_0_schema_are_read() -> None:

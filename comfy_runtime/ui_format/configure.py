@@ -47,7 +47,7 @@ class Widget:
 class Node:
     id: str
     type: str
-    kind: str  # comfy primitive reroute note subgraph
+    kind: str  # comfy primitive reroute note subgraph group
     mode: int
     inputs: list[InSlot]
     outputs: list[OutSlot]
@@ -55,6 +55,8 @@ class Node:
     subgraph: Graph | None = None
     raw: RawNode | None = None
     unsupported: str | None = None  # why this node cannot be written to the API graph
+    group: Any = None  # a legacy group node's GroupConfig
+    group_inner: list[Node] = field(default_factory=list)  # its inner nodes, per instance
 
     @property
     def class_type(self) -> str | None:
@@ -155,8 +157,10 @@ def _comfy_outputs(node_def: NodeDef, saved: list[OutSlot]) -> list[OutSlot]:
     return result
 
 
-def configure_comfy(raw: RawNode, defs: NodeDefinitions, root: bool) -> Node:
-    node_def = defs.get(raw.type)
+def configure_comfy(raw: RawNode, defs: NodeDefinitions, root: bool,
+                    node_def: NodeDef | None = None) -> Node:
+    """A node the frontend builds from a definition (ComfyUI's, or a group node's)."""
+    node_def = node_def or defs.get(raw.type)
     widgets = [Widget(spec, spec.default) for spec in node_def.widgets]
     if node_def.unsupported is None:
         # A node with a browser-only widget is refused only if it reaches the API graph
@@ -186,16 +190,26 @@ def _configure_primitive(raw: RawNode, node: Node) -> None:
     values = raw.data.get("widgets_values")
     if not linked:
         return
-    if not isinstance(values, list) or not values:
-        text = "PrimitiveNode is connected but saved no value"
-        raise UnsupportedStructure(text, [problem(raw.id, raw.type, text)])
-    value = values[0]
     properties = raw.data.get("properties") or {}
+    if not isinstance(values, list) or not values:
+        # Without a saved value the primitive copies its first target's value when the
+        # graph is configured; `load` fills it in from there.
+        node.widgets = [Widget(WidgetSpec("value", "value", True, True, None), _FROM_TARGET)]
+        return
+    value = values[0]
     if properties.get(_REPLACE_PROPERTY) and isinstance(value, str) and "%" in value:
         text = "PrimitiveNode runs text replacement (%...%) on its value at queue time"
         raise UnsupportedStructure(text, [problem(raw.id, raw.type, text)])
     spec = WidgetSpec("value", "value", True, True, value)
     node.widgets = [Widget(spec, value)]
+
+
+# Marks a PrimitiveNode value that is taken from the first widget it feeds.
+_FROM_TARGET = object()
+
+
+def takes_target_value(widget: Widget) -> bool:
+    return widget.value is _FROM_TARGET
 
 
 def configure_instance(raw: RawNode, sub: Graph) -> Node:

@@ -11,24 +11,25 @@ from __future__ import annotations
 from typing import Any
 
 from .configure import (RENAMED_TYPES, VIRTUAL_TYPES, Graph, Node, configure_comfy,
-                        configure_instance, configure_virtual)
+                        configure_instance, configure_virtual, takes_target_value)
 from .definitions import NodeDefinitions
 from .graph import Link
 from .errors import BrokenLink, UnknownNodeTypes, UnsupportedStructure, problem
 from .graph import RawGraph, check_links, read_workflow
+from .group_nodes import PREFIX, group_configs, missing_inner_types
 
 
-def _unknown_types(graphs: list[RawGraph], subgraph_ids: set[str],
-                   defs: NodeDefinitions) -> None:
-    missing: dict[str, list[str]] = {}
+def _unknown_types(graphs: list[RawGraph], known: set[str], defs: NodeDefinitions,
+                   missing: dict[str, list[str]]) -> None:
     for graph in graphs:
         for node in graph.nodes:
             node.type = RENAMED_TYPES.get(node.type, node.type)
-            if node.type.startswith("workflow>") or node.type.startswith("workflow/"):
-                text = ("legacy group node: convert it to a subgraph in the editor "
-                        "(or ungroup it) and save again")
+            if graph.subgraph_id is None and node.type.startswith("workflow/"):
+                node.type = PREFIX + node.type[len("workflow/"):]
+            if node.type.startswith(PREFIX) and graph.subgraph_id is not None:
+                text = "legacy group node inside a subgraph (the frontend refuses it too)"
                 raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
-            if node.type in defs or node.type in VIRTUAL_TYPES or node.type in subgraph_ids:
+            if node.type in defs or node.type in VIRTUAL_TYPES or node.type in known:
                 continue
             where = node.id if graph.subgraph_id is None else f"{node.id} in subgraph '{graph.name}'"
             missing.setdefault(node.type, []).append(where)
@@ -45,7 +46,10 @@ class _Loader:
     def __init__(self, workflow: Any, defs: NodeDefinitions) -> None:
         self.defs = defs
         self.root_raw, self.sub_raw = read_workflow(workflow)
-        _unknown_types([self.root_raw, *self.sub_raw.values()], set(self.sub_raw), defs)
+        missing = missing_inner_types(workflow, defs)
+        self.groups = {} if missing else group_configs(workflow, defs)
+        known = set(self.sub_raw) | set(self.groups)
+        _unknown_types([self.root_raw, *self.sub_raw.values()], known, defs, missing)
         for raw in (self.root_raw, *self.sub_raw.values()):
             check_links(raw)
         self.subgraphs: dict[str, Graph] = {}
@@ -74,6 +78,10 @@ class _Loader:
                 built = configure_instance(node, self.subgraph(node.type))
             elif node.type in VIRTUAL_TYPES:
                 built = configure_virtual(node)
+            elif node.type in self.groups:
+                config = self.groups[node.type]
+                built = configure_comfy(node, self.defs, root, config.node_def)
+                built.kind, built.group = "group", config
             else:
                 built = configure_comfy(node, self.defs, root)
             graph.nodes[node.id] = built
@@ -100,14 +108,20 @@ def _apply_primitive(graph: Graph, node: Node, root: Graph) -> None:
     if graph is not root:
         text = "PrimitiveNode inside a subgraph (the frontend resolves its links in the root graph)"
         raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
-    value = node.widgets[0].value
+    targets = []
     for link in _primitive_links(graph, node):
         target = graph.nodes.get(link.target_id)
         if target is None or not 0 <= link.target_slot < len(target.inputs):
             continue  # the frontend warns and skips such a link
         widget = target.widget(target.inputs[link.target_slot].widget)
         if widget is not None:
-            widget.value = value
+            targets.append(widget)
+    if takes_target_value(node.widgets[0]):
+        if not targets:
+            return
+        node.widgets[0].value = targets[0].value
+    for widget in targets:
+        widget.value = node.widgets[0].value
 
 
 def _primitive_links(graph: Graph, node: Node) -> list[Link]:
@@ -156,4 +170,17 @@ def load(workflow: Any, defs: NodeDefinitions) -> tuple[Graph, dict[str, Graph]]
         for node in graph.nodes.values():
             if node.kind == "subgraph":
                 _push_promoted(node)
+    for node in root.nodes.values():
+        if node.kind == "group":
+            _expand_group(node, defs)
     return root, loader.subgraphs
+
+
+def _expand_group(node: Node, defs: NodeDefinitions) -> None:
+    """Recreate the inner nodes from the group's data, then give them the instance's values."""
+    config = node.group
+    node.group_inner = [configure_comfy(raw, defs, root=False) for raw in config.nodes]
+    for name, (index, inner_name) in config.widget_to_inner.items():
+        outer, inner = node.widget(name), node.group_inner[index].widget(inner_name)
+        if outer is not None and inner is not None:
+            inner.value = outer.value

@@ -33,6 +33,7 @@ class Dto:
     graph: Graph
     path: tuple[str, ...]
     instance: Node | None  # the subgraph instance that contains it, if any
+    group: Node | None = None  # the legacy group node it was recreated from, if any
 
 
 @dataclass
@@ -50,6 +51,9 @@ def flatten(root: Graph) -> dict[str, Dto]:
     for node in root.nodes.values():
         if node.kind == "subgraph":
             _inner(node, root, (), None, nodes, set())
+        for index, inner in enumerate(node.group_inner):
+            exec_id = f"{node.id}:{index}"
+            nodes[exec_id] = Dto(exec_id, inner, root, (node.id,), None, node)
         nodes[node.id] = Dto(node.id, node, root, (), None)
     return nodes
 
@@ -105,6 +109,8 @@ class Resolver:
 
     def resolve_input(self, dto: Dto, slot: int, visited: set[str],
                       want: Any = None) -> Origin | None:
+        if dto.group is not None:
+            return self._group_child_input(dto, slot)
         self._enter(dto, "I", slot, visited)
         if not 0 <= slot < len(dto.node.inputs):
             raise self._fail(dto, f"no input slot {slot}", BrokenLink)
@@ -145,18 +151,62 @@ class Resolver:
         return self.resolve_input(instance_dto, outer_link.target_slot, visited)
 
     def resolve_output(self, dto: Dto, slot: int, want: Any, visited: set[str]) -> Origin | None:
-        self._enter(dto, "O", slot, visited)
         node = dto.node
+        if node.kind == "group" and node.mode == BYPASS:
+            # A bypassed group node takes the first input of exactly the wanted type.
+            for index in (slot, *range(len(node.inputs))):
+                if 0 <= index < len(node.inputs) and node.inputs[index].type == want:
+                    return self.resolve_input(dto, index, visited)
+            return None
+        if node.kind != "group":
+            self._enter(dto, "O", slot, visited)
         if node.mode == BYPASS:
             index = self._bypass_index(dto, slot, want)
             return None if index == -1 else self.resolve_input(dto, index, visited)
         if node.kind == "subgraph":
             return self._from_subgraph_output(dto, slot, want, visited)
+        if node.kind == "group":
+            return self._group_output(dto, slot)
         if node.is_virtual:
             if 0 <= slot < len(node.inputs):
                 return self.resolve_input(dto, slot, visited, want)
             return None
         return Origin(dto.id, slot)
+
+    def _group_child_input(self, dto: Dto, slot: int) -> Origin | None:
+        """An inner node of a group: its input comes from inside, or from the group's input
+        as the link there says, without following bypasses or reroutes."""
+        group = dto.group
+        assert group is not None and group.group is not None
+        index = int(dto.id.rsplit(":", 1)[1])
+        outer_slot = group.group.input_map.get(index, {}).get(slot)
+        if outer_slot is not None:
+            if outer_slot >= len(group.inputs) or group.inputs[outer_slot].link is None:
+                return None
+            link = dto.graph.links.get(group.inputs[outer_slot].link)
+            source = dto.graph.nodes.get(link.origin_id) if link else None
+            if link is None or source is None:
+                return None
+            origin_id, origin_slot = source.id, link.origin_slot
+        else:
+            inner = group.group.links_to.get(index, {}).get(slot)
+            if inner is None:
+                return None
+            origin_id, origin_slot = f"{group.id}:{inner[0]}", inner[1]
+        if origin_id not in self.nodes and origin_id.rsplit(":", 1)[-1] not in self.nodes:
+            raise self._fail(dto, f"input {slot} comes from node {origin_id}, which is not there")
+        return Origin(origin_id, origin_slot)
+
+    def _group_output(self, dto: Dto, slot: int) -> Origin:
+        """A group's output names the inner node behind it (the first link decides)."""
+        node = dto.node
+        assert node.group is not None
+        links = node.outputs[slot].links if 0 <= slot < len(node.outputs) else []
+        link = dto.graph.links.get(links[0]) if links else None
+        if link is None or not 0 <= link.origin_slot < len(node.group.output_to_inner):
+            raise self._fail(dto, f"group node output {slot} has no usable link")
+        index, inner_slot = node.group.output_to_inner[link.origin_slot]
+        return Origin(f"{dto.id}:{index}", inner_slot)
 
     def _bypass_index(self, dto: Dto, slot: int, want: Any) -> int:
         inputs, outputs = dto.node.inputs, dto.node.outputs
