@@ -22,6 +22,7 @@ from PIL import Image, PngImagePlugin
 from comfy_runtime.ui_format import (BrokenLink, ConversionError, UnknownNodeTypes,
                                      UnsupportedStructure, WidgetMismatch, read_image_workflow,
                                      to_api)
+from comfy_runtime.ui_format.replace import js_string
 from comfy_runtime.ui_format.values import api_value, js_value
 
 HERE = Path(__file__).resolve().parent
@@ -539,3 +540,32 @@ def test_cli_exits_1_naming_the_unknown_type(tmp_path: Path) -> None:
     (tmp_path / "oi.json").write_text(json.dumps(OBJECT_INFO_SMALL))
     done = _cli(str(tmp_path / "wf.json"), "--object-info", str(tmp_path / "oi.json"))
     assert done.returncode == 1 and "FancyUpscale" in done.stderr and not done.stdout
+
+
+def _save_with_prefix(prefix: str) -> WF:
+    wf = _txt2img()
+    wf.node(4, "LoadImg", ["x.png", "alpha", "image"], outputs=["IMAGE", "MASK"])
+    wf.node(6, "SaveImage", [prefix], inputs=[("images", "IMAGE")])
+    wf.nodes[1]["title"] = "Prompt"
+    return wf.link(9, 4, 0, 6, "images")
+
+
+def test_save_prefix_gets_node_widget_values_made_file_safe() -> None:
+    info = {**OBJECT_INFO_SMALL, "SaveImage": OBJECT_INFO_SMALL["Save"]}
+    info["SaveImage"] = {"input": {"required": {"images": ["IMAGE"],
+                                                "filename_prefix": ["STRING", {}]}},
+                         "output": []}
+    wf = _save_with_prefix("%Loader.ckpt%/%Prompt.text%_%Sampler.cfg%_%width%")
+    wf.nodes[1]["widgets_values"] = ["a: cat?"]
+    out = to_api(wf.build(), info)
+    assert out["6"]["inputs"]["filename_prefix"] == "a.safetensors/a_ cat__7.5_%width%"
+    wf = _save_with_prefix("%date:yyyy-MM-dd%/x")
+    with pytest.raises(UnsupportedStructure, match="clock"):
+        to_api(wf.build(), info)
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (1.0, "1"), (0.5, "0.5"), (1e-7, "1e-7"), (0.00001, "0.00001"), (1.5e21, "1.5e+21"),
+    (2**60, "1152921504606847000"), (True, "true"), (None, ""), (-0.25, "-0.25")])
+def test_numbers_become_text_as_javascript_writes_them(value: Any, text: str) -> None:
+    assert js_string(value) == text

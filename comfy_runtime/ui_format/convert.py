@@ -12,18 +12,43 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .configure import Widget
+from .configure import Graph, Node, Widget
 from .definitions import NodeDefinitions
 from .errors import UnsupportedStructure, problem
 from .load import load
+from .replace import SAVE_NODE_TYPES, apply_replacements
 from .resolve import BYPASS, NEVER, Dto, Resolver, flatten
 from .values import RandomChoice, api_value, dynamic_prompt
 
 log = logging.getLogger(__name__)
 
 
-def _widget_value(dto: Dto, widget: Widget) -> Any:
+class _Titles:
+    """Node titles as the editor shows them, built only when a replacement needs them."""
+
+    def __init__(self, root: Graph, definitions: NodeDefinitions) -> None:
+        self.root, self.definitions = root, definitions
+        self._titles: dict[int, str] | None = None
+
+    def get(self) -> dict[int, str]:
+        if self._titles is None:
+            self._titles = {}
+            stack = list(self.root.nodes.values())
+            while stack:
+                node = stack.pop()
+                self._titles[id(node)] = _title(node, self.definitions)
+                if node.subgraph is not None:
+                    stack.extend(node.subgraph.nodes.values())
+        return self._titles
+
+
+def _widget_value(dto: Dto, widget: Widget, titles: _Titles) -> Any:
     value = widget.value
+    if dto.node.type in SAVE_NODE_TYPES and widget.name == "filename_prefix":
+        if not isinstance(value, str):
+            text = f"filename_prefix is not text ({value!r}); the editor fails to queue it"
+            raise UnsupportedStructure(text, [problem(dto.id, dto.node.type, text)])
+        value = apply_replacements(value, titles.root, titles.get(), dto.node)
     if widget.spec.dynamic_prompts and isinstance(value, str):
         try:
             value = dynamic_prompt(value)
@@ -33,14 +58,14 @@ def _widget_value(dto: Dto, widget: Widget) -> Any:
     return api_value(value)
 
 
-def _node_inputs(dto: Dto, resolver: Resolver) -> dict[str, Any]:
+def _node_inputs(dto: Dto, resolver: Resolver, titles: _Titles) -> dict[str, Any]:
     if dto.node.unsupported:
         text = f"{dto.node.unsupported}; it cannot be converted outside the browser"
         raise UnsupportedStructure(text, [problem(dto.id, dto.node.type, text)])
     inputs: dict[str, Any] = {}
     for widget in dto.node.widgets:
         if widget.name and widget.spec.in_prompt:
-            inputs[widget.name] = _widget_value(dto, widget)
+            inputs[widget.name] = _widget_value(dto, widget, titles)
     for index, slot in enumerate(dto.node.inputs):
         origin = resolver.resolve_input(dto, index, set())
         if origin is None:
@@ -52,14 +77,19 @@ def _node_inputs(dto: Dto, resolver: Resolver) -> dict[str, Any]:
     return inputs
 
 
-def _title(dto: Dto, definitions: NodeDefinitions) -> str:
-    # Informational only (ComfyUI ignores `_meta`): the saved title, else the display name.
-    raw = dto.node.raw.data if dto.node.raw else {}
+_DEFAULT_TITLES = {"PrimitiveNode": "Primitive", "MarkdownNote": "Markdown Note"}
+
+
+def _title(node: Node, definitions: NodeDefinitions) -> str:
+    # The saved title, else the class's display name (what the editor shows and `_meta` holds).
+    raw = node.raw.data if node.raw else {}
     title = raw.get("title")
     if isinstance(title, str) and title:
         return title
-    info = definitions.object_info.get(dto.node.type) or {}
-    return str(info.get("display_name") or dto.node.type)
+    if node.subgraph is not None:
+        return node.subgraph.name
+    info = definitions.object_info.get(node.type) or {}
+    return str(info.get("display_name") or _DEFAULT_TITLES.get(node.type, node.type))
 
 
 def _drop_dangling(output: dict[str, dict[str, Any]]) -> None:
@@ -75,12 +105,14 @@ def to_api_with_definitions(workflow: Any, definitions: NodeDefinitions) -> dict
     root, _ = load(workflow, definitions)
     nodes = flatten(root)
     resolver = Resolver(nodes)
+    titles = _Titles(root, definitions)
     output: dict[str, dict[str, Any]] = {}
     for dto in nodes.values():
         if dto.node.is_virtual or dto.node.mode in (NEVER, BYPASS):
             continue
-        output[dto.id] = {"inputs": _node_inputs(dto, resolver), "class_type": dto.node.type,
-                          "_meta": {"title": _title(dto, definitions)}}
+        output[dto.id] = {"inputs": _node_inputs(dto, resolver, titles),
+                          "class_type": dto.node.type,
+                          "_meta": {"title": _title(dto.node, definitions)}}
     _drop_dangling(output)
     log.debug("converted editor workflow: %d nodes in, %d in the API graph",
               len(nodes), len(output))
