@@ -569,3 +569,16 @@ def test_save_prefix_gets_node_widget_values_made_file_safe() -> None:
     (2**60, "1152921504606847000"), (True, "true"), (None, ""), (-0.25, "-0.25")])
 def test_numbers_become_text_as_javascript_writes_them(value: Any, text: str) -> None:
     assert js_string(value) == text
+
+
+def test_primitive_without_a_saved_value_copies_its_first_target() -> None:
+    wf = _txt2img()
+    wf.node(5, "Sampler", [1, "fixed", 2, 3.0, 1.0], inputs=[("steps", "INT")],
+            outputs=["LATENT"])
+    wf.nodes[-1]["inputs"][0]["widget"] = {"name": "steps"}
+    wf.nodes[2]["inputs"].append({"name": "steps", "type": "INT", "link": None,
+                                  "widget": {"name": "steps"}})
+    wf.node(6, "PrimitiveNode", [], outputs=["INT"])
+    wf.link(10, 6, 0, 3, "steps").link(11, 6, 0, 5, "steps")
+    out = convert(wf)
+    assert out["3"]["inputs"]["steps"] == 30 and out["5"]["inputs"]["steps"] == 30

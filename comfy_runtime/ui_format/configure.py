@@ -186,22 +186,15 @@ def configure_virtual(raw: RawNode) -> Node:
 
 
 def _configure_primitive(raw: RawNode, node: Node) -> None:
-    linked = bool(node.outputs and node.outputs[0].links)
     values = raw.data.get("widgets_values")
-    if not linked:
-        return
     properties = raw.data.get("properties") or {}
-    if not isinstance(values, list) or not values:
-        # Without a saved value the primitive copies its first target's value when the
-        # graph is configured; `load` fills it in from there.
-        node.widgets = [Widget(WidgetSpec("value", "value", True, True, None), _FROM_TARGET)]
-        return
-    value = values[0]
+    value: Any = values[0] if isinstance(values, list) and values else _FROM_TARGET
     if properties.get(_REPLACE_PROPERTY) and isinstance(value, str) and "%" in value:
         text = "PrimitiveNode runs text replacement (%...%) on its value at queue time"
         raise UnsupportedStructure(text, [problem(raw.id, raw.type, text)])
-    spec = WidgetSpec("value", "value", True, True, value)
-    node.widgets = [Widget(spec, value)]
+    # Without a saved value the primitive copies the widget it is first linked to when the
+    # graph is configured; `load` fills that in.
+    node.widgets = [Widget(WidgetSpec("value", "value", True, True, None), value)]
 
 
 # Marks a PrimitiveNode value that is taken from the first widget it feeds.

@@ -18,7 +18,7 @@ from .errors import UnsupportedStructure, problem
 from .load import load
 from .replace import SAVE_NODE_TYPES, apply_replacements
 from .resolve import BYPASS, NEVER, Dto, Resolver, flatten
-from .values import RandomChoice, api_value, dynamic_prompt
+from .values import UNDEFINED, RandomChoice, api_value, dynamic_prompt
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +66,16 @@ def _node_inputs(dto: Dto, resolver: Resolver, titles: _Titles) -> dict[str, Any
     for widget in dto.node.widgets:
         if widget.name and widget.spec.in_prompt:
             inputs[widget.name] = _widget_value(dto, widget, titles)
+            if inputs[widget.name] is UNDEFINED:
+                del inputs[widget.name]  # JSON has no undefined: the key disappears
     for index, slot in enumerate(dto.node.inputs):
         origin = resolver.resolve_input(dto, index, set())
         if origin is None:
             continue
         if origin.is_widget:
             inputs[slot.name] = api_value(origin.widget_value)
+            if inputs[slot.name] is UNDEFINED:
+                del inputs[slot.name]
         else:
             inputs[slot.name] = [origin.node_id, origin.slot]
     return inputs

@@ -13,7 +13,11 @@ from typing import Any
 from .configure import (RENAMED_TYPES, VIRTUAL_TYPES, Graph, Node, configure_comfy,
                         configure_instance, configure_virtual, takes_target_value)
 from .definitions import NodeDefinitions
+
+# Input types for which the frontend can build a PrimitiveNode widget without a widget locator.
+_WIDGET_TYPES = frozenset({"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO", "MARKDOWN"})
 from .graph import Link
+from .values import UNDEFINED
 from .errors import BrokenLink, UnknownNodeTypes, UnsupportedStructure, problem
 from .graph import RawGraph, check_links, read_workflow
 from .group_nodes import PREFIX, group_configs, missing_inner_types
@@ -103,25 +107,37 @@ def _fix_link_slots(graph: Graph, seen: set[int]) -> None:
 
 
 def _apply_primitive(graph: Graph, node: Node, root: Graph) -> None:
-    if not node.widgets:
+    links = _primitive_links(graph, node)
+    if not links or not node.widgets:
         return
     if graph is not root:
         text = "PrimitiveNode inside a subgraph (the frontend resolves its links in the root graph)"
         raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
-    targets = []
-    for link in _primitive_links(graph, node):
+    value = _primitive_value(graph, node, links[0])
+    for link in links:
         target = graph.nodes.get(link.target_id)
         if target is None or not 0 <= link.target_slot < len(target.inputs):
             continue  # the frontend warns and skips such a link
         widget = target.widget(target.inputs[link.target_slot].widget)
         if widget is not None:
-            targets.append(widget)
-    if takes_target_value(node.widgets[0]):
-        if not targets:
-            return
-        node.widgets[0].value = targets[0].value
-    for widget in targets:
-        widget.value = node.widgets[0].value
+            widget.value = value
+
+
+def _primitive_value(graph: Graph, node: Node, first: Link) -> Any:
+    """The primitive's value once configured: it only gets a widget (and so a value) when its
+    first link ends at a widget input; otherwise it pushes `undefined`."""
+    target = graph.nodes.get(first.target_id)
+    slot = target.inputs[first.target_slot] if target is not None \
+        and 0 <= first.target_slot < len(target.inputs) else None
+    if target is None or slot is None or (slot.widget is None and slot.type not in _WIDGET_TYPES):
+        return UNDEFINED
+    if not takes_target_value(node.widgets[0]):
+        return node.widgets[0].value
+    theirs = target.widget(slot.widget or slot.name)
+    if theirs is None:
+        text = "PrimitiveNode saved no value and its target has no widget to copy one from"
+        raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
+    return theirs.value
 
 
 def _primitive_links(graph: Graph, node: Node) -> list[Link]:

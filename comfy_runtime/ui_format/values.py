@@ -24,6 +24,16 @@ _COMMENTS = re.compile(r"/\*[\s\S]*?\*/|//[^\n\r\u2028\u2029]*")
 _UNESCAPE = re.compile(r"\\([{}|])")
 
 
+class _Undefined:
+    """JavaScript's `undefined`: an input holding it is left out of the API graph."""
+
+    def __repr__(self) -> str:
+        return "undefined"
+
+
+UNDEFINED = _Undefined()
+
+
 class RandomChoice(Exception):
     """A dynamic prompt offers a real choice; the frontend would pick one at random."""
 
