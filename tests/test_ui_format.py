@@ -582,3 +582,33 @@ def test_primitive_without_a_saved_value_copies_its_first_target() -> None:
     wf.link(10, 6, 0, 3, "steps").link(11, 6, 0, 5, "steps")
     out = convert(wf)
     assert out["3"]["inputs"]["steps"] == 30 and out["5"]["inputs"]["steps"] == 30
+
+
+@pytest.mark.parametrize("path", [
+    ("nodes", 0, "inputs"), ("nodes", 2, "inputs", 0, "link"), ("links", 0), ("links", 0, 1),
+    ("nodes", 1, "properties"), ("nodes", 0, "id"), ("nodes", 2, "widgets_values"),
+    ("nodes", 2, "outputs", 0, "links"), ("extra",), ("nodes", 1, "mode")])
+@pytest.mark.parametrize("junk", [None, "x", 1.5, [], {}, [[1]], {"a": [1]}, True])
+def test_malformed_shapes_are_refused_never_crash(path: tuple[Any, ...], junk: Any) -> None:
+    data = _txt2img().build()
+    target: Any = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = junk
+    try:
+        convert(data)
+    except ConversionError:
+        pass
+
+
+def test_deep_reroute_chains_are_refused_not_crashed() -> None:
+    wf = WF().node(1, "LoadImg", ["x.png", "alpha", "image"], outputs=["IMAGE", "MASK"])
+    previous = 1
+    for node_id in range(2, 3000):
+        wf.node(node_id, "Reroute", inputs=[("", "*")], outputs=["IMAGE"])
+        wf.link(node_id, previous, 0, node_id, "")
+        previous = node_id
+    wf.node(5000, "Save", ["out"], inputs=[("images", "IMAGE")]).link(5000, previous, 0, 5000,
+                                                                       "images")
+    with pytest.raises(UnsupportedStructure, match="deeply"):
+        convert(wf)

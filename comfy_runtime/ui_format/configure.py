@@ -98,7 +98,7 @@ def _fits(spec: WidgetSpec, value: Any) -> bool:
     if spec.kind == "COMBO":
         return value is None or number or isinstance(value, str)
     if spec.kind == "control":
-        return isinstance(value, bool) or value in _CONTROL_VALUES
+        return isinstance(value, bool) or (isinstance(value, str) and value in _CONTROL_VALUES)
     return True
 
 

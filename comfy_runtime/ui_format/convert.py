@@ -14,7 +14,7 @@ from typing import Any
 
 from .configure import Graph, Node, Widget
 from .definitions import NodeDefinitions
-from .errors import UnsupportedStructure, problem
+from .errors import ConversionError, UnsupportedStructure, problem
 from .load import load
 from .replace import SAVE_NODE_TYPES, apply_replacements
 from .resolve import BYPASS, NEVER, Dto, Resolver, flatten
@@ -106,6 +106,21 @@ def _drop_dangling(output: dict[str, dict[str, Any]]) -> None:
 
 def to_api_with_definitions(workflow: Any, definitions: NodeDefinitions) -> dict[str, Any]:
     """Like `to_api`, reusing definitions whose per-class layouts are already computed."""
+    try:
+        return _convert(workflow, definitions)
+    except ConversionError:
+        raise
+    except RecursionError as exc:
+        raise UnsupportedStructure("the workflow nests links or subgraphs too deeply") from exc
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        # A shape no check above anticipated: refuse it rather than guess.
+        log.debug("malformed editor workflow", exc_info=True)
+        raise UnsupportedStructure(
+            f"the workflow has a structure the converter does not understand "
+            f"({type(exc).__name__}: {str(exc)[:80]})") from exc
+
+
+def _convert(workflow: Any, definitions: NodeDefinitions) -> dict[str, Any]:
     root, _ = load(workflow, definitions)
     nodes = flatten(root)
     resolver = Resolver(nodes)

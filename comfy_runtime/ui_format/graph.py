@@ -87,6 +87,23 @@ def _int(value: Any, what: str) -> int:
     return number
 
 
+def _link_id(value: Any, what: str, node: RawNode | None = None) -> Any:
+    """Link ids are numbers in every format the editor writes."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    where = (node.id, node.type) if node else (None, None)
+    raise _bad(f"{what} has link id {str(value)[:40]!r}, which is not a number", *where)
+
+
+def _items(value: Any, what: str, node: RawNode | None = None) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        where = (node.id, node.type) if node else (None, None)
+        raise _bad(f"{what} is not a list", *where)
+    return value
+
+
 def _link(raw: Any) -> Link:
     if isinstance(raw, list) and len(raw) >= 5:
         link_id, origin, oslot, target, tslot = raw[:5]
@@ -96,8 +113,10 @@ def _link(raw: Any) -> Link:
         target, tslot, ltype = raw.get("target_id"), raw.get("target_slot"), raw.get("type")
     else:
         raise _bad(f"a link is neither an array nor an object: {str(raw)[:80]}")
-    if origin is None or target is None:
-        raise _bad(f"link {link_id} has no origin or target node")
+    link_id = _link_id(link_id, "a link")
+    if link_id is None or not isinstance(origin, (int, str)) or not isinstance(target, (int, str)) \
+            or isinstance(origin, bool) or isinstance(target, bool):
+        raise _bad(f"link {link_id} has no id, origin or target node")
     return Link(link_id, str(origin), _int(oslot, f"link {link_id} origin slot"), str(target),
                 _int(tslot, f"link {link_id} target slot"), ltype)
 
@@ -117,7 +136,8 @@ def _links(raw: Any) -> dict[Any, Link]:
 
 
 def _node(raw: Any) -> RawNode:
-    if not isinstance(raw, dict) or "id" not in raw:
+    if not isinstance(raw, dict) or not isinstance(raw.get("id"), (int, str)) \
+            or isinstance(raw.get("id"), bool):
         raise _bad(f"a node is not an object with an id: {str(raw)[:80]}")
     node_type = raw.get("type")
     if not isinstance(node_type, str) or not node_type:
@@ -127,15 +147,19 @@ def _node(raw: Any) -> RawNode:
         mode = 0
     if isinstance(mode, bool) or not isinstance(mode, int):
         raise _bad(f"node mode {mode!r} is not a number", raw.get("id"), node_type)
+    if not isinstance(raw.get("properties") or {}, dict):
+        raise _bad("node properties are not an object", raw.get("id"), node_type)
     return RawNode(raw, str(raw["id"]), node_type, mode)
 
 
 def _io_slots(raw: Any, what: str) -> list[IOSlot]:
     slots = []
-    for item in raw or []:
+    for item in _items(raw, f"subgraph {what}s"):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise _bad(f"subgraph {what} without a name")
-        slots.append(IOSlot(item["name"], item.get("type"), list(item.get("linkIds") or [])))
+        ids = [_link_id(i, f"subgraph {what} '{item['name']}'")
+               for i in _items(item.get("linkIds"), f"subgraph {what} links")]
+        slots.append(IOSlot(item["name"], item.get("type"), ids))
     return slots
 
 
@@ -161,7 +185,7 @@ def read_workflow(workflow: Any) -> tuple[RawGraph, dict[str, RawGraph]]:
     definitions = workflow.get("definitions") or {}
     if not isinstance(definitions, dict):
         raise _bad("'definitions' is not an object")
-    for raw in definitions.get("subgraphs") or []:
+    for raw in _items(definitions.get("subgraphs"), "definitions.subgraphs"):
         if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
             raise _bad("a subgraph definition has no id")
         sub = _graph(raw, raw["id"])
@@ -174,23 +198,26 @@ def read_workflow(workflow: Any) -> tuple[RawGraph, dict[str, RawGraph]]:
 
 def saved_inputs(node: RawNode) -> list[InSlot]:
     result = []
-    for item in node.data.get("inputs") or []:
+    for item in _items(node.data.get("inputs"), "inputs", node):
         if not isinstance(item, dict):
             raise _bad("an input slot is not an object", node.id, node.type)
         widget = item.get("widget")
         widget_name = widget.get("name") if isinstance(widget, dict) else None
-        result.append(InSlot(str(item.get("name", "")), item.get("type"), item.get("link"),
-                             widget_name))
+        if widget_name is not None and not isinstance(widget_name, str):
+            raise _bad("an input's widget name is not text", node.id, node.type)
+        link = _link_id(item.get("link"), f"input '{item.get('name')}'", node)
+        result.append(InSlot(str(item.get("name", "")), item.get("type"), link, widget_name))
     return result
 
 
 def saved_outputs(node: RawNode) -> list[OutSlot]:
     result = []
-    for item in node.data.get("outputs") or []:
+    for item in _items(node.data.get("outputs"), "outputs", node):
         if not isinstance(item, dict):
             raise _bad("an output slot is not an object", node.id, node.type)
-        result.append(OutSlot(str(item.get("name", "")), item.get("type"),
-                              list(item.get("links") or [])))
+        links = [_link_id(i, f"output '{item.get('name')}'", node)
+                 for i in _items(item.get("links"), "output links", node)]
+        result.append(OutSlot(str(item.get("name", "")), item.get("type"), links))
     return result
 
 

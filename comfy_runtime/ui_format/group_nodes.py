@@ -182,16 +182,26 @@ def group_configs(workflow: dict[str, Any], defs: NodeDefinitions) -> dict[str, 
     groups = (workflow.get("extra") or {}).get("groupNodes") or {}
     if not isinstance(groups, dict):
         raise UnsupportedStructure("extra.groupNodes is not an object")
-    return {PREFIX + name: _Builder(name, data, defs).build() for name, data in groups.items()
-            if isinstance(data, dict)}
+    configs = {}
+    for name, data in groups.items():
+        try:
+            configs[PREFIX + name] = _Builder(name, data, defs).build()
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+            # The group's data is hand-edited or damaged in a way the editor would trip on.
+            raise _refuse(name, f"group node data is malformed ({type(exc).__name__})") from exc
+    return configs
 
 
 def missing_inner_types(workflow: dict[str, Any], defs: NodeDefinitions) -> dict[str, list[str]]:
     """Inner node types of group nodes that ComfyUI does not have, with the group's name."""
     missing: dict[str, list[str]] = {}
-    groups = (workflow.get("extra") or {}).get("groupNodes") or {}
+    extra = workflow.get("extra") or {}
+    if not isinstance(extra, dict):
+        raise UnsupportedStructure("the workflow's 'extra' is not an object")
+    groups = extra.get("groupNodes") or {}
     for name, data in groups.items() if isinstance(groups, dict) else []:
-        for node in (data or {}).get("nodes") or []:
+        nodes = data.get("nodes") if isinstance(data, dict) else None
+        for node in nodes if isinstance(nodes, list) else []:
             node_type = node.get("type") if isinstance(node, dict) else None
             if isinstance(node_type, str) and node_type not in defs \
                     and node_type not in ("PrimitiveNode", "Reroute"):
