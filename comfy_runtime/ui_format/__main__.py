@@ -3,8 +3,8 @@
     python -m comfy_runtime.ui_format workflow.json [--comfyui-url URL | --object-info FILE]
 
 Node definitions come from a running ComfyUI (`/object_info`) or from a saved copy. A PNG or
-WebP that ComfyUI wrote is accepted too: its embedded API prompt is printed as it is, else its
-embedded editor workflow is converted. Exit status 1, with the reasons on stderr, when the
+WebP that ComfyUI wrote is accepted too: its embedded API prompt is printed as it is, else (or
+with --from-workflow) its embedded editor workflow is converted. Exit status 1, with the reasons on stderr, when the
 workflow is refused; 2 for usage and input errors.
 """
 
@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--comfyui-url", default="http://127.0.0.1:8188",
                         help="ComfyUI to read /object_info from (default: %(default)s)")
     source.add_argument("--object-info", type=Path, help="a saved /object_info JSON file")
+    parser.add_argument("--from-workflow", action="store_true",
+                        help="for an image: convert its editor workflow even when it also "
+                             "holds the API prompt")
     parser.add_argument("--indent", type=int, default=2, help="JSON indent (default 2)")
     return parser
 
@@ -65,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         prompt, workflow = _load(args.workflow)
+        if args.from_workflow and workflow is not None:
+            prompt = None
         if prompt is None:
             prompt = to_api(workflow, _object_info(args))
     except ConversionError as exc:
@@ -73,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(prompt, indent=args.indent or None, ensure_ascii=False))
+    try:
+        print(json.dumps(prompt, indent=args.indent or None, ensure_ascii=False))
+    except BrokenPipeError:  # e.g. piped into `head`
+        sys.stderr.close()
     return 0
 
 

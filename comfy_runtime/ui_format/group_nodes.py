@@ -192,9 +192,10 @@ def group_configs(workflow: dict[str, Any], defs: NodeDefinitions) -> dict[str, 
     return configs
 
 
-def missing_inner_types(workflow: dict[str, Any], defs: NodeDefinitions) -> dict[str, list[str]]:
-    """Inner node types of group nodes that ComfyUI does not have, with the group's name."""
-    missing: dict[str, list[str]] = {}
+def missing_inner_types(workflow: dict[str, Any],
+                        defs: NodeDefinitions) -> dict[str, list[tuple[str | None, str]]]:
+    """Inner node types of group nodes that ComfyUI does not have, with where they are."""
+    missing: dict[str, list[tuple[str | None, str]]] = {}
     extra = workflow.get("extra") or {}
     if not isinstance(extra, dict):
         raise UnsupportedStructure("the workflow's 'extra' is not an object")
@@ -205,5 +206,5 @@ def missing_inner_types(workflow: dict[str, Any], defs: NodeDefinitions) -> dict
             node_type = node.get("type") if isinstance(node, dict) else None
             if isinstance(node_type, str) and node_type not in defs \
                     and node_type not in ("PrimitiveNode", "Reroute"):
-                missing.setdefault(node_type, []).append(f"inside group node '{name}'")
+                missing.setdefault(node_type, []).append((None, f" inside group node '{name}'"))
     return missing

@@ -24,7 +24,7 @@ from .group_nodes import PREFIX, group_configs, missing_inner_types
 
 
 def _unknown_types(graphs: list[RawGraph], known: set[str], defs: NodeDefinitions,
-                   missing: dict[str, list[str]]) -> None:
+                   missing: dict[str, list[tuple[str | None, str]]]) -> None:
     for graph in graphs:
         for node in graph.nodes:
             node.type = RENAMED_TYPES.get(node.type, node.type)
@@ -35,15 +35,17 @@ def _unknown_types(graphs: list[RawGraph], known: set[str], defs: NodeDefinition
                 raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
             if node.type in defs or node.type in VIRTUAL_TYPES or node.type in known:
                 continue
-            where = node.id if graph.subgraph_id is None else f"{node.id} in subgraph '{graph.name}'"
-            missing.setdefault(node.type, []).append(where)
-    if missing:
-        details = [problem(None, t, f"node type '{t}' is not installed in ComfyUI (nodes "
-                                    f"{', '.join(ids)}); it is probably a custom node")
-                   for t, ids in missing.items()]
-        names = ", ".join(sorted(missing))
-        raise UnknownNodeTypes(f"unknown node types, probably custom nodes to install: {names}",
-                               details)
+            where = "" if graph.subgraph_id is None else f" in subgraph '{graph.name}'"
+            missing.setdefault(node.type, []).append((node.id, where))
+    if not missing:
+        return
+    details = [problem(node_id, t, f"node type '{t}'{where} is not in ComfyUI's node "
+                                   "definitions; it is probably a custom node to install")
+               for t, places in missing.items() for node_id, where in places]
+    names = "; ".join(f"{t} (node{'s' if len(p) > 1 else ''} "
+                      f"{', '.join((str(i) + w) if i is not None else w.strip() for i, w in p)})" for t, p in missing.items())
+    raise UnknownNodeTypes(f"unknown node types, probably custom nodes to install: {names}",
+                           details)
 
 
 class _Loader:
