@@ -215,9 +215,18 @@ def test_short_value_list_leaves_defaults() -> None:
     assert convert(wf)["1"]["inputs"] == {"amount": 3, "flag": False}
 
 
-def test_values_saved_as_an_object_are_matched_by_name() -> None:
-    wf = WF().node(1, "Noise", {"flag": True, "amount": 11}, outputs=["NOISE"])
-    assert convert(wf)["1"]["inputs"] == {"amount": 11, "flag": True}
+def test_custom_node_values_saved_as_an_object_are_matched_by_name() -> None:
+    info = {**OBJECT_INFO_SMALL,
+            "VHSLike": {**OBJECT_INFO_SMALL["Noise"], "python_module": "custom_nodes.vhs"}}
+    wf = WF().node(1, "VHSLike", {"flag": True, "amount": 11}, outputs=["NOISE"])
+    out = _strip_meta(to_api(wf.build(), info))
+    assert out["1"]["inputs"] == {"amount": 11, "flag": True}
+
+
+def test_core_node_values_saved_as_an_object_are_refused() -> None:
+    # The core editor would ignore them and queue the defaults.
+    with pytest.raises(WidgetMismatch, match="object"):
+        convert(WF().node(1, "Noise", {"flag": True, "amount": 11}, outputs=["NOISE"]))
 
 
 def test_numbers_are_written_as_javascript_writes_them() -> None:

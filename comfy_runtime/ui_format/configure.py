@@ -114,7 +114,13 @@ def _assign(node: RawNode, widgets: list[Widget], values: Any, migrate: NodeDef 
     if values is None:
         return
     if isinstance(values, dict):
-        # Some nodes save their values keyed by widget name; match them by name.
+        if migrate is None or not migrate.custom:
+            # The core editor ignores values saved as an object and keeps the defaults, which
+            # is surely not what the file means: refuse rather than queue defaults.
+            raise _mismatch(node, "widgets_values is an object; the editor would ignore it "
+                                  "and use the defaults")
+        # Custom node packages that save values keyed by widget name (VideoHelperSuite and
+        # the like) restore them by name in their own editor code.
         for widget in widgets:
             if widget.spec.has_slot and not widget.spec.fixed and widget.name in values:
                 widget.value = values[widget.name]

@@ -79,6 +79,7 @@ class NodeDef:
     # (name, forceInput, widgets it accounts for) in definition order, for old-value migration
     migration: tuple[tuple[str, bool, int], ...]
     unsupported: str | None = None
+    custom: bool = False  # from a custom node package (its own editor code may differ)
 
 
 @dataclass
@@ -243,8 +244,9 @@ def build_node_def(class_type: str, info: dict[str, Any]) -> NodeDef:
         if s.name in names or s.options.get("forceInput")
     )
     outputs = tuple(_type_name(t) for t in info.get("output") or [])
+    custom = str(info.get("python_module") or "").startswith("custom_nodes")
     return NodeDef(class_type, tuple(widgets), tuple(sockets + widget_inputs), outputs,
-                   migration, unsupported)
+                   migration, unsupported, custom)
 
 
 @dataclass
