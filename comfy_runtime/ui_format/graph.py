@@ -8,7 +8,7 @@ schema's (and every subgraph's) objects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import BrokenLink, UnsupportedStructure, problem
@@ -59,6 +59,7 @@ class RawNode:
     id: str
     type: str
     mode: int
+    _inputs: list[InSlot] | None = None
 
 
 @dataclass
@@ -76,6 +77,8 @@ def _bad(text: str, node_id: Any = None, class_type: str | None = None) -> Unsup
 
 
 def _int(value: Any, what: str) -> int:
+    if type(value) is int:  # the common case, kept cheap
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise _bad(f"{what} is not a number: {value!r}")
     try:
@@ -197,6 +200,17 @@ def read_workflow(workflow: Any) -> tuple[RawGraph, dict[str, RawGraph]]:
 
 
 def saved_inputs(node: RawNode) -> list[InSlot]:
+    """The node's saved input slots (parsed once; callers copy before changing them)."""
+    return [replace(slot) for slot in _inputs_view(node)]
+
+
+def _inputs_view(node: RawNode) -> list[InSlot]:
+    if node._inputs is None:
+        node._inputs = _parse_inputs(node)
+    return node._inputs
+
+
+def _parse_inputs(node: RawNode) -> list[InSlot]:
     result = []
     for item in _items(node.data.get("inputs"), "inputs", node):
         if not isinstance(item, dict):
@@ -239,13 +253,13 @@ def check_links(graph: RawGraph) -> None:
             details.append(problem(link.target_id, target.type if target else None,
                                    f"link {link.id} connects node {missing}, which does not exist"))
             continue
-        slots = saved_inputs(target)
+        slots = _inputs_view(target)
         if not 0 <= link.target_slot < len(slots) or slots[link.target_slot].link != link.id:
             details.append(problem(target.id, target.type,
                                    f"link {link.id} ends at input {link.target_slot}, "
                                    "which does not hold it"))
     for node in graph.nodes:
-        for index, slot in enumerate(saved_inputs(node)):
+        for index, slot in enumerate(_inputs_view(node)):
             if slot.link is None:
                 continue
             held = graph.links.get(slot.link)
