@@ -19,9 +19,15 @@ from typing import Any
 import pytest
 from PIL import Image, PngImagePlugin
 
-from comfy_runtime.ui_format import (BrokenLink, ConversionError, UnknownNodeTypes,
-                                     UnsupportedStructure, WidgetMismatch, read_image_workflow,
-                                     to_api)
+from comfy_runtime.ui_format import (
+    BrokenLink,
+    ConversionError,
+    UnknownNodeTypes,
+    UnsupportedStructure,
+    WidgetMismatch,
+    read_image_workflow,
+    to_api,
+)
 from comfy_runtime.ui_format.replace import js_string
 from comfy_runtime.ui_format.values import api_value, js_value
 

@@ -12,8 +12,14 @@ This package depends on nothing else in comfy_runtime (pydantic and Pillow at mo
 
 from .convert import to_api, to_api_with_definitions
 from .definitions import NodeDefinitions
-from .errors import (BrokenLink, ConversionError, Problem, UnknownNodeTypes,
-                     UnsupportedStructure, WidgetMismatch)
+from .errors import (
+                     BrokenLink,
+                     ConversionError,
+                     Problem,
+                     UnknownNodeTypes,
+                     UnsupportedStructure,
+                     WidgetMismatch,
+)
 from .image_meta import read_image_workflow
 
 __all__ = [

@@ -4,8 +4,8 @@
 
 Node definitions come from a running ComfyUI (`/object_info`) or from a saved copy. A PNG or
 WebP that ComfyUI wrote is accepted too: its embedded API prompt is printed as it is, else (or
-with --from-workflow) its embedded editor workflow is converted. Exit status 1, with the reasons on stderr, when the
-workflow is refused; 2 for usage and input errors.
+with --from-workflow) its embedded editor workflow is converted. Exit status 1, with the
+reasons on stderr, when the workflow is refused; 2 for usage and input errors.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Any
 
 from .definitions import NodeDef, NodeDefinitions, WidgetSpec
 from .errors import UnsupportedStructure, WidgetMismatch, problem
-from .graph import InSlot, IOSlot, Link, OutSlot, RawGraph, RawNode, saved_inputs, saved_outputs
+from .graph import InSlot, IOSlot, Link, OutSlot, RawNode, saved_inputs, saved_outputs
 
 # Nodes that exist only in the editor; they never reach the API graph.
 VIRTUAL_TYPES = frozenset({"Note", "MarkdownNote", "Reroute", "PrimitiveNode"})

@@ -167,20 +167,26 @@ def _combo_default(spec: _Spec) -> Any:
     return "Loading..." if spec.options.get("remote") else None
 
 
+def _control() -> WidgetSpec:
+    # Saved with the workflow, never queued: it acts after the prompt is sent.
+    return WidgetSpec("control_after_generate", "control", True, False, "randomize")
+
+
 def _widgets_for(spec: _Spec) -> list[WidgetSpec]:
     kind = spec.options.get("widgetType") or spec.type
     opts = spec.options
     if kind == "INT" or kind == "FLOAT":
         widgets = [WidgetSpec(spec.name, kind, True, True, opts.get("default", 0) or 0)]
         if kind == "INT" and _has_control(spec):
-            widgets.append(WidgetSpec("control_after_generate", "control", True, False, "randomize"))
+            widgets.append(_control())
         return widgets
     if kind == "BOOLEAN":
         return [WidgetSpec(spec.name, kind, True, True, opts.get("default", False) or False)]
     if kind == "STRING":
         default = opts.get("default")
         dynamic = opts.get("dynamicPrompts") is True
-        return [WidgetSpec(spec.name, kind, True, True, "" if default is None else default, dynamic)]
+        default = "" if default is None else default
+        return [WidgetSpec(spec.name, kind, True, True, default, dynamic)]
     if kind == "COMBO":
         widgets = [WidgetSpec(spec.name, kind, True, True, _combo_default(spec))]
         remote = opts.get("remote")
@@ -192,7 +198,7 @@ def _widgets_for(spec: _Spec) -> list[WidgetSpec]:
             if remote.get("refresh_button"):
                 widgets.append(WidgetSpec("refresh", "button", True, True, "refresh"))
         if opts.get("control_after_generate"):
-            widgets.append(WidgetSpec("control_after_generate", "control", True, False, "randomize"))
+            widgets.append(_control())
             widgets.append(WidgetSpec("control_filter_list", "filter", True, False, ""))
         return widgets
     if kind in _UPLOAD_WIDGETS:

@@ -10,17 +10,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from .configure import (RENAMED_TYPES, VIRTUAL_TYPES, Graph, Node, configure_comfy,
-                        configure_instance, configure_virtual, takes_target_value)
+from .configure import (
+    RENAMED_TYPES,
+    VIRTUAL_TYPES,
+    Graph,
+    Node,
+    configure_comfy,
+    configure_instance,
+    configure_virtual,
+    takes_target_value,
+)
 from .definitions import NodeDefinitions
+from .errors import UnknownNodeTypes, UnsupportedStructure, problem
+from .graph import Link, RawGraph, check_links, read_workflow
+from .group_nodes import PREFIX, group_configs, missing_inner_types
+from .values import UNDEFINED
 
 # Input types for which the frontend can build a PrimitiveNode widget without a widget locator.
 _WIDGET_TYPES = frozenset({"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO", "MARKDOWN"})
-from .graph import Link
-from .values import UNDEFINED
-from .errors import BrokenLink, UnknownNodeTypes, UnsupportedStructure, problem
-from .graph import RawGraph, check_links, read_workflow
-from .group_nodes import PREFIX, group_configs, missing_inner_types
+
+
+def _places(places: list[tuple[str | None, str]]) -> str:
+    where = [(str(i) + w) if i is not None else w.strip() for i, w in places]
+    return ("nodes " if len(where) > 1 else "node ") + ", ".join(where)
 
 
 def _unknown_types(graphs: list[RawGraph], known: set[str], defs: NodeDefinitions,
@@ -42,8 +54,7 @@ def _unknown_types(graphs: list[RawGraph], known: set[str], defs: NodeDefinition
     details = [problem(node_id, t, f"node type '{t}'{where} is not in ComfyUI's node "
                                    "definitions; it is probably a custom node to install")
                for t, places in missing.items() for node_id, where in places]
-    names = "; ".join(f"{t} (node{'s' if len(p) > 1 else ''} "
-                      f"{', '.join((str(i) + w) if i is not None else w.strip() for i, w in p)})" for t, p in missing.items())
+    names = "; ".join(f"{t} ({_places(p)})" for t, p in missing.items())
     raise UnknownNodeTypes(f"unknown node types, probably custom nodes to install: {names}",
                            details)
 
