@@ -413,6 +413,17 @@ def test_nested_subgraphs_join_every_level_in_the_id() -> None:
     assert out["3"]["inputs"]["positive"] == ["2:8:7", 0]
 
 
+def test_subgraph_using_a_later_definition_is_refused() -> None:
+    data = _subgraph_workflow()
+    inner = data["definitions"]["subgraphs"][0]
+    outer = {**inner, "id": "sub-0", "name": "wrapper",
+             "nodes": [{**inner["nodes"][0], "type": "sub-1"}]}
+    data["definitions"]["subgraphs"].insert(0, outer)
+    data["nodes"][1]["type"] = "sub-0"
+    with pytest.raises(UnsupportedStructure, match="defined after"):
+        convert(data)
+
+
 def test_unknown_types_are_all_listed_as_probable_custom_nodes() -> None:
     wf = _txt2img().node(7, "FancyUpscale", [1]).node(8, "FancyUpscale", [2]).node(9, "Other")
     with pytest.raises(UnknownNodeTypes) as info:

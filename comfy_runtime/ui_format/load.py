@@ -90,8 +90,16 @@ class _Loader:
 
     def build(self, raw: RawGraph, root: bool) -> Graph:
         graph = Graph({}, raw.links)
+        order = list(self.sub_raw)
         for node in raw.nodes:
             if node.type in self.sub_raw:
+                if raw.subgraph_id is not None and \
+                        order.index(node.type) > order.index(raw.subgraph_id):
+                    # The editor configures definitions in file order; an instance of a later
+                    # one is built before its contents exist and loses its saved values.
+                    text = (f"subgraph '{raw.name}' uses subgraph '{self.sub_raw[node.type].name}'"
+                            ", which is defined after it")
+                    raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
                 built = configure_instance(node, self.subgraph(node.type))
             elif node.type in VIRTUAL_TYPES:
                 built = configure_virtual(node)
