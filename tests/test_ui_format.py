@@ -638,3 +638,32 @@ def test_deep_reroute_chains_are_refused_not_crashed() -> None:
                                                                        "images")
     with pytest.raises(UnsupportedStructure, match="deeply"):
         convert(wf)
+
+
+def test_cli_reads_definitions_from_a_running_comfyui(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    body = json.dumps(OBJECT_INFO_SMALL).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            ok = self.path == "/object_info"
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body if ok else b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (tmp_path / "wf.json").write_text(json.dumps(_txt2img().build()))
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        done = _cli(str(tmp_path / "wf.json"), "--comfyui-url", url)
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert _strip_meta(json.loads(done.stdout)) == convert(_txt2img())
