@@ -1,0 +1,29 @@
+"""Editor-format workflows to API graphs, exactly as ComfyUI's own frontend converts them.
+
+    to_api(workflow, object_info)        the API graph `app.graphToPrompt()` would queue
+    NodeDefinitions(object_info)         per-class layouts, computed once and reusable
+    to_api_with_definitions(wf, defs)    the same conversion with cached definitions
+    read_image_workflow(data)            (api prompt, editor workflow) from a ComfyUI image
+
+The behaviour reproduced is ComfyUI 0.3.64 with its pinned frontend (comfyui-frontend-package
+1.27.10). Anything that could come out different is refused with a `ConversionError`.
+This package depends on nothing else in comfy_runtime (pydantic and Pillow at most).
+"""
+
+from .convert import to_api, to_api_with_definitions
+from .definitions import NodeDefinitions
+from .errors import (
+                     BrokenLink,
+                     ConversionError,
+                     Problem,
+                     UnknownNodeTypes,
+                     UnsupportedStructure,
+                     WidgetMismatch,
+)
+from .image_meta import read_image_workflow
+
+__all__ = [
+    "BrokenLink", "ConversionError", "NodeDefinitions", "Problem", "UnknownNodeTypes",
+    "UnsupportedStructure", "WidgetMismatch", "read_image_workflow", "to_api",
+    "to_api_with_definitions",
+]

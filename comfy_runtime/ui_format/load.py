@@ -1,0 +1,223 @@
+"""Load a workflow the way the frontend does before it builds the API graph.
+
+Order matters and follows the frontend: unknown types are found first (and refused, all of
+them at once), subgraph definitions are configured before the nodes that use them, link
+target slots are re-pointed at the reordered inputs, PrimitiveNodes push their value into
+their targets, and subgraph instances push their promoted values into the widgets inside.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .configure import (
+    RENAMED_TYPES,
+    VIRTUAL_TYPES,
+    Graph,
+    Node,
+    configure_comfy,
+    configure_instance,
+    configure_virtual,
+    takes_target_value,
+)
+from .definitions import NodeDefinitions
+from .errors import UnknownNodeTypes, UnsupportedStructure, problem
+from .graph import Link, RawGraph, check_links, read_workflow
+from .group_nodes import PREFIX, group_configs, missing_inner_types
+from .values import UNDEFINED
+
+# Input types for which the frontend can build a PrimitiveNode widget without a widget locator.
+_WIDGET_TYPES = frozenset({"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO", "MARKDOWN"})
+
+
+def _places(places: list[tuple[str | None, str]]) -> str:
+    where = [(str(i) + w) if i is not None else w.strip() for i, w in places]
+    return ("nodes " if len(where) > 1 else "node ") + ", ".join(where)
+
+
+def _unknown_types(graphs: list[RawGraph], known: set[str], defs: NodeDefinitions,
+                   missing: dict[str, list[tuple[str | None, str]]]) -> None:
+    for graph in graphs:
+        for node in graph.nodes:
+            node.type = RENAMED_TYPES.get(node.type, node.type)
+            if graph.subgraph_id is None and node.type.startswith("workflow/"):
+                node.type = PREFIX + node.type[len("workflow/"):]
+            if node.type.startswith(PREFIX) and graph.subgraph_id is not None:
+                text = "legacy group node inside a subgraph (the frontend refuses it too)"
+                raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
+            if node.type in defs or node.type in VIRTUAL_TYPES or node.type in known:
+                continue
+            where = "" if graph.subgraph_id is None else f" in subgraph '{graph.name}'"
+            missing.setdefault(node.type, []).append((node.id, where))
+    if not missing:
+        return
+    details = [problem(node_id, t, f"node type '{t}'{where} is not in ComfyUI's node "
+                                   "definitions; it is probably a custom node to install")
+               for t, places in missing.items() for node_id, where in places]
+    names = "; ".join(f"{t} ({_places(p)})" for t, p in missing.items())
+    raise UnknownNodeTypes(f"unknown node types, probably custom nodes to install: {names}",
+                           details)
+
+
+class _Loader:
+    def __init__(self, workflow: Any, defs: NodeDefinitions) -> None:
+        self.defs = defs
+        self.root_raw, self.sub_raw = read_workflow(workflow)
+        missing = missing_inner_types(workflow, defs)
+        self.groups = {} if missing else group_configs(workflow, defs)
+        known = set(self.sub_raw) | set(self.groups)
+        _unknown_types([self.root_raw, *self.sub_raw.values()], known, defs, missing)
+        for raw in (self.root_raw, *self.sub_raw.values()):
+            check_links(raw)
+        self.subgraphs: dict[str, Graph] = {}
+        self._building: list[str] = []
+
+    def subgraph(self, sub_id: str) -> Graph:
+        found = self.subgraphs.get(sub_id)
+        if found is not None:
+            return found
+        if sub_id in self._building:
+            text = f"subgraph '{self.sub_raw[sub_id].name}' contains itself"
+            raise UnsupportedStructure(text, [problem(None, sub_id, text)])
+        self._building.append(sub_id)
+        raw = self.sub_raw[sub_id]
+        graph = self.build(raw, root=False)
+        graph.subgraph_id, graph.name = sub_id, raw.name
+        graph.inputs, graph.outputs = raw.inputs, raw.outputs
+        self._building.pop()
+        self.subgraphs[sub_id] = graph
+        return graph
+
+    def build(self, raw: RawGraph, root: bool) -> Graph:
+        graph = Graph({}, raw.links)
+        order = list(self.sub_raw)
+        for node in raw.nodes:
+            if node.type in self.sub_raw:
+                if raw.subgraph_id is not None and \
+                        order.index(node.type) > order.index(raw.subgraph_id):
+                    # The editor configures definitions in file order; an instance of a later
+                    # one is built before its contents exist and loses its saved values.
+                    text = (f"subgraph '{raw.name}' uses subgraph '{self.sub_raw[node.type].name}'"
+                            ", which is defined after it")
+                    raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
+                built = configure_instance(node, self.subgraph(node.type))
+            elif node.type in VIRTUAL_TYPES:
+                built = configure_virtual(node)
+            elif node.type in self.groups:
+                config = self.groups[node.type]
+                built = configure_comfy(node, self.defs, root, config.node_def)
+                built.kind, built.group = "group", config
+            else:
+                built = configure_comfy(node, self.defs, root)
+            graph.nodes[node.id] = built
+        return graph
+
+
+def _fix_link_slots(graph: Graph, seen: set[int]) -> None:
+    """Point each link's target slot at the input that holds it, as the frontend does."""
+    if id(graph) in seen:
+        return
+    seen.add(id(graph))
+    for node in graph.nodes.values():
+        for index, slot in enumerate(node.inputs):
+            link = graph.links.get(slot.link) if slot.link else None
+            if link is not None:
+                link.target_slot = index
+        if node.subgraph is not None:
+            _fix_link_slots(node.subgraph, seen)
+
+
+def _apply_primitive(graph: Graph, node: Node, root: Graph) -> None:
+    links = _primitive_links(graph, node)
+    if not links or not node.widgets:
+        return
+    if graph is not root:
+        text = "PrimitiveNode inside a subgraph (the frontend resolves its links in the root graph)"
+        raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
+    value = _primitive_value(graph, node, links[0])
+    for link in links:
+        target = graph.nodes.get(link.target_id)
+        if target is None or not 0 <= link.target_slot < len(target.inputs):
+            continue  # the frontend warns and skips such a link
+        widget = target.widget(target.inputs[link.target_slot].widget)
+        if widget is not None:
+            widget.value = value
+
+
+def _primitive_value(graph: Graph, node: Node, first: Link) -> Any:
+    """The primitive's value once configured: it only gets a widget (and so a value) when its
+    first link ends at a widget input; otherwise it pushes `undefined`."""
+    target = graph.nodes.get(first.target_id)
+    slot = target.inputs[first.target_slot] if target is not None \
+        and 0 <= first.target_slot < len(target.inputs) else None
+    if target is None or slot is None or (slot.widget is None and slot.type not in _WIDGET_TYPES):
+        return UNDEFINED
+    if not takes_target_value(node.widgets[0]):
+        return node.widgets[0].value
+    theirs = target.widget(slot.widget or slot.name)
+    if theirs is None:
+        text = "PrimitiveNode saved no value and its target has no widget to copy one from"
+        raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
+    return theirs.value
+
+
+def _primitive_links(graph: Graph, node: Node) -> list[Link]:
+    """The links out of a primitive once the editor's link repair has run: stale ids in its
+    output list are dropped, links the table has from its output are added."""
+    listed = [graph.links[i] for i in node.outputs[0].links if i in graph.links]
+    links = [lk for lk in listed if lk.origin_id == node.id and lk.origin_slot == 0]
+    links += [lk for lk in graph.links.values()
+              if lk.origin_id == node.id and lk.origin_slot == 0 and lk not in links]
+    return links
+
+
+def _push_promoted(instance: Node) -> None:
+    """An instance's promoted values overwrite the widgets inside its (shared) definition."""
+    sub = instance.subgraph
+    assert sub is not None
+    for widget in instance.widgets:
+        if not any(slot.name == widget.name for slot in instance.inputs):
+            continue
+        sub_input = next((s for s in sub.inputs if s.name == widget.name), None)
+        for link_id in sub_input.link_ids if sub_input else []:
+            link = sub.links.get(link_id)
+            inner = sub.nodes.get(link.target_id) if link else None
+            if link is None or inner is None or not 0 <= link.target_slot < len(inner.inputs):
+                continue
+            target = inner.widget(inner.inputs[link.target_slot].widget)
+            if target is not None:
+                target.value = widget.value
+
+
+def _graphs_in_serialize_order(root: Graph, subgraphs: dict[str, Graph]) -> list[Graph]:
+    return [root, *subgraphs.values()]
+
+
+def load(workflow: Any, defs: NodeDefinitions) -> tuple[Graph, dict[str, Graph]]:
+    loader = _Loader(workflow, defs)
+    for sub_id in loader.sub_raw:
+        loader.subgraph(sub_id)
+    root = loader.build(loader.root_raw, root=True)
+    _fix_link_slots(root, set())
+    for graph in _graphs_in_serialize_order(root, loader.subgraphs):
+        for node in graph.nodes.values():
+            if node.kind == "primitive":
+                _apply_primitive(graph, node, root)
+    for graph in _graphs_in_serialize_order(root, loader.subgraphs):
+        for node in graph.nodes.values():
+            if node.kind == "subgraph":
+                _push_promoted(node)
+    for node in root.nodes.values():
+        if node.kind == "group":
+            _expand_group(node, defs)
+    return root, loader.subgraphs
+
+
+def _expand_group(node: Node, defs: NodeDefinitions) -> None:
+    """Recreate the inner nodes from the group's data, then give them the instance's values."""
+    config = node.group
+    node.group_inner = [configure_comfy(raw, defs, root=False) for raw in config.nodes]
+    for name, (index, inner_name) in config.widget_to_inner.items():
+        outer, inner = node.widget(name), node.group_inner[index].widget(inner_name)
+        if outer is not None and inner is not None:
+            inner.value = outer.value
