@@ -52,7 +52,7 @@ def respond(outcome: Outcome) -> dict[str, Any]:
     starts with the code because the platform keeps only `error` of a failed job. Either may
     carry the platform's `refresh_worker`.
     """
-    from comfy_runtime.contract import JobOutput
+    from comfy_runtime.contract import ConvertedWorkflow, JobOutput
     from comfy_runtime.worker import Failed
 
     if isinstance(outcome, Failed):
@@ -62,7 +62,7 @@ def respond(outcome: Outcome) -> dict[str, Any]:
             "error_code": error.code,
             "details": error.details,
         }
-    elif isinstance(outcome.result, JobOutput):
+    elif isinstance(outcome.result, (JobOutput, ConvertedWorkflow)):
         body = outcome.result.to_json()
     else:
         body = dict(outcome.result)

@@ -7,6 +7,8 @@ section repeats this map, and a test keeps the two equal):
     contract ........ the job's input and output as pydantic models, and their JSON Schema
     graph_checks .... checks on an API graph before it reaches ComfyUI (size, depth, paths)
     workflows ....... bundled workflows: a graph by name, with typed parameters
+    ui_format ....... (package) editor workflows to API graphs, exactly as ComfyUI's frontend
+    workflow_source . the workflow field in any form (graph, editor, file, name) as an API graph
     errors .......... the tree of job errors and their stable codes
     diagnosis ....... what ComfyUI's error reports mean, as job errors
     wire ............ ComfyUI's HTTP answers as types (upload, prompt, queue, history)

@@ -23,6 +23,7 @@ from pydantic import (
     Tag,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from .errors import InvalidInput
@@ -32,6 +33,7 @@ from .settings import REPO_ROOT
 SCHEMA_PATH = REPO_ROOT / "schema" / "job_input.schema.json"
 
 MediaKind = Literal["images", "videos", "audio", "files"]
+_MAX_NAME = 256  # a bundled workflow's name is short; a file's base64 is not
 
 
 class GraphNode(BaseModel):
@@ -50,9 +52,37 @@ class GraphNode(BaseModel):
         return check_nesting(inputs)
 
 
+class EditorWorkflow(BaseModel):
+    """A workflow as ComfyUI's editor saves it (`{"nodes": [...], "links": [...], ...}`).
+
+    Converted to the API graph ComfyUI's own frontend would queue (`ui_format`); every key
+    is kept for the converter, which refuses what it cannot reproduce exactly.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    nodes: list[dict[str, Any]]
+    links: list[Any] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_too_deep(cls, value: Any) -> Any:
+        return check_nesting(value) if isinstance(value, dict) else value
+
+    def raw(self) -> dict[str, Any]:
+        """The workflow as the client sent it."""
+        return self.model_dump(mode="python")
+
+
+def is_workflow_file(value: str) -> bool:
+    """A `workflow` string that is a file (a PNG, WebP or JSON file ComfyUI wrote, as a data:
+    URI, an http(s) URL or base64), not a bundled workflow's name."""
+    return value.startswith(("data:", "http://", "https://")) or len(value) > _MAX_NAME
+
+
 def _workflow_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        return "graph"
+        return "editor" if isinstance(value.get("nodes"), list) else "graph"
     if isinstance(value, str):
         return "name"
     return None
@@ -61,12 +91,14 @@ def _workflow_kind(value: Any) -> str | None:
 # A discriminated union, so an error inside a graph is reported once, at its node, instead of
 # once per union branch.
 Workflow = Annotated[
-    Annotated[dict[str, GraphNode], Tag("graph")] | Annotated[str, Tag("name")],
+    Annotated[dict[str, GraphNode], Tag("graph")]
+    | Annotated[EditorWorkflow, Tag("editor")]
+    | Annotated[str, Tag("name")],
     Discriminator(
         _workflow_kind,
         custom_error_type="workflow_type",
-        custom_error_message="expected an API-format graph (an object of nodes) or the name "
-        "of a bundled workflow",
+        custom_error_message="expected an API-format graph (an object of nodes), an editor "
+        "workflow (an object with `nodes`), a bundled workflow's name, or a file ComfyUI wrote",
     ),
 ]
 
@@ -103,7 +135,11 @@ class JobInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     workflow: Workflow | None = Field(
-        None, description="An API-format graph, or the name of a bundled workflow."
+        None,
+        description="An API-format graph; a workflow as ComfyUI's editor saves it (converted "
+        "as ComfyUI's frontend would); the name of a bundled workflow; or a PNG, WebP or JSON "
+        "file ComfyUI wrote, as base64, a data: URI or an http(s) URL (its embedded API "
+        "prompt is used, else its editor workflow is converted).",
     )
     params: dict[str, Any] | None = Field(
         None, description="Parameters of a bundled workflow (only with a workflow name)."
@@ -119,16 +155,11 @@ class JobInput(BaseModel):
         None, description="Key for ComfyUI's API nodes for this job only."
     )
     info: bool = Field(False, description="Ask what this worker offers instead of running.")
-
-    @field_validator("workflow", mode="before")
-    @classmethod
-    def _refuse_ui_format(cls, value: Any) -> Any:
-        if isinstance(value, dict) and isinstance(value.get("nodes"), list) and "links" in value:
-            raise ValueError(
-                "this is ComfyUI's UI (editor) format; export the API format instead "
-                "(ComfyUI menu: Workflow > Export (API))"
-            )
-        return value
+    convert_only: bool = Field(
+        False,
+        description="Return the API graph the workflow converts to (`api_workflow`) without "
+        "queueing anything.",
+    )
 
 
 class OutputFile(BaseModel):
@@ -140,6 +171,19 @@ class OutputFile(BaseModel):
     node_id: str
     mime_type: str
     subfolder: str = ""
+
+
+class ConvertedWorkflow(BaseModel):
+    """The answer to `convert_only`: the API graph the job would have queued."""
+
+    api_workflow: dict[str, Any]
+    errors: list[str] = Field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        if not data["errors"]:
+            del data["errors"]
+        return data
 
 
 class TextOutput(BaseModel):
@@ -180,7 +224,7 @@ def _explain(error: Any) -> tuple[str, str]:
     """(field path, problem) for one pydantic error."""
     # The union's tags show up in the location; they say nothing to the user.
     loc = error["loc"]
-    if len(loc) > 1 and loc[0] == "workflow" and loc[1] in ("graph", "name"):
+    if len(loc) > 1 and loc[0] == "workflow" and loc[1] in ("graph", "editor", "name"):
         loc = (loc[0], *loc[2:])
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":

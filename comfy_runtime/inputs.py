@@ -77,7 +77,7 @@ def decode_inputs(
     def decode(pair: tuple[int, InputFile]) -> PreparedInput:
         index, item = pair
         field = f"images[{index}].image"
-        data = _decode_one(item.image, field, limits)
+        data = decode_payload(item.image, field, limits)
         check_content(item.name, data, f"images[{index}]", max_pixels=limits.max_pixels)
         return PreparedInput(name=item.name, data=data)
 
@@ -127,7 +127,8 @@ def _is_url(value: str) -> bool:
     return value.startswith(("http://", "https://"))
 
 
-def _decode_one(value: str, field: str, limits: InputLimits) -> bytes:
+def decode_payload(value: str, field: str, limits: InputLimits) -> bytes:
+    """The bytes of one base64 text, data: URI or http(s) URL, checked against `limits`."""
     if _is_url(value):
         policy = UrlPolicy(
             max_bytes=limits.max_bytes,

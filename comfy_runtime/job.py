@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .blocking import Pools
 from .client import ComfyClient
-from .contract import JobInput, JobOutput, parse_job_input
+from .contract import ConvertedWorkflow, JobInput, JobOutput, parse_job_input
 from .delivery import convert_image, deliver, no_store_error
 from .errors import ComfyUIUnavailable, JobError, JobTimeout
 from .event_hub import EventHub
 from .graph_checks import check_graph
-from .inputs import InputLimits, decode_inputs, upload_inputs
+from .inputs import InputLimits, decode_inputs, decode_payload, upload_inputs
 from .job_files import (
     CONCAT_CLASS,
     ComfyFolders,
@@ -39,13 +39,14 @@ from .job_files import (
     job_folder,
     public_subfolder,
 )
-from .node_definitions import NodeDefinitions
+from .node_definitions import DefinitionsCache
 from .outputs import collect_outputs, fetch_outputs, websocket_outputs
 from .progress import ProgressReporter, ProgressSink
 from .prompt_run import HealthCheck, PromptRun, wait_until_ended
 from .run_record import FinishedRun
 from .settings import Settings
 from .wire import UploadedFile
+from .workflow_source import resolve_workflow
 from .workflows import WorkflowRegistry
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class JobContext:
     events: EventHub
     pools: Pools
     workflows: WorkflowRegistry
-    definitions: NodeDefinitions
+    definitions: DefinitionsCache
     cleaner: JobCleaner
     folders: ComfyFolders | None  # ComfyUI's folders, when they are on this machine
     store: ObjectStore | None
@@ -92,10 +93,15 @@ class _Timer:
 
 async def run_job(
     ctx: JobContext, job_id: str, raw_input: Any, *, progress: ProgressSink | None = None
-) -> JobOutput:
-    """The job's output; a failure is raised as the `JobError` that says why."""
+) -> JobOutput | ConvertedWorkflow:
+    """The job's output (or, with `convert_only`, its API graph); a failure is raised as the
+    `JobError` that says why."""
     job_input = parse_job_input(raw_input)
-    return await _Job(ctx, job_id, job_input, progress).run()
+    job = _Job(ctx, job_id, job_input, progress)
+    if job_input.convert_only:
+        return ConvertedWorkflow(api_workflow=await job.step("converting its workflow",
+                                                             job.api_graph))
+    return await job.run()
 
 
 class _Job:
@@ -118,14 +124,14 @@ class _Job:
 
     async def run(self) -> JobOutput:
         try:
-            graph = await self._step("preparing its inputs", self._prepare)
+            graph = await self.step("preparing its inputs", self._prepare)
             self.timer.mark("inputs")
             finished = await self._execute(graph)
-            return await self._step("delivering its outputs", self._collect, finished, graph)
+            return await self.step("delivering its outputs", self._collect, finished, graph)
         finally:
             self.ctx.pools.after_job(self._clean)
 
-    async def _step(self, phase: str, fn: Callable[..., T], *args: Any) -> T:
+    async def step(self, phase: str, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking step in the steps pool, within the job's time."""
         self._check_time(phase)
         future = self.ctx.pools.steps.submit(fn, *args)
@@ -149,14 +155,21 @@ class _Job:
         )
 
     # --- steps ------------------------------------------------------------------------------
-    def _prepare(self) -> dict[str, Any]:
-        settings = self.ctx.settings
-        names = [item.name for item in self.input.images]
-        graph = self.ctx.workflows.resolve(
-            self.input.workflow, self.input.params, input_names=names,
+    def api_graph(self) -> dict[str, Any]:
+        """The job's workflow as the checked API graph ComfyUI will run."""
+        graph = resolve_workflow(
+            self.input,
+            registry=self.ctx.workflows,
+            definitions=self.ctx.definitions,
+            read_file=lambda value: decode_payload(value, "workflow", self._limits()),
             models=self.ctx.client.models,
         )
-        check_graph(graph, max_nodes=settings.max_graph_nodes, input_names=names)
+        names = [item.name for item in self.input.images]
+        check_graph(graph, max_nodes=self.ctx.settings.max_graph_nodes, input_names=names)
+        return graph
+
+    def _prepare(self) -> dict[str, Any]:
+        graph = self.api_graph()
         if self.input.output.delivery == "s3" and self.ctx.store is None:
             raise no_store_error()
         uploaded: dict[str, UploadedFile] = {}

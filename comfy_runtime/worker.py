@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from .blocking import Pools
 from .client import ComfyClient
-from .contract import JobOutput
+from .contract import ConvertedWorkflow, JobOutput
 from .errors import ComfyUIUnavailable, ExecutionFailed, JobError, UploadFailed
 from .event_hub import EventHub
 from .info import worker_info
 from .job import JobContext, run_job
 from .job_files import ComfyFolders, JobCleaner
-from .node_definitions import NodeDefinitions
+from .node_definitions import DefinitionsCache
 from .progress import ProgressSink
 from .prompt_run import wait_until_ended
 from .settings import Settings
@@ -51,7 +51,7 @@ class WorkerState(enum.Enum):
 
 @dataclass(frozen=True)
 class Succeeded:
-    result: JobOutput | dict[str, Any]
+    result: JobOutput | ConvertedWorkflow | dict[str, Any]
     refresh_worker: bool = False
 
 
@@ -82,7 +82,7 @@ class Worker:
             events=self.events,
             pools=self.pools,
             workflows=WorkflowRegistry(settings.workflows_dir),
-            definitions=NodeDefinitions(self.client),
+            definitions=DefinitionsCache(self.client),
             cleaner=JobCleaner(self.client, folders),
             folders=folders if settings.comfyui_local_files else None,
             store=_object_store(settings),

@@ -1,7 +1,9 @@
 """Bundled workflows: a graph by name, with typed parameters.
 
 A bundled workflow is two files in `workflows/` (or `WORKFLOWS_DIR`):
-- `<name>.json`: the API-format graph, as ComfyUI exports it (Workflow > Export (API));
+- `<name>.json`: the API-format graph, as ComfyUI exports it (Workflow > Export (API)), or the
+  workflow as ComfyUI's editor saves it (converted per job, as ComfyUI's frontend would; the
+  editor's node ids are the API graph's, so targets name them the same way);
 - `<name>.params.json` (optional): its parameters, each with a JSON type, a description,
   a default and bounds, and the graph inputs it sets:
 
@@ -31,12 +33,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .contract import GraphNode
-from .errors import InvalidInput, MissingModel
+from .errors import InvalidInput, MissingModel, WorkflowInvalid
 
 log = logging.getLogger(__name__)
 
 # folder name -> model files ComfyUI has there (ComfyUI's GET /models/{folder}).
 ModelLookup = Callable[[str], list[str]]
+# editor-format workflow -> the API graph ComfyUI's frontend would queue for it.
+EditorConverter = Callable[[dict[str, Any]], dict[str, Any]]
 
 _PY_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool,
                                "model": str, "input": str}
@@ -78,10 +82,20 @@ class BundledWorkflow:
     spec: WorkflowSpec
     model: type[BaseModel] = field(init=False)
 
+    @property
+    def is_editor_format(self) -> bool:
+        return isinstance(self.graph.get("nodes"), list)
+
+    def _node_ids(self) -> set[str]:
+        if self.is_editor_format:
+            return {str(node.get("id")) for node in self.graph["nodes"] if isinstance(node, dict)}
+        return set(self.graph)
+
     def __post_init__(self) -> None:
+        node_ids = self._node_ids()
         for param_name, param in self.spec.params.items():
             for node_id, input_name in param.target_pairs():
-                if node_id not in self.graph:
+                if node_id not in node_ids:
                     raise ValueError(
                         f"workflow {self.name!r}: parameter {param_name!r} targets node "
                         f"{node_id!r}, which is not in the graph"
@@ -99,6 +113,7 @@ class BundledWorkflow:
         *,
         input_names: list[str] | None = None,
         models: ModelLookup | None = None,
+        convert: EditorConverter | None = None,
     ) -> dict[str, Any]:
         """The graph with `params` applied; raises `InvalidInput` naming bad parameters and
         `MissingModel` for a model ComfyUI does not have, before anything is queued."""
@@ -116,7 +131,7 @@ class BundledWorkflow:
                 f"takes: {known})",
                 [{"field": f, "problem": m} for f, m in problems],
             ) from None
-        graph = copy.deepcopy(self.graph)
+        graph = self._api_graph(convert)
         for name, value in values.items():
             spec = self.spec.params[name]
             if spec.type == "model" and models is not None:
@@ -128,8 +143,22 @@ class BundledWorkflow:
             if spec.randomize and value == -1:
                 value = random.randint(0, 2**32 - 1)
             for node_id, input_name in spec.target_pairs():
+                if node_id not in graph:  # an editor node the conversion left out
+                    raise WorkflowInvalid(
+                        f"workflow {self.name!r}: parameter {name!r} targets node {node_id}, "
+                        "which its converted graph does not have (muted, bypassed or virtual)",
+                        [{"field": f"params.{name}", "node_id": node_id}],
+                    )
                 graph[node_id].setdefault("inputs", {})[input_name] = value
         return graph
+
+
+    def _api_graph(self, convert: EditorConverter | None) -> dict[str, Any]:
+        if not self.is_editor_format:
+            return copy.deepcopy(self.graph)
+        if convert is None:
+            raise ValueError(f"workflow {self.name!r} is in editor format: it needs a converter")
+        return convert(copy.deepcopy(self.graph))
 
 
 def _check_model(name: str, spec: ParamSpec, value: str | None, models: ModelLookup) -> str | None:
@@ -222,15 +251,19 @@ class WorkflowRegistry:
         *,
         input_names: list[str] | None = None,
         models: ModelLookup | None = None,
+        convert: EditorConverter | None = None,
     ) -> dict[str, Any]:
         """The API graph a job will run."""
         if workflow is None:
             raise InvalidInput(
-                "workflow: missing; send an API-format graph or the name of a bundled workflow",
+                "workflow: missing; send an API-format or editor workflow, a file ComfyUI "
+                "wrote, or the name of a bundled workflow",
                 [{"field": "workflow", "problem": "missing"}],
             )
         if isinstance(workflow, str):
-            return self.get(workflow).build(params, input_names=input_names, models=models)
+            return self.get(workflow).build(
+                params, input_names=input_names, models=models, convert=convert
+            )
         if params:
             raise InvalidInput(
                 "params: only used with a bundled workflow name; edit the graph's inputs instead",

@@ -27,7 +27,6 @@ def test_worker_comfyui_input_is_accepted_unchanged() -> None:
         ({"workflow": [1, 2]}, "workflow", "API-format graph"),
         ({"workflow": {"3": {"inputs": {}}}}, "workflow.3.class_type", "required"),
         ({"workflow": {"3": 7}}, "workflow.3", "expected an object"),
-        ({"workflow": {"nodes": [], "links": []}}, "workflow", "Export (API)"),
         ({"workflw": {}}, "workflw", "unknown field"),
         ({"images": [{"name": "a.png"}]}, "images[0].image", "required"),
         ({"images": "x"}, "images", "list"),
@@ -59,3 +58,11 @@ def test_output_leaves_out_empty_groups_for_worker_comfyui_clients() -> None:
 
 def test_the_published_job_schema_is_current() -> None:
     assert SCHEMA_PATH.read_text() == render_schema(), "run: python -m comfy_runtime.contract"
+
+
+def test_an_editor_workflow_is_accepted_as_sent() -> None:
+    editor = {"last_node_id": 1, "nodes": [{"id": 1, "type": "EmptyImage"}], "links": [],
+              "extra": {"ds": {"scale": 1}}}
+    parsed = parse_job_input({"workflow": editor, "convert_only": True})
+    assert parsed.workflow.raw() == editor  # type: ignore[union-attr]
+    assert parsed.convert_only is True

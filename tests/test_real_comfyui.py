@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import time
 from pathlib import Path
@@ -220,3 +221,24 @@ def test_a_killed_comfyui_is_reported_and_restarted() -> None:
         assert process.pid != first_pid
     finally:
         own.close()
+
+
+UI = Path(__file__).parent / "ui_format"
+
+
+def test_an_editor_workflow_and_a_png_comfyui_wrote_run(worker: Worker) -> None:
+    png = (UI / "comfyui_written.png").read_bytes()
+    editor = json.loads(open_image(png).info["workflow"])
+    by_editor = run(worker, {"workflow": editor})
+    by_png = run(worker, {"workflow": base64.b64encode(png).decode()})
+    for result in (by_editor, by_png):
+        (item,) = result["images"]
+        assert image_of(item).size == (48, 32), result
+    assert image_of(by_editor["images"][0]).tobytes() == image_of(by_png["images"][0]).tobytes()
+
+
+def test_an_identical_preview_job_twice_gets_fresh_files(worker: Worker) -> None:
+    graph = {"1": EMPTY["1"], "3": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+    for _ in range(2):
+        result = run(worker, {"workflow": graph, "output": {"include_previews": True}})
+        assert len(result["images"]) == 2, result
