@@ -137,6 +137,44 @@ class Settings(BaseSettings):
         7 * 24 * 3600, gt=0, le=7 * 24 * 3600, description="Lifetime of presigned output URLs."
     )
 
+    # --- models on demand (issue 13; comfy_runtime/model_cache.py) ---------------------------
+    model_cache_dir: Path | None = Field(
+        None,
+        description="Where models downloaded by URL are cached, one subfolder per model "
+        "folder (default: NETWORK_VOLUME_DIR/model-cache when a volume is mounted, else a "
+        "local folder).",
+    )
+    model_cache_max_bytes: int = Field(
+        50 * 1024**3,
+        gt=0,
+        description="Disk budget of the model cache; least recently used files that no "
+        "running job uses are evicted to stay under it.",
+    )
+    max_model_bytes: int = Field(
+        32 * 1024**3, gt=0, description="Largest single model file a job may download."
+    )
+    model_fetch_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Bound on connecting to a model's server and on each wait for its data "
+        "(the whole download is bounded by the job's time limit).",
+    )
+    hf_token: SecretStr | None = Field(
+        None, description="Hugging Face token, sent only to huggingface.co over https."
+    )
+    civitai_token: SecretStr | None = Field(
+        None, description="Civitai token, sent only to civitai.com over https."
+    )
+
+    @property
+    def model_cache_root(self) -> Path:
+        if self.model_cache_dir is not None:
+            return self.model_cache_dir
+        if self.network_volume_dir.is_dir():
+            return self.network_volume_dir / "model-cache"
+        # Not /tmp: a tmpfs there would hold gigabytes in memory.
+        return Path.home() / ".cache" / "comfy-worker" / "model-cache"
+
     @cached_property
     def comfyui_base_url(self) -> str:
         return (self.comfyui_url or f"http://127.0.0.1:{self.comfyui_port}").rstrip("/")
