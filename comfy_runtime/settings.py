@@ -12,7 +12,7 @@ import sys
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -165,6 +165,12 @@ class Settings(BaseSettings):
     civitai_token: SecretStr | None = Field(
         None, description="Civitai token, sent only to civitai.com over https."
     )
+
+    @field_validator("model_cache_dir", mode="before")
+    @classmethod
+    def _empty_dir_is_unset(cls, value: object) -> object:
+        # The Hub sets an unset field to "", which would otherwise be Path("."): the cwd.
+        return None if value == "" else value
 
     @property
     def model_cache_root(self) -> Path:
