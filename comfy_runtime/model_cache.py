@@ -152,10 +152,11 @@ def _wait_lock(
             except BlockingIOError:
                 pass
             if cancel is not None and cancel.is_set():
-                raise JobCancelled(f"cancelled while waiting for {what}")
+                raise JobCancelled(f"{what}: cancelled while waiting")
             if deadline is not None and time.monotonic() > deadline:
+                # `what` may start with the job's field ("models[0]: ...").
                 raise ModelFetchFailed(
-                    f"the job's time limit passed while waiting for {what}",
+                    f"{what}: the job's time limit passed while waiting",
                     {"reason": "timeout", "waiting_for": what},
                 )
             time.sleep(_LOCK_POLL_S)
@@ -270,8 +271,8 @@ class ModelCache:
             log.error("model cache index %s is unreadable (%s); starting a new one",
                       self.root / _INDEX, type(exc).__name__)
             return {}
-        # A file deleted by hand is simply forgotten.
-        return {key: e for key, e in entries.items() if self._path(key).is_file()}
+        # A file deleted (or changed) by hand is forgotten; a changed one is no longer ours.
+        return {key: e for key, e in entries.items() if _size(self._path(key)) == e.size}
 
     def _write_index(self, entries: dict[str, _Entry]) -> None:
         data = {"version": 1, "entries": {k: e.model_dump() for k, e in entries.items()}}
@@ -366,6 +367,13 @@ class ModelLease:
             self._fds.append(fd)
 
 
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
@@ -395,7 +403,7 @@ class _Fetch:
             return hit
         lock = self.cache._lock_path(".locks", _digest(self.key))
         with _held(lock, fcntl.LOCK_EX, deadline=self.deadline, cancel=self.cancel,
-                   what=f"another download of {self.key}"):
+                   what=f"{self.field}: another download of {self.key}"):
             # Whoever held the lock may have just installed it.
             hit = self._lookup(check_conflict=True)
             if hit is not None:

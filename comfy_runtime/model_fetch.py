@@ -59,7 +59,8 @@ ByteProgress = Callable[[int, "int | None"], None]
 class ModelFetchFailed(JobError):
     """model_fetch_failed: a model could not be downloaded or did not verify. `details` holds
     `field`, `reason` (http_status, too_large, size_mismatch, checksum_mismatch, timeout,
-    network_error, dns_failed, content_encoding, cache_full, name_conflict), the redacted `url`
+    network_error, dns_failed, content_encoding, disk_error, cache_full, name_conflict,
+    too_many_redirects), the redacted `url`
     and `host`, and `status` for HTTP errors."""
 
     code = "model_fetch_failed"
@@ -353,7 +354,11 @@ class Download:
 
     def _stream(self, response: httpx.Response, part: _Partial) -> None:
         for chunk in response.iter_raw():
-            part.file.write(chunk)
+            try:
+                part.file.write(chunk)
+            except OSError as exc:  # a full disk or a lost volume: another attempt won't help
+                raise self._fail("disk_error", f"writing the file failed ({exc.strerror})",
+                                 errno=exc.errno) from None
             part.hasher.update(chunk)
             part.written += len(chunk)
             if part.written > self.limits.max_bytes:

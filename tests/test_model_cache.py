@@ -67,7 +67,7 @@ class _Server(ThreadingHTTPServer):
         return int(self.server_address[1])
 
     def url(self, path: str, host: str | None = None) -> str:
-        return f"http://{host or self.server_address[0]}:{self.port}{path}"
+        return f"http://{host or str(self.server_address[0])}:{self.port}{path}"
 
     def gets(self, path: str) -> list[Seen]:
         return [s for s in self.seen if s.path.split("?")[0] == path]
@@ -646,3 +646,30 @@ def test_an_unreadable_index_is_replaced(server: _Server, tmp_path: Path) -> Non
     _fill(server, cache, "k.safetensors")
     assert _names(cache) == {"k.safetensors"}
     assert os.path.getsize(tmp_path / "index.json") > 0
+
+
+def test_waiting_for_another_download_is_bounded_by_the_deadline(
+    server: _Server, tmp_path: Path
+) -> None:
+    server.routes["/slow.safetensors"] = _drip
+    cache = _cache(tmp_path)
+    first_error: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            _ensure(cache, _req(server.url("/slow.safetensors")), timeout_s=3.0)
+        except BaseException as exc:  # expected: it times out too
+            first_error.append(exc)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    time.sleep(0.3)  # the first holds the download lock
+    started = time.monotonic()
+    with pytest.raises(ModelFetchFailed) as caught:
+        _ensure(cache, _req(server.url("/slow.safetensors")), timeout_s=0.5)
+    assert time.monotonic() - started < 2.0
+    assert caught.value.details["reason"] == "timeout"
+    assert "another download of loras/m.safetensors" in caught.value.message
+    assert len(server.gets("/slow.safetensors")) == 1
+    thread.join()
+    assert first_error
