@@ -30,6 +30,7 @@ under the root lock.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import hashlib
 import json
@@ -38,7 +39,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -202,6 +203,14 @@ class ModelCache:
         """folder -> directory, to add to the model paths ComfyUI is launched with."""
         return {folder: self.root / folder for folder in FILE_EXTENSIONS}
 
+    def model_paths_yaml(self, section: str = "comfy_worker_model_cache") -> str:
+        """A section for the extra_model_paths.yaml ComfyUI is launched with, mapping each
+        folder to its cache subfolder (all exist: ComfyUI refuses loaders whose listed folder
+        is missing). Append it to the volume's section; ComfyUI reads several sections."""
+        lines = [f"{section}:", f"  base_path: {json.dumps(str(self.root))}"]
+        lines += [f"  {folder}: {folder}" for folder in FILE_EXTENSIONS]
+        return "\n".join(lines) + "\n"
+
     def lease(self) -> ModelLease:
         """A job's hold on the files it ensures; use it as a context manager."""
         return ModelLease(self)
@@ -357,6 +366,32 @@ class ModelLease:
             job = _Fetch(self._cache, self, request, where, deadline, on_progress, cancel)
             results.append(job.run())
         return results
+
+    async def ensure_async(
+        self,
+        requests: Sequence[ModelRequest],
+        *,
+        deadline: float,
+        on_progress: ProgressCallback | None = None,
+        field: str = "models",
+    ) -> list[CachedModel]:
+        """`ensure` for async code (the job): runs on a worker thread; cancelling the awaiting
+        task sets the cancel event and waits until the download has stopped and removed its
+        partial file, then re-raises CancelledError. `on_progress` is called on that thread."""
+        cancel = threading.Event()
+        work = asyncio.ensure_future(
+            asyncio.to_thread(
+                self.ensure, requests, deadline=deadline, on_progress=on_progress,
+                cancel=cancel, field=field,
+            )
+        )
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            cancel.set()
+            with suppress(BaseException):  # its JobCancelled is the expected outcome
+                await work
+            raise
 
     def _hold(self, key: str) -> None:
         """Take a shared lease on `key`; the caller holds the root lock, so no evictor holds

@@ -673,3 +673,54 @@ def test_waiting_for_another_download_is_bounded_by_the_deadline(
     assert len(server.gets("/slow.safetensors")) == 1
     thread.join()
     assert first_error
+
+
+def test_the_yaml_section_points_comfyui_at_every_cache_folder(tmp_path: Path) -> None:
+    import yaml
+
+    cache = _cache(tmp_path / "a dir")
+    section = yaml.safe_load(cache.model_paths_yaml())["comfy_worker_model_cache"]
+    assert section.pop("base_path") == str(tmp_path / "a dir")
+    assert section and all(name == folder for folder, name in section.items())
+    assert all((tmp_path / "a dir" / folder).is_dir() for folder in section)
+    assert {"checkpoints", "loras", "text_encoders", "diffusion_models"} <= set(section)
+
+
+def test_cancelling_the_async_ensure_stops_the_download(server: _Server, tmp_path: Path) -> None:
+    import asyncio
+
+    server.routes["/slow.safetensors"] = _drip
+    cache = _cache(tmp_path)
+
+    async def job() -> None:
+        with cache.lease() as lease:
+            task = asyncio.ensure_future(lease.ensure_async(
+                [_req(server.url("/slow.safetensors"))], deadline=time.monotonic() + 20
+            ))
+            await asyncio.sleep(0.5)
+            assert len(_visible(tmp_path)) == 1  # the .part file
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # By the time the cancellation arrives, the download has cleaned up.
+            assert _visible(tmp_path) == []
+
+    started = time.monotonic()
+    asyncio.run(job())
+    assert time.monotonic() - started < 3.0
+
+
+def test_the_async_ensure_returns_the_models(server: _Server, tmp_path: Path) -> None:
+    import asyncio
+
+    server.routes["/a.safetensors"] = FileRoute(_data(KB))
+    cache = _cache(tmp_path)
+
+    async def job() -> list[CachedModel]:
+        with cache.lease() as lease:
+            return await lease.ensure_async(
+                [_req(server.url("/a.safetensors"))], deadline=time.monotonic() + 20
+            )
+
+    [model] = asyncio.run(job())
+    assert model.downloaded and model.size_bytes == KB
