@@ -1,55 +1,48 @@
 """Model files downloaded on demand, kept in a bounded cache that ComfyUI reads from.
 
-Layout under the cache root (`MODEL_CACHE_DIR`), which may be on a network volume that several
-workers share::
+The job's interface::
 
-    <root>/<folder>/<name>            a cached file, as ComfyUI lists it (register <root>/<folder>
-                                      as that folder's extra model path)
-    <root>/<folder>/.<key>.part       a download in progress (ComfyUI lists no *.part file)
-    <root>/index.json                 what the cache created: URL key, sha256, size, last use
-    <root>/.lock                      flock: guards index.json and every rename or delete
-    <root>/.locks/<key>.lock          flock: held by whoever downloads <folder>/<name>
-    <root>/.leases/<key>.lock         flock: shared by each job that uses <folder>/<name>
+    cache = ModelCache(CacheConfig.from_settings(settings))   # once per worker
+    cache.sweep()                                             # at start: crashed downloads
+    yaml_section = cache.model_paths_yaml()                   # for ComfyUI's launch
+    with cache.lease() as lease:                              # one per job
+        models = await lease.ensure_async(requests, deadline=job_deadline, on_progress=report)
+        ...run the prompt; the files stay (no eviction) until the with block ends...
+    cache.describe()                                          # for the info request
 
-Why an index instead of file times: atime is not kept on most mounts (noatime/relatime, and
-network volumes), and the cache needs more than a time anyway: which files it created (files
-put there by hand are never evicted or overwritten), each file's URL and checksum (so a hit
-never re-hashes gigabytes), and its size. The index is small, read and rewritten (atomically)
-under the root lock on each operation, so workers sharing the volume see one truth.
-
-Why flock leases: a file in use must survive eviction even when the evicting worker is another
-machine. Each job holds a shared flock on the file's lease lock until it releases; the evictor
-tries an exclusive, non-blocking flock and skips the file when that fails. A crashed job's
-locks vanish with its process, so nothing stays pinned forever.
+Files live under `<root>/<folder>/<name>` (see model_store for the layout, the index and the
+locks), may be shared by several workers on one network volume, and are keyed by URL, or by
+sha256 when the request gives one: a request matches the cached file of its name when the
+checksums agree, or, without a checksum, when the URLs do.
 
 Concurrency in short: a hit is looked up and leased under the root lock; a miss takes the
 file's download lock (a second asker waits there, then finds the hit), downloads to a `.part`
 file without holding the root lock, and is installed (room made, renamed, indexed, leased)
-under the root lock.
+under the root lock. Least recently used files go first when room is needed; leased files and
+files the cache did not create are never deleted or replaced.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from .address_policy import Resolver
-from .errors import JobCancelled
 from .model_fetch import Download, FetchLimits, ModelFetchFailed, TokenRule
 from .model_inputs import FILE_EXTENSIONS, ModelRequest
+from .model_store import CacheEntry, CacheStore
 from .url_fetch import redact_url
 
 if TYPE_CHECKING:
@@ -57,8 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_INDEX = "index.json"
-_LOCK_POLL_S = 0.05
 _PROGRESS_EVERY_S = 0.5
 
 
@@ -126,65 +117,7 @@ class CacheConfig:
         )
 
 
-class _Entry(BaseModel):
-    url_key: str  # sha256 of the URL: the URL itself may carry a signature
-    sha256: str
-    size: int
-    last_used: float
-    source: str
-
-
 ProgressCallback = Callable[[ModelProgress], None]
-
-
-# --- locks -----------------------------------------------------------------------------------
-
-
-def _wait_lock(
-    path: Path, mode: int, *, deadline: float | None, cancel: threading.Event | None, what: str
-) -> int:
-    """An open descriptor holding flock `mode` on `path`, waited for until `deadline`."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                return fd
-            except BlockingIOError:
-                pass
-            if cancel is not None and cancel.is_set():
-                raise JobCancelled(f"{what}: cancelled while waiting")
-            if deadline is not None and time.monotonic() > deadline:
-                # `what` may start with the job's field ("models[0]: ...").
-                raise ModelFetchFailed(
-                    f"{what}: the job's time limit passed while waiting",
-                    {"reason": "timeout", "waiting_for": what},
-                )
-            time.sleep(_LOCK_POLL_S)
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _try_lock(path: Path, mode: int) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, mode | fcntl.LOCK_NB)
-        return fd
-    except BlockingIOError:
-        os.close(fd)
-        return None
-
-
-@contextmanager
-def _held(
-    path: Path, mode: int, *, deadline: float | None, cancel: threading.Event | None, what: str
-) -> Iterator[None]:
-    fd = _wait_lock(path, mode, deadline=deadline, cancel=cancel, what=what)
-    try:
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the flock
 
 
 # --- the cache ---------------------------------------------------------------------------------
@@ -196,8 +129,7 @@ class ModelCache:
     def __init__(self, config: CacheConfig) -> None:
         self.config = config
         self.root = config.root
-        for sub in (".locks", ".leases", *FILE_EXTENSIONS):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.store = CacheStore(config.root, FILE_EXTENSIONS)
 
     def folder_dirs(self) -> dict[str, Path]:
         """folder -> directory, to add to the model paths ComfyUI is launched with."""
@@ -216,15 +148,15 @@ class ModelCache:
         return ModelLease(self)
 
     def describe(self) -> CacheInfo:
-        with self._root_lock():
-            entries = self._read_index()
+        with self.store.root_lock():
+            entries = self.store.read_index()
             files = [
                 CachedFile(
                     folder=key.split("/", 1)[0],
                     name=key.split("/", 1)[1],
                     size_bytes=entry.size,
                     last_used=entry.last_used,
-                    in_use=not self._lease_is_free(key),
+                    in_use=not self.store.lease_is_free(key),
                 )
                 for key, entry in sorted(entries.items(), key=lambda kv: -kv[1].last_used)
             ]
@@ -234,97 +166,35 @@ class ModelCache:
         )
 
     def sweep(self) -> int:
-        """Delete `.part` files left by crashed downloads (those whose download lock is free);
-        call once at start. Returns how many were deleted."""
-        removed = 0
-        for part in self.root.glob("*/.*.part"):
-            fd = _try_lock(self._lock_path(".locks", part.name[1:-5]), fcntl.LOCK_EX)
-            if fd is None:
-                continue  # a live download owns it
-            try:
-                part.unlink(missing_ok=True)
-                removed += 1
-            finally:
-                os.close(fd)
-        return removed
+        """Delete `.part` files left by crashed downloads; call once at start. Returns how
+        many were deleted."""
+        return self.store.sweep_parts()
 
-    # --- paths and keys -------------------------------------------------------------------
-
-    def _path(self, key: str) -> Path:
-        return self.root / key
-
-    def _lock_path(self, kind: str, digest: str) -> Path:
-        return self.root / kind / f"{digest}.lock"
-
-    def _root_lock(self, deadline: float | None = None) -> AbstractContextManager[None]:
-        return _held(self.root / ".lock", fcntl.LOCK_EX, deadline=deadline, cancel=None,
-                     what="the model cache index")
-
-    def _lease_is_free(self, key: str) -> bool:
-        fd = _try_lock(self._lock_path(".leases", _digest(key)), fcntl.LOCK_EX)
-        if fd is None:
-            return False
-        os.close(fd)
-        return True
-
-    # --- the index (callers hold the root lock) ------------------------------------------
-
-    def _read_index(self) -> dict[str, _Entry]:
-        try:
-            raw = json.loads((self.root / _INDEX).read_text(encoding="utf-8"))
-            entries = {key: _Entry.model_validate(value) for key, value in raw["entries"].items()}
-        except FileNotFoundError:
-            return {}
-        except (ValueError, KeyError, TypeError, ValidationError) as exc:
-            # Written atomically, so this is damage from outside; its files stay, unmanaged.
-            log.error("model cache index %s is unreadable (%s); starting a new one",
-                      self.root / _INDEX, type(exc).__name__)
-            return {}
-        # A file deleted (or changed) by hand is forgotten; a changed one is no longer ours.
-        return {key: e for key, e in entries.items() if _size(self._path(key)) == e.size}
-
-    def _write_index(self, entries: dict[str, _Entry]) -> None:
-        data = {"version": 1, "entries": {k: e.model_dump() for k, e in entries.items()}}
-        partial = self.root / f".{_INDEX}.tmp"
-        with open(partial, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=1, sort_keys=True)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(partial, self.root / _INDEX)
-
-    def _make_room(self, entries: dict[str, _Entry], needed: int, keep: str) -> list[str]:
+    def make_room(self, entries: dict[str, CacheEntry], needed: int, keep: str) -> bool:
         """Evict least recently used, unleased entries until `needed` more bytes fit in the
-        budget; `keep` (the file being installed) is neither counted nor evicted. Raises
-        cache_full when leased files leave too little room. Returns the evicted keys."""
+        budget; `keep` (the file being installed) is neither counted nor evicted. The caller
+        holds the root lock and writes `entries` back when this returns True (evicted some).
+        Raises cache_full when leased files leave too little room."""
+        budget = self.config.max_bytes
         total = sum(e.size for k, e in entries.items() if k != keep)
         evicted: list[str] = []
         for key, entry in sorted(entries.items(), key=lambda kv: kv[1].last_used):
-            if total + needed <= self.config.max_bytes:
+            if total + needed <= budget:
                 break
-            if key != keep and self._evict(key):
+            if key != keep and self.store.delete_unless_leased(key):
+                log.info("model cache: evicted %s (%d bytes)", key, entry.size)
                 total -= entry.size
                 evicted.append(key)
         for key in evicted:
             del entries[key]
-        if total + needed > self.config.max_bytes:
+        if total + needed > budget:
             raise ModelFetchFailed(
                 f"model cache full: {needed} bytes do not fit in MODEL_CACHE_MAX_BYTES "
-                f"({self.config.max_bytes}) beside {total} bytes used by running jobs",
+                f"({budget}) beside {total} bytes used by running jobs",
                 {"reason": "cache_full", "needed": needed, "in_use_bytes": total,
-                 "max_bytes": self.config.max_bytes},
+                 "max_bytes": budget},
             )
-        return evicted
-
-    def _evict(self, key: str) -> bool:
-        fd = _try_lock(self._lock_path(".leases", _digest(key)), fcntl.LOCK_EX)
-        if fd is None:
-            return False  # a running job uses it
-        try:
-            self._path(key).unlink(missing_ok=True)
-            log.info("model cache: evicted %s", key)
-            return True
-        finally:
-            os.close(fd)
+        return bool(evicted)
 
 
 class ModelLease:
@@ -396,21 +266,9 @@ class ModelLease:
     def _hold(self, key: str) -> None:
         """Take a shared lease on `key`; the caller holds the root lock, so no evictor holds
         the exclusive one and this never waits."""
-        path = self._cache._lock_path(".leases", _digest(key))
-        fd = _wait_lock(path, fcntl.LOCK_SH, deadline=None, cancel=None, what="a lease")
+        fd = self._cache.store.take_lease(key)
         with self._guard:
             self._fds.append(fd)
-
-
-def _size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 # --- one request ---------------------------------------------------------------------------
@@ -436,9 +294,10 @@ class _Fetch:
         hit = self._lookup()
         if hit is not None:
             return hit
-        lock = self.cache._lock_path(".locks", _digest(self.key))
-        with _held(lock, fcntl.LOCK_EX, deadline=self.deadline, cancel=self.cancel,
-                   what=f"{self.field}: another download of {self.key}"):
+        with self.cache.store.download_lock(
+            self.key, deadline=self.deadline, cancel=self.cancel,
+            what=f"{self.field}: another download of {self.key}",
+        ):
             # Whoever held the lock may have just installed it.
             hit = self._lookup(check_conflict=True)
             if hit is not None:
@@ -446,28 +305,28 @@ class _Fetch:
             return self._download()
 
     def _lookup(self, check_conflict: bool = False) -> CachedModel | None:
-        with self.cache._root_lock(self.deadline):
-            entries = self.cache._read_index()
+        with self.cache.store.root_lock(self.deadline):
+            entries = self.cache.store.read_index()
             entry = entries.get(self.key)
             if entry is not None and self._matches(entry):
                 entry.last_used = time.time()
-                self.cache._write_index(entries)
+                self.cache.store.write_index(entries)
                 self.lease._hold(self.key)
                 return self._result(entry, downloaded=False)
             if check_conflict:
                 self._refuse_conflict(entry)
         return None
 
-    def _matches(self, entry: _Entry) -> bool:
+    def _matches(self, entry: CacheEntry) -> bool:
         if self.request.sha256 is not None:
             return entry.sha256 == self.request.sha256
         return entry.url_key == self.url_key
 
-    def _refuse_conflict(self, entry: _Entry | None) -> None:
+    def _refuse_conflict(self, entry: CacheEntry | None) -> None:
         """The name is taken by something this request must not replace."""
-        if entry is None and self.cache._path(self.key).exists():
+        if entry is None and self.cache.store.path(self.key).exists():
             raise self._conflict("a file the cache did not create has this name")
-        if entry is not None and not self.cache._lease_is_free(self.key):
+        if entry is not None and not self.cache.store.lease_is_free(self.key):
             raise self._conflict("a running job uses the file of that name from another URL")
 
     def _conflict(self, why: str) -> ModelFetchFailed:
@@ -479,7 +338,7 @@ class _Fetch:
 
     def _download(self) -> CachedModel:
         config = self.cache.config
-        part = self.cache.root / self.request.folder / f".{_digest(self.key)}.part"
+        part = self.cache.store.part_path(self.key)
         log.info("model cache: downloading %s into %s", redact_url(self.request.url), self.key)
         done = Download(
             url=self.request.url,
@@ -506,26 +365,26 @@ class _Fetch:
     def _reserve(self, total: int) -> None:
         """Told the size before the body: make room now, so the disk never holds more than
         the budget plus the downloads in flight."""
-        with self.cache._root_lock(self.deadline):
-            entries = self.cache._read_index()
-            if self.cache._make_room(entries, total, keep=self.key):
-                self.cache._write_index(entries)
+        with self.cache.store.root_lock(self.deadline):
+            entries = self.cache.store.read_index()
+            if self.cache.make_room(entries, total, keep=self.key):
+                self.cache.store.write_index(entries)
 
     def _install(self, part: Path, size: int, sha256: str) -> CachedModel:
-        with self.cache._root_lock(self.deadline):
-            entries = self.cache._read_index()
+        with self.cache.store.root_lock(self.deadline):
+            entries = self.cache.store.read_index()
             self._refuse_conflict(entries.get(self.key))
-            self.cache._make_room(entries, size, keep=self.key)
-            os.replace(part, self.cache._path(self.key))
-            entry = _Entry(url_key=self.url_key, sha256=sha256, size=size,
+            self.cache.make_room(entries, size, keep=self.key)
+            os.replace(part, self.cache.store.path(self.key))
+            entry = CacheEntry(url_key=self.url_key, sha256=sha256, size=size,
                            last_used=time.time(), source=redact_url(self.request.url))
             entries[self.key] = entry
-            self.cache._write_index(entries)
+            self.cache.store.write_index(entries)
             self.lease._hold(self.key)
         log.info("model cache: stored %s (%d bytes, %.1f s)", self.key, size, self._elapsed())
         return self._result(entry, downloaded=True)
 
-    def _result(self, entry: _Entry, *, downloaded: bool) -> CachedModel:
+    def _result(self, entry: CacheEntry, *, downloaded: bool) -> CachedModel:
         return CachedModel(
             folder=self.request.folder, name=self.request.file_name, size_bytes=entry.size,
             sha256=entry.sha256, downloaded=downloaded, seconds=round(self._elapsed(), 3),
