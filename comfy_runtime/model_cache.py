@@ -32,6 +32,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from .address_policy import Resolver
+from .errors import JobCancelled
 from .model_fetch import Download, FetchLimits, ModelFetchFailed, TokenRule
 from .model_inputs import FILE_EXTENSIONS, ModelRequest
 from .model_store import CacheEntry, CacheStore
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _PROGRESS_EVERY_S = 0.5
+_PARALLEL = 4  # downloads at once per ensure
+_WATCH_S = 0.05  # how often the caller's cancel event is looked at
 
 
 class CachedModel(BaseModel):
@@ -229,13 +233,34 @@ class ModelLease:
         """Make every requested file present, verified and leased; one result per request,
         in order. `deadline` is a time.monotonic() value (the job's); `cancel` stops waiting
         and downloading (JobCancelled). Errors: ModelFetchFailed (model_fetch_failed),
-        InvalidInput for a URL the address policy refuses, JobCancelled."""
-        results = []
-        for index, request in enumerate(requests):
-            where = f"{field}[{index}]"
-            job = _Fetch(self._cache, self, request, where, deadline, on_progress, cancel)
-            results.append(job.run())
-        return results
+        InvalidInput for a URL the address policy refuses, JobCancelled.
+
+        Up to `_PARALLEL` files download at once (a CDN often limits each connection, and a
+        job's checkpoint, LoRA and VAE are independent); `on_progress` may then be called from
+        several threads. The first failure stops the others, and the error raised is the one
+        of the first failed request in list order."""
+        stop = threading.Event()  # ours: set on the caller's cancel or on a failure
+        fetches = [
+            _Fetch(self._cache, self, request, f"{field}[{i}]", deadline, on_progress, stop)
+            for i, request in enumerate(requests)
+        ]
+        if not fetches:
+            return []
+        with ThreadPoolExecutor(min(_PARALLEL, len(fetches)), "model-fetch") as pool:
+            futures = [pool.submit(fetch.run) for fetch in fetches]
+            self._watch(futures, stop, cancel)
+        return _results_or_first_error(futures)
+
+    @staticmethod
+    def _watch(
+        futures: list[Future[CachedModel]], stop: threading.Event, cancel: threading.Event | None
+    ) -> None:
+        """Until all are done: pass the caller's cancel on, and stop the rest after a failure."""
+        pending: set[Future[CachedModel]] = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=_WATCH_S, return_when=FIRST_EXCEPTION)
+            if (cancel is not None and cancel.is_set()) or any(f.exception() for f in done):
+                stop.set()
 
     async def ensure_async(
         self,
@@ -269,6 +294,16 @@ class ModelLease:
         fd = self._cache.store.take_lease(key)
         with self._guard:
             self._fds.append(fd)
+
+
+def _results_or_first_error(futures: list[Future[CachedModel]]) -> list[CachedModel]:
+    errors = [f.exception() for f in futures]
+    # A request stopped because another one failed says JobCancelled; the real cause wins.
+    real = [e for e in errors if e is not None and not isinstance(e, JobCancelled)]
+    first = real[0] if real else next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise first
+    return [f.result() for f in futures]
 
 
 # --- one request ---------------------------------------------------------------------------

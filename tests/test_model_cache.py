@@ -724,3 +724,27 @@ def test_the_async_ensure_returns_the_models(server: _Server, tmp_path: Path) ->
 
     [model] = asyncio.run(job())
     assert model.downloaded and model.size_bytes == KB
+
+
+def test_several_models_download_at_once(server: _Server, tmp_path: Path) -> None:
+    for name in ("p1", "p2", "p3"):
+        server.routes[f"/{name}.safetensors"] = FileRoute(_data(10 * KB), delay_s=1.0)
+    requests = [_req(server.url(f"/{n}.safetensors"), name=f"{n}.safetensors")
+                for n in ("p1", "p2", "p3")]
+    started = time.monotonic()
+    models = _ensure(_cache(tmp_path), *requests)
+    assert time.monotonic() - started < 2.5, "downloaded one after the other"
+    assert [m.name for m in models] == ["p1.safetensors", "p2.safetensors", "p3.safetensors"]
+
+
+def test_one_failure_stops_the_other_downloads(server: _Server, tmp_path: Path) -> None:
+    server.routes["/slow.safetensors"] = _drip
+    requests = [_req(server.url("/slow.safetensors"), name="slow.safetensors"),
+                _req(server.url("/missing.safetensors"), name="missing.safetensors")]
+    started = time.monotonic()
+    with pytest.raises(ModelFetchFailed) as caught:
+        _ensure(_cache(tmp_path), *requests)
+    assert time.monotonic() - started < 3.0
+    assert caught.value.details["field"] == "models[1]"
+    assert caught.value.details["status"] == 404
+    assert _visible(tmp_path) == [] and not list(tmp_path.glob("*/.*.part"))
