@@ -98,9 +98,13 @@ class ModelRequest(BaseModel):
         if url is None or folder is None:
             return name  # already reported on its own field
         if name is None:
-            name = url_file_name(url)
-            if name is None:
+            derived = url_file_name(url)
+            if derived is None:
                 raise ValueError("required: the URL does not end in a file name")
+            try:
+                return check_file_name(derived, folder)
+            except ValueError as exc:
+                raise ValueError(f"required: the URL's file name does not do ({exc})") from None
         return check_file_name(name, folder)
 
     @field_validator("sha256")

@@ -167,7 +167,7 @@ def test_name_defaults_to_the_urls_file_name_and_sha256_is_lowercased() -> None:
         ({"url": "https://h.test/a.safetensors", "folder": "loras", "name": "a.exe"},
          "models[0].name", "ComfyUI lists only"),
         ({"url": "https://h.test/api/download/1", "folder": "loras"}, "models[0].name",
-         "ComfyUI lists only"),
+         "required: the URL's file name does not do (ComfyUI lists only"),
         ({"url": "https://h.test/", "folder": "loras"}, "models[0].name", "required"),
         ({"url": "https://h.test/a.safetensors", "folder": "loras", "sha256": "abc"},
          "models[0].sha256", "64 hexadecimal"),
