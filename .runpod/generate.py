@@ -94,6 +94,13 @@ LABELS: dict[str, str] = {
     "bucket_prefix": "Object store key prefix",
     "bucket_region": "Object store region",
     "bucket_url_expiry_s": "Output URL lifetime (s)",
+    # models on demand (issue 13)
+    "model_cache_dir": "Model cache folder",
+    "model_cache_max_bytes": "Model cache size (bytes)",
+    "max_model_bytes": "Largest model download (bytes)",
+    "model_fetch_timeout_s": "Model download stall timeout (s)",
+    "hf_token": "Hugging Face token",
+    "civitai_token": "Civitai token",
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

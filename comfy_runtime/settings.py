@@ -12,7 +12,7 @@ import sys
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -143,6 +143,50 @@ class Settings(BaseSettings):
     bucket_url_expiry_s: int = Field(
         7 * 24 * 3600, gt=0, le=7 * 24 * 3600, description="Lifetime of presigned output URLs."
     )
+
+    # --- models on demand (issue 13; comfy_runtime/model_cache.py) ---------------------------
+    model_cache_dir: Path | None = Field(
+        None,
+        description="Where models downloaded by URL are cached, one subfolder per model "
+        "folder (default: NETWORK_VOLUME_DIR/model-cache when a volume is mounted, else a "
+        "local folder).",
+    )
+    model_cache_max_bytes: int = Field(
+        50 * 1024**3,
+        gt=0,
+        description="Disk budget of the model cache; least recently used files that no "
+        "running job uses are evicted to stay under it.",
+    )
+    max_model_bytes: int = Field(
+        32 * 1024**3, gt=0, description="Largest single model file a job may download."
+    )
+    model_fetch_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Bound on connecting to a model's server and on each wait for its data "
+        "(the whole download is bounded by the job's time limit).",
+    )
+    hf_token: SecretStr | None = Field(
+        None, description="Hugging Face token, sent only to huggingface.co over https."
+    )
+    civitai_token: SecretStr | None = Field(
+        None, description="Civitai token, sent only to civitai.com over https."
+    )
+
+    @field_validator("model_cache_dir", mode="before")
+    @classmethod
+    def _empty_dir_is_unset(cls, value: object) -> object:
+        # The Hub sets an unset field to "", which would otherwise be Path("."): the cwd.
+        return None if value == "" else value
+
+    @property
+    def model_cache_root(self) -> Path:
+        if self.model_cache_dir is not None:
+            return self.model_cache_dir
+        if self.network_volume_dir.is_dir():
+            return self.network_volume_dir / "model-cache"
+        # Not /tmp: a tmpfs there would hold gigabytes in memory.
+        return Path.home() / ".cache" / "comfy-worker" / "model-cache"
 
     @cached_property
     def comfyui_base_url(self) -> str:

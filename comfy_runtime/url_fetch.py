@@ -81,7 +81,7 @@ def fetch_url(
     resolve = resolver or default_resolver
     deadline = time.monotonic() + policy.timeout_s
     current = url
-    with _new_client() as client:
+    with new_client() as client:
         for hop in range(policy.max_redirects + 1):
             via_redirect = hop > 0
             target, addresses = checked_target(
@@ -112,7 +112,25 @@ def fetch_url(
 # --- step 3: connect to a checked address and stream the body -----------------------------
 
 
-def _new_client() -> httpx.Client:
+def check_hop(
+    url: str,
+    policy: UrlPolicy,
+    *,
+    field: str,
+    resolver: Resolver | None = None,
+    via_redirect: bool = False,
+) -> tuple[httpx.URL, list[IPAddress]]:
+    """Steps 1 and 2 for one hop, for callers that stream the body themselves (model_fetch):
+    the parsed URL and the checked addresses to hand to `pinned_response`. Raises what
+    `fetch_url` raises for a refused or unresolvable URL."""
+    target = _parse_and_check_scheme(url, field=field, via_redirect=via_redirect)
+    addresses = _resolve_and_check(
+        target, policy, field=field, resolve=resolver or default_resolver, via_redirect=via_redirect
+    )
+    return target, addresses
+
+
+def new_client() -> httpx.Client:
     # No kept-alive connections: a pooled connection opened for one name must never carry a
     # request for another name on the same address (its TLS session was verified for the
     # first). trust_env=False keeps proxy variables from re-routing the connection past the
@@ -137,7 +155,7 @@ def _fetch_one_hop(
     last_error: httpx.ConnectError = httpx.ConnectError("no address to connect to")
     for address in addresses:
         try:
-            with _pinned_response(client, url, address, deadline) as response:
+            with pinned_response(client, url, address, deadline) as response:
                 return _handle_response(url, response, policy, deadline, field=field)
         except httpx.ConnectError as exc:
             # Only connecting is retried on the next address: once a server has answered,
@@ -152,18 +170,30 @@ def _fetch_one_hop(
 
 
 @contextmanager
-def _pinned_response(
-    client: httpx.Client, url: httpx.URL, address: IPAddress, deadline: float
+def pinned_response(
+    client: httpx.Client,
+    url: httpx.URL,
+    address: IPAddress,
+    deadline: float,
+    *,
+    extra_headers: dict[str, str] | None = None,
+    io_timeout_s: float | None = None,
 ) -> Iterator[httpx.Response]:
+    """GET `url` over a connection to `address` (checked by `check_hop`), streamed.
+
+    `extra_headers` (e.g. Range, Authorization) are added to the pinned Host and identity
+    encoding; `io_timeout_s` caps each connect and read below the time left to `deadline`."""
     remaining = _remaining(deadline)
     if remaining <= 0:
         raise httpx.ReadTimeout("deadline passed before connecting")
     host = url.raw_host.decode("ascii")
     # Every read gets at most the time left, so a stalled server cannot outlive the deadline;
     # a server that keeps dripping is caught by the deadline check while reading.
-    timeout = httpx.Timeout(remaining, connect=min(remaining, _MAX_CONNECT_TIMEOUT_S))
+    per_read = min(remaining, io_timeout_s) if io_timeout_s is not None else remaining
+    timeout = httpx.Timeout(per_read, connect=min(per_read, _MAX_CONNECT_TIMEOUT_S))
     pinned = url.copy_with(host=str(address))
     headers = {
+        **(extra_headers or {}),
         "Host": url.netloc.decode("ascii"),
         # Counting decoded bytes is what the limit is about; asking for identity keeps the
         # counted bytes close to the transferred ones.
