@@ -33,6 +33,10 @@ section repeats this map, and a test keeps the two equal):
     job ............. one job, start to end
     supervision ..... ComfyUI as our child: launch, readiness, deaths, restart
     model_paths ..... models on a network volume, made known to ComfyUI
+    model_inputs .... which loader input names which model folder; the job's `models` list
+    model_fetch ..... downloading one model file: checked hops, resume, size, sha256, tokens
+    model_store ..... the model cache on disk: index, file locks, leases
+    model_cache ..... models on demand: hits, downloads once, least-recently-used eviction
     worker .......... the worker's life across jobs: owns every resource, typed outcomes
 
 Layers point one way: `job` and `worker` call the others; `client`, `events` and `event_hub`

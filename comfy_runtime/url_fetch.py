@@ -109,9 +109,6 @@ def fetch_url(
     )
 
 
-# --- step 3: connect to a checked address and stream the body -----------------------------
-
-
 def check_hop(
     url: str,
     policy: UrlPolicy,
@@ -123,11 +120,16 @@ def check_hop(
     """Steps 1 and 2 for one hop, for callers that stream the body themselves (model_fetch):
     the parsed URL and the checked addresses to hand to `pinned_response`. Raises what
     `fetch_url` raises for a refused or unresolvable URL."""
-    target = _parse_and_check_scheme(url, field=field, via_redirect=via_redirect)
-    addresses = _resolve_and_check(
-        target, policy, field=field, resolve=resolver or default_resolver, via_redirect=via_redirect
+    return checked_target(
+        url,
+        allow_private=policy.allow_private,
+        field=field,
+        resolve=resolver or default_resolver,
+        via_redirect=via_redirect,
     )
-    return target, addresses
+
+
+# --- step 3: connect to a checked address and stream the body -----------------------------
 
 
 def new_client() -> httpx.Client:

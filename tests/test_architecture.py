@@ -19,9 +19,11 @@ MAX_FUNCTION_LINES = 50
 # Lower layers never import higher ones. Within a layer, imports may go either way (but the
 # cycle check below still holds).
 LAYERS: list[set[str]] = [
-    {"settings", "errors", "wire", "events", "blocking", "address_policy", "model_paths"},
+    {"settings", "errors", "wire", "events", "blocking", "address_policy", "model_paths",
+     "model_inputs"},
     {"graph_checks", "contract", "client", "event_hub", "run_record", "diagnosis", "progress",
-     "job_files", "url_fetch", "bucket_location", "node_definitions"},
+     "job_files", "url_fetch", "bucket_location", "node_definitions", "model_fetch",
+     "model_store", "model_cache"},
     {"prompt_run", "input_types", "inputs", "outputs", "delivery", "storage", "workflows",
      "info", "supervision", "workflow_source"},
     {"job"},

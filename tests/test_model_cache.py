@@ -32,6 +32,8 @@ from comfy_runtime.model_cache import CacheConfig, CachedModel, ModelCache, Mode
 from comfy_runtime.model_fetch import ModelFetchFailed, TokenRule
 from comfy_runtime.model_inputs import ModelRequest
 from comfy_runtime.settings import REPO_ROOT
+from comfy_runtime.worker import Failed
+from handler import respond
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -375,7 +377,7 @@ def test_a_download_that_keeps_failing_leaves_nothing(server: _Server, tmp_path:
     cache = _cache(tmp_path)
     with pytest.raises(ModelFetchFailed) as caught:
         _ensure(cache, _req(server.url("/f.safetensors")))
-    assert caught.value.details["reason"] in ("network_error", "size_mismatch")
+    assert caught.value.details[0]["reason"] in ("network_error", "size_mismatch")
     assert len(server.gets("/f.safetensors")) == 3  # retried
     assert _visible(tmp_path) == [] and not list(tmp_path.glob("*/.*.part"))
     assert cache.describe().files == []
@@ -386,8 +388,8 @@ def test_wrong_sha256_is_refused_and_nothing_kept(server: _Server, tmp_path: Pat
     with pytest.raises(ModelFetchFailed) as caught:
         _ensure(_cache(tmp_path), _req(server.url("/s.safetensors"), sha256="0" * 64))
     err = caught.value
-    assert err.code == "model_fetch_failed" and err.details["reason"] == "checksum_mismatch"
-    assert err.details["field"] == "models[0]" and err.message.startswith("models[0]: ")
+    assert err.code == "model_fetch_failed" and err.details[0]["reason"] == "checksum_mismatch"
+    assert err.details[0]["field"] == "models[0]" and err.message.startswith("models[0]: ")
     assert _visible(tmp_path) == [] and not list(tmp_path.glob("*/.*.part"))
 
 
@@ -401,8 +403,8 @@ def test_a_declared_size_over_a_limit_is_refused_before_the_body(
     with pytest.raises(ModelFetchFailed) as caught:
         _ensure(_cache(tmp_path, **{limit: 200 * KB}), _req(server.url("/l.safetensors")))
     assert time.monotonic() - started < 2.0, "waited for the body"
-    assert caught.value.details["reason"] == "too_large"
-    assert caught.value.details["content_length"] == 300 * KB
+    assert caught.value.details[0]["reason"] == "too_large"
+    assert caught.value.details[0]["content_length"] == 300 * KB
     assert _visible(tmp_path) == []
 
 
@@ -410,8 +412,8 @@ def test_an_undeclared_size_is_stopped_past_the_limit(server: _Server, tmp_path:
     server.routes["/u.safetensors"] = _endless
     with pytest.raises(ModelFetchFailed) as caught:
         _ensure(_cache(tmp_path, max_model_bytes=256 * KB), _req(server.url("/u.safetensors")))
-    assert caught.value.details["reason"] == "too_large"
-    assert caught.value.details["content_length"] is None
+    assert caught.value.details[0]["reason"] == "too_large"
+    assert caught.value.details[0]["content_length"] is None
     assert _visible(tmp_path) == [] and not list(tmp_path.glob("*/.*.part"))
 
 
@@ -421,7 +423,7 @@ def test_a_slow_server_is_stopped_at_the_deadline(server: _Server, tmp_path: Pat
     with pytest.raises(ModelFetchFailed) as caught:
         _ensure(_cache(tmp_path), _req(server.url("/slow.safetensors")), timeout_s=1.0)
     assert 0.9 < time.monotonic() - started < 3.0
-    assert caught.value.details["reason"] == "timeout"
+    assert caught.value.details[0]["reason"] == "timeout"
     assert _visible(tmp_path) == [] and not list(tmp_path.glob("*/.*.part"))
 
 
@@ -431,7 +433,7 @@ def test_a_stalled_server_is_cut_by_the_fetch_timeout(server: _Server, tmp_path:
     with pytest.raises(ModelFetchFailed) as caught:
         _ensure(_cache(tmp_path, io_timeout_s=0.3), _req(server.url("/stall.safetensors")))
     assert time.monotonic() - started < 5.0
-    assert caught.value.details["reason"] == "timeout"
+    assert caught.value.details[0]["reason"] == "timeout"
     assert "MODEL_FETCH_TIMEOUT_S" in caught.value.message
 
 
@@ -456,7 +458,7 @@ def test_content_encoding_is_refused(server: _Server, tmp_path: Path) -> None:
     server.routes["/z.safetensors"] = FileRoute(_data(10 * KB), encoding="gzip")
     with pytest.raises(ModelFetchFailed) as caught:
         _ensure(_cache(tmp_path), _req(server.url("/z.safetensors")))
-    assert caught.value.details["reason"] == "content_encoding"
+    assert caught.value.details[0]["reason"] == "content_encoding"
     assert _visible(tmp_path) == []
 
 
@@ -466,8 +468,8 @@ def test_http_errors_name_status_and_host_but_not_the_query(
     with pytest.raises(ModelFetchFailed) as caught:
         _ensure(_cache(tmp_path), _req(server.url("/gone.safetensors?X-Amz-Signature=SIGNED")))
     err = caught.value
-    assert err.details["status"] == 404 and err.details["host"] == "127.0.0.1"
-    assert "SIGNED" not in json.dumps(err.to_output())
+    assert err.details[0]["status"] == 404 and err.details[0]["host"] == "127.0.0.1"
+    assert "SIGNED" not in json.dumps(respond(Failed(err)))
     assert "HTTP 404" in err.message
 
 
@@ -491,8 +493,8 @@ def test_a_redirect_to_a_private_address_is_refused(
     cache = _cache(tmp_path, allow_private=False, resolver=_resolver("models.example.test"))
     with pytest.raises(InvalidInput) as caught:
         _ensure(cache, _req(public.url("/m.safetensors", "models.example.test")))
-    assert caught.value.details["reason"] == "address_not_allowed"
-    assert caught.value.details["via_redirect"] is True
+    assert caught.value.details[0]["reason"] == "address_not_allowed"
+    assert caught.value.details[0]["via_redirect"] is True
     assert len(public.gets("/m.safetensors")) == 1
     assert server.seen == [], "the private server was reached"
 
@@ -614,7 +616,7 @@ def test_a_file_in_use_is_not_evicted(server: _Server, tmp_path: Path) -> None:
             server.routes["/fourth.safetensors"] = FileRoute(_data(100 * KB, 9))
             with pytest.raises(ModelFetchFailed) as caught:
                 _fill(server, cache, "fourth.safetensors")
-            assert caught.value.details["reason"] == "cache_full"
+            assert caught.value.details[0]["reason"] == "cache_full"
     _fill(server, cache, "fourth.safetensors")  # released: now old can go
     assert _names(cache) == {"third.safetensors", "fourth.safetensors"}
 
@@ -628,7 +630,7 @@ def test_files_the_cache_did_not_create_are_never_touched(
     server.routes["/mine.safetensors"] = FileRoute(_data(KB))
     with pytest.raises(ModelFetchFailed) as caught:
         _ensure(cache, _req(server.url("/mine.safetensors"), name="mine.safetensors"))
-    assert caught.value.details["reason"] == "name_conflict"
+    assert caught.value.details[0]["reason"] == "name_conflict"
     _fill(server, cache, "x.safetensors", "y.safetensors")
     assert mine.read_bytes() == b"baked" and _names(cache) == {"y.safetensors"}
 
@@ -668,7 +670,7 @@ def test_waiting_for_another_download_is_bounded_by_the_deadline(
     with pytest.raises(ModelFetchFailed) as caught:
         _ensure(cache, _req(server.url("/slow.safetensors")), timeout_s=0.5)
     assert time.monotonic() - started < 2.0
-    assert caught.value.details["reason"] == "timeout"
+    assert caught.value.details[0]["reason"] == "timeout"
     assert "another download of loras/m.safetensors" in caught.value.message
     assert len(server.gets("/slow.safetensors")) == 1
     thread.join()
@@ -745,6 +747,6 @@ def test_one_failure_stops_the_other_downloads(server: _Server, tmp_path: Path) 
     with pytest.raises(ModelFetchFailed) as caught:
         _ensure(_cache(tmp_path), *requests)
     assert time.monotonic() - started < 3.0
-    assert caught.value.details["field"] == "models[1]"
-    assert caught.value.details["status"] == 404
+    assert caught.value.details[0]["field"] == "models[1]"
+    assert caught.value.details[0]["status"] == 404
     assert _visible(tmp_path) == [] and not list(tmp_path.glob("*/.*.part"))
