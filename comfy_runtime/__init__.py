@@ -30,6 +30,7 @@ section repeats this map, and a test keeps the two equal):
     bucket_location . endpoint, bucket, prefix and region from BUCKET_* settings
     info ............ the info request: what this worker offers, read live
     blocking ........ the worker's thread pools and the one way to fan work out
+    job_models ...... a job's models on demand: ensured in the cache, the graph rewritten
     job ............. one job, start to end
     supervision ..... ComfyUI as our child: launch, readiness, deaths, restart
     model_paths ..... models on a network volume, made known to ComfyUI

@@ -28,6 +28,7 @@ from pydantic import (
 
 from .errors import InvalidInput
 from .graph_checks import check_nesting
+from .model_inputs import ModelRequest
 from .settings import REPO_ROOT
 
 SCHEMA_PATH = REPO_ROOT / "schema" / "job_input.schema.json"
@@ -155,6 +156,12 @@ class JobInput(BaseModel):
         None, description="Key for ComfyUI's API nodes for this job only."
     )
     info: bool = Field(False, description="Ask what this worker offers instead of running.")
+    models: list[ModelRequest] = Field(
+        default_factory=list,
+        description="Model files the workflow needs, downloaded into the worker's model cache "
+        "before it runs (once: later jobs find them there); the graph names each by `name`. "
+        "A URL written straight into a core loader's model input is fetched the same way.",
+    )
     convert_only: bool = Field(
         False,
         description="Return the API graph the workflow converts to (`api_workflow`) without "
@@ -191,6 +198,17 @@ class TextOutput(BaseModel):
     text: str
 
 
+class ModelUsed(BaseModel):
+    """A model file the job named by URL, and whether this job downloaded it."""
+
+    folder: str
+    name: str
+    source: str  # the URL without query string or credentials
+    downloaded: bool
+    size_bytes: int
+    seconds: float
+
+
 class JobOutput(BaseModel):
     images: list[OutputFile] = Field(default_factory=list)
     videos: list[OutputFile] = Field(default_factory=list)
@@ -198,13 +216,14 @@ class JobOutput(BaseModel):
     files: list[OutputFile] = Field(default_factory=list)
     text: list[TextOutput] = Field(default_factory=list)
     prompt_id: str
+    models: list[ModelUsed] = Field(default_factory=list)
     timings_ms: dict[str, Any] = Field(default_factory=dict)
     errors: list[str] = Field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         # Empty groups are left out so a worker-comfyui client sees the shape it knows.
         data = self.model_dump(mode="json")
-        for key in ("videos", "audio", "files", "text", "errors"):
+        for key in ("videos", "audio", "files", "text", "models", "errors"):
             if not data[key]:
                 del data[key]
         return data

@@ -8,11 +8,13 @@ are listed by name; secrets never are, only whether they are set.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from . import __version__
 from .blocking import FanOut, serial
 from .client import ComfyClient
+from .model_cache import CacheInfo
 from .errors import ComfyUIUnavailable
 from .settings import Settings
 from .workflows import WorkflowRegistry
@@ -26,22 +28,12 @@ def worker_info(
     *,
     store_configured: bool,
     warmup_ms: float | None,
+    describe_cache: Callable[[], CacheInfo] | None = None,
     fan_out: FanOut = serial,
 ) -> dict[str, Any]:
-    stats = client.system_stats()
-    system = stats.get("system", {}) if isinstance(stats, dict) else {}
     return {
         "worker": {"name": "comfy-worker", "version": __version__},
-        "comfyui": {
-            "version": system.get("comfyui_version"),
-            "python_version": system.get("python_version"),
-            "pytorch_version": system.get("pytorch_version"),
-            "devices": [
-                {k: d.get(k) for k in ("name", "type", "vram_total", "vram_free")}
-                for d in stats.get("devices", [])
-                if isinstance(d, dict)
-            ],
-        },
+        "comfyui": _comfyui(client),
         "workflows": {
             name: {
                 "description": workflow.spec.description,
@@ -51,15 +43,8 @@ def worker_info(
         },
         "models": _models(client, fan_out),
         **_sampling_options(client),
-        "limits": {
-            "job_timeout_s": settings.job_timeout_s,
-            "max_input_bytes": settings.max_input_bytes,
-            "max_inputs": settings.max_inputs,
-            "max_graph_nodes": settings.max_graph_nodes,
-            "max_pixels": settings.max_pixels,
-            "max_response_bytes": settings.max_response_bytes,
-            "max_concurrency": settings.max_concurrency,
-        },
+        "limits": {name: getattr(settings, name) for name in _LIMITS},
+        "model_cache": describe_cache().model_dump(mode="json") if describe_cache else None,
         "output": {
             "formats": ["png", "jpeg", "webp"],
             "delivery": ["auto", "base64", "s3"] if store_configured else ["auto", "base64"],
@@ -68,6 +53,27 @@ def worker_info(
         },
         "comfy_org_api_key_configured": settings.comfy_org_api_key is not None,
         "warmup": {"workflow": settings.warmup_workflow, "ms": warmup_ms},
+    }
+
+
+_LIMITS = (
+    "job_timeout_s", "max_input_bytes", "max_inputs", "max_graph_nodes", "max_pixels",
+    "max_response_bytes", "max_concurrency", "max_model_bytes",
+)
+
+
+def _comfyui(client: ComfyClient) -> dict[str, Any]:
+    stats = client.system_stats()
+    system = stats.get("system", {}) if isinstance(stats, dict) else {}
+    return {
+        "version": system.get("comfyui_version"),
+        "python_version": system.get("python_version"),
+        "pytorch_version": system.get("pytorch_version"),
+        "devices": [
+            {k: d.get(k) for k in ("name", "type", "vram_total", "vram_free")}
+            for d in stats.get("devices", [])
+            if isinstance(d, dict)
+        ],
     }
 
 

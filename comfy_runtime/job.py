@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from .errors import ComfyUIUnavailable, JobError, JobTimeout
 from .event_hub import EventHub
 from .graph_checks import check_graph
 from .inputs import InputLimits, decode_inputs, decode_payload, upload_inputs
+from .job_models import JobModels, ensure_models, url_inputs_as_names
 from .job_files import (
     CONCAT_CLASS,
     ComfyFolders,
@@ -39,6 +41,7 @@ from .job_files import (
     job_folder,
     public_subfolder,
 )
+from .model_cache import ModelCache
 from .node_definitions import DefinitionsCache
 from .outputs import collect_outputs, fetch_outputs, websocket_outputs
 from .progress import ProgressReporter, ProgressSink
@@ -69,6 +72,7 @@ class JobContext:
     pools: Pools
     workflows: WorkflowRegistry
     definitions: DefinitionsCache
+    models: ModelCache
     cleaner: JobCleaner
     folders: ComfyFolders | None  # ComfyUI's folders, when they are on this machine
     store: ObjectStore | None
@@ -100,7 +104,7 @@ async def run_job(
     job = _Job(ctx, job_id, job_input, progress)
     if job_input.convert_only:
         return ConvertedWorkflow(api_workflow=await job.step("converting its workflow",
-                                                             job.api_graph))
+                                                             job.converted))
     return await job.run()
 
 
@@ -120,11 +124,14 @@ class _Job:
         self.queued = False
         self.stuck = False
         self.finished: FinishedRun | None = None
+        self.models = JobModels()
         self._writers: list[Future[Any]] = []
+        self._cancel = threading.Event()  # tells blocking steps (downloads) to give up
+        self._lease = ctx.models.lease()  # the job's models, kept from eviction until cleanup
 
     async def run(self) -> JobOutput:
         try:
-            graph = await self.step("preparing its inputs", self._prepare)
+            graph = await self.step("preparing its inputs and models", self._prepare)
             self.timer.mark("inputs")
             finished = await self._execute(graph)
             return await self.step("delivering its outputs", self._collect, finished, graph)
@@ -138,6 +145,9 @@ class _Job:
         self._writers.append(future)
         try:
             return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            self._cancel.set()
+            raise
         except JobError as exc:
             if time.monotonic() >= self.deadline and not isinstance(exc, JobTimeout):
                 raise self._timeout(phase) from exc  # e.g. a download cut short by the deadline
@@ -155,23 +165,34 @@ class _Job:
         )
 
     # --- steps ------------------------------------------------------------------------------
-    def api_graph(self) -> dict[str, Any]:
-        """The job's workflow as the checked API graph ComfyUI will run."""
-        graph = resolve_workflow(
+    def _api_graph(self) -> dict[str, Any]:
+        return resolve_workflow(
             self.input,
             registry=self.ctx.workflows,
             definitions=self.ctx.definitions,
             read_file=lambda value: decode_payload(value, "workflow", self._limits()),
             models=self.ctx.client.models,
         )
+
+    def _check(self, graph: dict[str, Any]) -> None:
         names = [item.name for item in self.input.images]
         check_graph(graph, max_nodes=self.ctx.settings.max_graph_nodes, input_names=names)
+
+    def converted(self) -> dict[str, Any]:
+        """`convert_only`: the API graph, checked as if it were to run, nothing downloaded."""
+        graph = self._api_graph()
+        self._check(url_inputs_as_names(graph))
         return graph
 
     def _prepare(self) -> dict[str, Any]:
-        graph = self.api_graph()
+        graph = self._api_graph()
         if self.input.output.delivery == "s3" and self.ctx.store is None:
             raise no_store_error()
+        graph, self.models = ensure_models(
+            graph, self.input.models, self._lease, deadline=self.deadline, cancel=self._cancel,
+            progress=self.progress,
+        )
+        self._check(graph)
         uploaded: dict[str, UploadedFile] = {}
         if self.input.images:
             prepared = decode_inputs(self.input.images, self._limits(), self.ctx.pools.fan_out)
@@ -248,7 +269,7 @@ class _Job:
         files += websocket_outputs(finished.frames, graph)
         if options.format:
             files = [convert_image(f, options.format, options.quality) for f in files]
-        output = JobOutput(prompt_id=finished.prompt_id, text=texts)
+        output = JobOutput(prompt_id=finished.prompt_id, text=texts, models=self.models.used)
         if not files and not texts:
             output.errors.append(
                 "the workflow ran but produced no outputs (is there a SaveImage or other "
@@ -274,6 +295,7 @@ class _Job:
     def _timings(self, finished: FinishedRun) -> dict[str, Any]:
         return {
             "inputs": self.timer.marks.get("inputs", 0.0),
+            "models": self.models.ms,
             "queued": finished.queued_ms,
             "execution": finished.execution_ms,
             "run": self.timer.marks["run"],
@@ -294,6 +316,8 @@ class _Job:
             )
         except Exception:  # cleanup must never turn a result into a failure
             log.exception("job %s: cleanup failed", self.job_id)
+        finally:
+            self._lease.release()  # ComfyUI is done with the job's models
 
     def _wait_for_writers(self) -> None:
         grace = max(0.0, self.deadline - time.monotonic()) + _WRITER_GRACE_S

@@ -219,6 +219,39 @@ def write_extra_model_paths(volume_root: Path, dest: Path) -> dict[str, list[str
     return scan_models(models_dir)
 
 
+CACHE_SECTION = "comfy_worker_model_cache"
+
+
+def render_cache_section(cache_root: Path) -> str:
+    """The section that makes ComfyUI list the model cache (models downloaded by URL), one
+    subfolder per model folder. The subfolders are created here: ComfyUI's validation of a
+    loader fails when a folder it lists does not exist."""
+    lines = [
+        "# The model cache (models on demand), written by comfy-worker at start.",
+        f"{CACHE_SECTION}:",
+        f"  base_path: {json.dumps(str(cache_root))}",
+    ]
+    for folder in FOLDERS.values():
+        if folder.kind in ("weights", "yaml"):
+            (cache_root / folder.name).mkdir(parents=True, exist_ok=True)
+            lines.append(f"  {folder.name}: {folder.name}")
+    return "\n".join(lines) + "\n"
+
+
+def write_model_paths(volume_root: Path, cache_root: Path, dest: Path) -> dict[str, list[str]]:
+    """Write ComfyUI's extra_model_paths.yaml: the network volume's folders (when there is
+    a volume) and the model cache's. Returns the volume's model entries per folder, as
+    `write_extra_model_paths` does; the file is replaced atomically."""
+    models_dir = find_models_dir(volume_root)
+    text = render_extra_model_paths(models_dir) if models_dir is not None else ""
+    text += render_cache_section(cache_root)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, dest)
+    return scan_models(models_dir) if models_dir is not None else {}
+
+
 def summarize(found: dict[str, list[str]]) -> str:
     """One log line: how many model entries per non-empty folder."""
     counts = {name: len(entries) for name, entries in found.items() if entries}

@@ -235,7 +235,7 @@ def launch_comfyui(settings: Settings) -> ComfyProcess | None:
         python=settings.comfyui_python,
         port=settings.comfyui_port,
         log_level=settings.comfy_log_level,
-        extra_model_paths=_network_volume_models(settings.network_volume_dir),
+        extra_model_paths=_model_paths(settings),
         extra_args=settings.comfyui_extra_args,
     )
     process = ComfyProcess(command, cwd=settings.comfyui_dir, base_url=settings.comfyui_base_url)
@@ -244,13 +244,16 @@ def launch_comfyui(settings: Settings) -> ComfyProcess | None:
     return process
 
 
-def _network_volume_models(volume: Path) -> Path | None:
-    from .model_paths import write_extra_model_paths
+def _model_paths(settings: Settings) -> Path:
+    """ComfyUI's extra model folders: the network volume's, and the model cache's."""
+    from .model_paths import write_model_paths
 
-    dest = Path(tempfile.gettempdir()) / "comfy-worker-extra-model-paths.yaml"
-    found = write_extra_model_paths(volume, dest)
-    if not found:
-        return None
+    # Per process: two workers on one machine may have different caches.
+    dest = Path(tempfile.gettempdir()) / f"comfy-worker-model-paths-{os.getpid()}.yaml"
+    found = write_model_paths(settings.network_volume_dir, settings.model_cache_root, dest)
     summary = ", ".join(f"{folder}: {len(files)}" for folder, files in found.items() if files)
-    log.info("network volume %s: models found (%s)", volume, summary or "none")
+    if found:
+        log.info("network volume %s: models found (%s)", settings.network_volume_dir,
+                 summary or "none")
+    log.info("model cache at %s", settings.model_cache_root)
     return dest

@@ -28,6 +28,7 @@ from .event_hub import EventHub
 from .info import worker_info
 from .job import JobContext, run_job
 from .job_files import ComfyFolders, JobCleaner
+from .model_cache import CacheConfig, ModelCache
 from .node_definitions import DefinitionsCache
 from .progress import ProgressSink
 from .prompt_run import wait_until_ended
@@ -83,6 +84,7 @@ class Worker:
             pools=self.pools,
             workflows=WorkflowRegistry(settings.workflows_dir),
             definitions=DefinitionsCache(self.client),
+            models=_model_cache(settings),
             cleaner=JobCleaner(self.client, folders),
             folders=folders if settings.comfyui_local_files else None,
             store=_object_store(settings),
@@ -177,6 +179,7 @@ class Worker:
                 self.ctx.workflows,
                 store_configured=self.ctx.store is not None,
                 warmup_ms=self.warmup_ms,
+                describe_cache=self.ctx.models.describe,
                 fan_out=self.pools.fan_out,
             ))
         except JobError as exc:
@@ -288,6 +291,14 @@ def _local_folders(settings: Settings, *, launched: bool) -> ComfyFolders | None
     if not (launched or named & settings.model_fields_set):
         return None
     return ComfyFolders(settings.input_dir, settings.output_dir, settings.temp_dir)
+
+
+def _model_cache(settings: Settings) -> ModelCache:
+    cache = ModelCache(CacheConfig.from_settings(settings))
+    swept = cache.sweep()  # partial files of downloads a crash cut short
+    if swept:
+        log.info("model cache: removed %d partial downloads", swept)
+    return cache
 
 
 def _object_store(settings: Settings) -> ObjectStore | None:

@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
      "job_files", "url_fetch", "bucket_location", "node_definitions", "model_fetch",
      "model_store", "model_cache"},
     {"prompt_run", "input_types", "inputs", "outputs", "delivery", "storage", "workflows",
-     "info", "supervision", "workflow_source"},
+     "info", "supervision", "workflow_source", "job_models"},
     {"job"},
     {"worker"},
 ]

@@ -46,6 +46,17 @@ class Catalogue:
         self._raw: dict[str, Any] = json.loads(object_info_path.read_text())
         self._input_dir = input_dir
         self.models = models
+        # Extra folders per model folder (ComfyUI's --extra-model-paths-config), listed from
+        # disk on every request as ComfyUI does, so a file put there is seen at once.
+        self.model_dirs: dict[str, list[Path]] = {}
+
+    def model_files(self, folder: str) -> list[str]:
+        found = list(self.models.get(folder, []))
+        for directory in self.model_dirs.get(folder, []):
+            if directory.is_dir():
+                found += sorted(p.name for p in directory.iterdir()
+                                if p.is_file() and not p.name.startswith("."))
+        return found
 
     def __contains__(self, class_type: object) -> bool:
         return isinstance(class_type, str) and class_type in self._raw
@@ -89,5 +100,6 @@ class Catalogue:
                     continue
                 if class_type in IMAGE_LOADERS and name == "image":
                     config[0] = self.input_images()
-                elif name in _MODEL_INPUTS and _MODEL_INPUTS[name] in self.models:
-                    config[0] = list(self.models[_MODEL_INPUTS[name]])
+                elif name in _MODEL_INPUTS and (_MODEL_INPUTS[name] in self.models
+                                                or _MODEL_INPUTS[name] in self.model_dirs):
+                    config[0] = self.model_files(_MODEL_INPUTS[name])

@@ -75,6 +75,11 @@ class ComfyDouble:
         self._catalogue.models = value
 
     @property
+    def model_dirs(self) -> dict[str, list[Path]]:
+        """Extra folders listed per model folder, as --extra-model-paths-config adds them."""
+        return self._catalogue.model_dirs
+
+    @property
     def caching(self) -> bool:
         """Off: every prompt runs every node (ComfyUI's --cache-none)."""
         return self._caching

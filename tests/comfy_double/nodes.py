@@ -402,6 +402,13 @@ def checkpoint_loader(ctx: NodeContext, ckpt_name: str) -> NodeResult:
                        StandIn("VAE", ckpt_name)))
 
 
+@node("LoraLoader")
+def lora_loader(ctx: NodeContext, model: StandIn, clip: StandIn, lora_name: str,
+                strength_model: float, strength_clip: float) -> NodeResult:
+    return NodeResult((StandIn("MODEL", f"{model.detail}+{lora_name}"),
+                       StandIn("CLIP", f"{clip.detail}+{lora_name}")))
+
+
 @node("CLIPTextEncode")
 def clip_text_encode(ctx: NodeContext, text: str, clip: StandIn) -> NodeResult:
     return NodeResult((StandIn("CONDITIONING", text[:40]),))

@@ -302,7 +302,7 @@ class Routes:
         folder = request.match_info["folder"]
         if folder not in MODEL_FOLDERS and folder not in self.s.catalogue.models:
             return web.Response(status=404)
-        return web.json_response(list(self.s.catalogue.models.get(folder, [])))
+        return web.json_response(self.s.catalogue.model_files(folder))
 
     async def features(self, request: web.Request) -> web.Response:
         return web.json_response({"supports_preview_metadata": True,
