@@ -14,7 +14,10 @@ hop of a download is:
 
 Redirects are followed by hand so each hop goes through the same three steps. The body is
 streamed and counted as it arrives, so an oversized answer is dropped near the limit instead of
-being held in memory, and the whole download runs under one deadline.
+being held in memory, and the whole download runs under one deadline. The body is read as the
+bytes that crossed the wire: a response with a Content-Encoding (gzip, br, deflate, zstd, ...)
+is refused, never decoded, since a few kilobytes of gzip can inflate to gigabytes in memory
+before a size check sees them.
 """
 
 from __future__ import annotations
@@ -165,8 +168,8 @@ def _pinned_response(
     pinned = url.copy_with(host=str(address))
     headers = {
         "Host": url.netloc.decode("ascii"),
-        # Counting decoded bytes is what the limit is about; asking for identity keeps the
-        # counted bytes close to the transferred ones.
+        # Encoded answers are refused (see `_refuse_content_encoding`); asking for identity
+        # keeps honest servers from sending one.
         "Accept-Encoding": "identity",
     }
     extensions: dict[str, Any] = {}
@@ -197,13 +200,16 @@ def _handle_response(
         return next_url
     if not 200 <= status < 300:
         raise _status_error(url, status, field=field)
+    _refuse_content_encoding(url, response, field=field)
 
     declared = _declared_length(response)
     if declared is not None and declared > policy.max_bytes:
         raise _too_large_error(url, policy, field=field, declared=declared)
 
     body = bytearray()
-    for chunk in response.iter_bytes():
+    # iter_raw: the bytes as sent, so the cap counts what is held. (iter_bytes would decode a
+    # content encoding, one inflated chunk at a time; refused above, but never decoded here.)
+    for chunk in response.iter_raw():
         body += chunk
         if len(body) > policy.max_bytes:
             raise _too_large_error(url, policy, field=field, declared=declared)
@@ -221,6 +227,26 @@ def _handle_response(
         content_type=response.headers.get("content-type"),
         final_url=str(url),
     )
+
+
+def _refuse_content_encoding(url: httpx.URL, response: httpx.Response, *, field: str) -> None:
+    codings = [
+        coding.strip().lower()
+        for coding in response.headers.get("content-encoding", "").split(",")
+        if coding.strip().lower() not in ("", "identity")
+    ]
+    if codings:
+        encoding = ", ".join(codings)
+        raise InputFetchFailed(
+            f"{field}: {redact_url(url)} was sent with Content-Encoding {encoding}; inputs are "
+            "read only as sent (identity), so serve the file without compression",
+            {
+                "field": field,
+                "reason": "encoded_response",
+                "url": redact_url(url),
+                "content_encoding": encoding,
+            },
+        )
 
 
 def _declared_length(response: httpx.Response) -> int | None:

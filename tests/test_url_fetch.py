@@ -12,6 +12,7 @@ Every server here listens on loopback, which the policy refuses. Two ways in:
 
 from __future__ import annotations
 
+import gzip
 import ipaddress
 import shutil
 import socket
@@ -19,6 +20,7 @@ import ssl
 import subprocess
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -513,6 +515,54 @@ def test_body_exactly_at_the_cap_is_accepted(public: _Server) -> None:
         _public_url(public, "/exact"), _policy(max_bytes=1000), field=FIELD, resolver=_resolver()
     )
     assert len(got.data) == 1000
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    """10 MiB of zeros, gzipped to about 10 KiB."""
+    return gzip.compress(bytes(10 * MB), compresslevel=9)
+
+
+def test_compressed_bomb_is_refused_without_being_expanded(
+    public: _Server, gzip_bomb: bytes
+) -> None:
+    # The worker asks for identity; a hostile server answers gzip anyway. Decoding it while
+    # streaming would put the whole 10 MiB in memory before the 1 MiB cap could say no.
+    public.routes["/bomb.png"] = lambda h: _reply(
+        h, 200, gzip_bomb, {"Content-Type": "image/png", "Content-Encoding": "gzip"}
+    )
+    url = _public_url(public, "/bomb.png")
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputFetchFailed) as caught:
+            fetch_url(url, _policy(max_bytes=MB), field=FIELD, resolver=_resolver())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    err = caught.value
+    assert err.details[0]["reason"] == "encoded_response", err.details
+    assert err.details[0]["content_encoding"] == "gzip"
+    assert err.message.startswith(f"{FIELD}: ") and "Content-Encoding gzip" in err.message
+    assert peak < 3 * MB, f"peak traced memory {peak / MB:.1f} MiB"
+
+
+@pytest.mark.parametrize("encoding", ["br", "deflate", "zstd", "x-gzip", "identity, gzip"])
+def test_every_content_encoding_is_refused(public: _Server, encoding: str) -> None:
+    public.routes["/x.png"] = lambda h: _reply(
+        h, 200, b"\x89PNG not really compressed", {"Content-Encoding": encoding}
+    )
+    with pytest.raises(InputFetchFailed) as caught:
+        fetch_url(_public_url(public, "/x.png"), _policy(), field=FIELD, resolver=_resolver())
+    assert caught.value.details[0]["reason"] == "encoded_response"
+
+
+@pytest.mark.parametrize("encoding", ["identity", "Identity", ""])
+def test_identity_encoding_is_read_as_is(public: _Server, encoding: str) -> None:
+    # Raw bytes are what is stored: a body that merely looks compressed is not inflated.
+    body = gzip.compress(b"payload")
+    public.routes["/x.gz"] = lambda h: _reply(h, 200, body, {"Content-Encoding": encoding})
+    got = fetch_url(_public_url(public, "/x.gz"), _policy(), field=FIELD, resolver=_resolver())
+    assert got.data == body
 
 
 def test_slow_drip_hits_the_total_deadline(public: _Server) -> None:
