@@ -5,12 +5,14 @@ unauthenticated API on 127.0.0.1 and, in cloud networks, next to metadata servic
 hop of a download is:
 
 1. checked for scheme (http and https only);
-2. resolved exactly once, and refused if *any* resolved address is not globally routable
-   (loopback, private, link-local, shared, multicast, reserved, and the IPv6 forms that embed
-   one of those);
+2. resolved exactly once, within the time the download has left, and refused if *any*
+   resolved address is not globally routable (loopback, private, link-local, shared,
+   multicast, reserved, and the IPv6 forms that embed one of those);
 3. connected to one of the addresses that were just checked, with the original name kept in
    the Host header and in TLS (SNI and certificate verification), so a DNS answer that
-   changes between check and connect (rebinding) cannot move the connection.
+   changes between check and connect (rebinding) cannot move the connection. An address
+   that refuses or does not answer the connection is passed over for the next one; each gets
+   an equal share of the time left, so one dead address cannot use up the deadline.
 
 Redirects are followed by hand so each hop goes through the same three steps. The body is
 streamed and counted as it arrives, so an oversized answer is dropped near the limit instead of
@@ -39,7 +41,7 @@ log = logging.getLogger(__name__)
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Connecting should never need the whole budget; a dead address should fail fast so the next
-# resolved address still has time.
+# resolved address still has time (see `_fetch_one_hop` for the share each address gets).
 _MAX_CONNECT_TIMEOUT_S = 10.0
 
 
@@ -93,6 +95,7 @@ def fetch_url(
                 field=field,
                 resolve=resolve,
                 via_redirect=via_redirect,
+                lookup_timeout_s=_remaining(deadline),
             )
             log.debug(
                 "fetching %s for %s (hop %d) via %s", redact_url(current), field, hop, addresses
@@ -137,26 +140,31 @@ def _fetch_one_hop(
     field: str,
 ) -> FetchedInput | str:
     """One request to one of `addresses`. Returns the download, or the next URL to try."""
-    last_error: httpx.ConnectError = httpx.ConnectError("no address to connect to")
-    for address in addresses:
+    last_error: httpx.TransportError = httpx.ConnectError("no address to connect to")
+    for index, address in enumerate(addresses):
+        # An equal share of what is left for each address not yet tried: the last one gets
+        # all of it, and a dead first address cannot starve a live second one.
+        connect_s = _remaining(deadline) / (len(addresses) - index)
         try:
-            with _pinned_response(client, url, address, deadline) as response:
+            with _pinned_response(client, url, address, deadline, connect_s) as response:
                 return _handle_response(url, response, policy, deadline, field=field)
-        except httpx.ConnectError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             # Only connecting is retried on the next address: once a server has answered,
             # asking another one could repeat a request the first one acted on.
-            log.debug("connect to %s for %s failed: %s", address, redact_url(url), exc)
+            log.debug("connect to %s for %s failed: %r", address, redact_url(url), exc)
             last_error = exc
         except httpx.TimeoutException:
             raise _timeout_error(url, policy, field=field) from None
         except httpx.TransportError as exc:
             raise _network_error(url, exc, field=field) from None
+    if isinstance(last_error, httpx.TimeoutException):
+        raise _timeout_error(url, policy, field=field)
     raise _network_error(url, last_error, field=field)
 
 
 @contextmanager
 def _pinned_response(
-    client: httpx.Client, url: httpx.URL, address: IPAddress, deadline: float
+    client: httpx.Client, url: httpx.URL, address: IPAddress, deadline: float, connect_s: float
 ) -> Iterator[httpx.Response]:
     remaining = _remaining(deadline)
     if remaining <= 0:
@@ -164,7 +172,7 @@ def _pinned_response(
     host = url.raw_host.decode("ascii")
     # Every read gets at most the time left, so a stalled server cannot outlive the deadline;
     # a server that keeps dripping is caught by the deadline check while reading.
-    timeout = httpx.Timeout(remaining, connect=min(remaining, _MAX_CONNECT_TIMEOUT_S))
+    timeout = httpx.Timeout(remaining, connect=min(connect_s, _MAX_CONNECT_TIMEOUT_S))
     pinned = url.copy_with(host=str(address))
     headers = {
         "Host": url.netloc.decode("ascii"),

@@ -369,6 +369,101 @@ def test_next_address_is_tried_when_connecting_fails(local: _Server) -> None:
     assert len(resolver.calls) == 1
 
 
+@pytest.fixture
+def blackhole(local: _Server) -> Iterator[str]:
+    """An address on `local`'s port where connecting hangs: a listener whose accept queue is
+    full, so the kernel drops new SYNs, as a firewalled or dead host would."""
+    address = "127.0.0.4"
+    listener = socket.socket()
+    listener.bind((address, local.port))
+    listener.listen(0)
+    queued = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex((address, local.port))
+        queued.append(filler)
+    time.sleep(0.05)
+    try:
+        yield address
+    finally:
+        for sock in (*queued, listener):
+            sock.close()
+
+
+def test_next_address_is_tried_when_connecting_times_out(local: _Server, blackhole: str) -> None:
+    local.routes["/ok"] = _ok()
+    resolver = FakeResolver({PUBLIC_NAME: [blackhole, "127.0.0.1"]})
+    started = time.monotonic()
+    got = fetch_url(
+        f"http://{PUBLIC_NAME}:{local.port}/ok",
+        _policy(allow_private=True, timeout_s=2.0),
+        field=FIELD,
+        resolver=resolver,
+    )
+    # The dead address had its share (half of the 2 s), the live one the rest.
+    assert got.data == b"PNG-ish bytes"
+    assert time.monotonic() - started < 1.9
+
+
+def test_every_address_timing_out_is_a_timeout_within_the_deadline(
+    local: _Server, blackhole: str
+) -> None:
+    resolver = FakeResolver({PUBLIC_NAME: [blackhole, blackhole]})
+    started = time.monotonic()
+    with pytest.raises(InputFetchFailed) as caught:
+        fetch_url(
+            f"http://{PUBLIC_NAME}:{local.port}/ok",
+            _policy(allow_private=True, timeout_s=1.0),
+            field=FIELD,
+            resolver=resolver,
+        )
+    assert caught.value.details[0]["reason"] == "timeout"
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_slow_lookup_is_bound_by_the_deadline() -> None:
+    # getaddrinfo has no timeout of its own; a resolver that hangs must not hold the job.
+    release = threading.Event()
+
+    def slow_resolver(host: str, port: int) -> list[str]:
+        release.wait(3)
+        return [PUBLIC_IP]
+
+    started = time.monotonic()
+    try:
+        with pytest.raises(InputFetchFailed) as caught:
+            fetch_url(
+                _public_url_for_port(80, "/x.png"),
+                _policy(timeout_s=0.5, allow_private=True),
+                field=FIELD,
+                resolver=slow_resolver,
+            )
+    finally:
+        release.set()
+    elapsed = time.monotonic() - started
+    err = caught.value
+    assert err.details[0]["reason"] == "timeout"
+    assert err.details[0]["host"] == PUBLIC_NAME
+    assert "looking up" in err.message and err.message.startswith(f"{FIELD}: ")
+    assert elapsed < 1.0
+
+
+def test_a_lookup_error_is_still_dns_failed_with_a_deadline() -> None:
+    def failing_resolver(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    with pytest.raises(InputFetchFailed) as caught:
+        fetch_url(_public_url_for_port(80, "/x.png"), _policy(), field=FIELD,
+                  resolver=failing_resolver)
+    assert caught.value.details[0]["reason"] == "dns_failed"
+    assert "Temporary failure" in caught.value.message
+
+
+def _public_url_for_port(port: int, path: str) -> str:
+    return f"http://{PUBLIC_NAME}:{port}{path}"
+
+
 # --- redirects -------------------------------------------------------------------------------
 
 
