@@ -20,6 +20,8 @@ default policy. Two seams, both at the network's edge and none in our logic:
 from __future__ import annotations
 
 import base64
+import functools
+import gzip
 import hashlib
 import io
 import ipaddress
@@ -222,11 +224,19 @@ def _oversize(handler: _Handler) -> None:
         pass
 
 
+@functools.cache
+def _gzip_bomb() -> bytes:
+    return gzip.compress(bytes(10 * MB), compresslevel=9)  # 10 MiB of zeros in about 10 KiB
+
+
 ROUTES: dict[str, Route] = {
     "/photo.png": lambda h: _reply(h, 200, png_bytes(color=GREEN), Content_Type="image/png"),
     "/page.png": lambda h: _reply(h, 200, b"<!doctype html>hi", Content_Type="text/html"),
     "/drip.png": _drip,
     "/big.png": _oversize,
+    "/bomb.png": lambda h: _reply(
+        h, 200, _gzip_bomb(), Content_Type="image/png", Content_Encoding="gzip"
+    ),
     "/to-comfyui": lambda h: _reply(h, 302, Location="http://127.0.0.1:8188/prompt"),
     "/to-metadata": lambda h: _reply(
         h, 302, Location="http://169.254.169.254/latest/meta-data/iam/security-credentials/"
@@ -419,6 +429,8 @@ CASES: list[Case] = [
          "input_fetch_failed", ("images[0].image", "took longer than 1 s")),
     Case("url-oversize", with_image(from_web("/big.png")),
          "input_fetch_failed", ("images[0].image", "MAX_INPUT_BYTES")),
+    Case("url-gzip-bomb", with_image(from_web("/bomb.png")),
+         "input_fetch_failed", ("images[0].image", "Content-Encoding gzip")),
     Case("url-html-named-png", with_image(from_web("/page.png")),
          "invalid_input", ("images[0]", "not an image", "HTML")),
     Case("url-404", with_image(from_web("/nothing.png")),
