@@ -4,14 +4,19 @@ Loopback, private, link-local (cloud metadata lives at 169.254.169.254), shared,
 reserved and unspecified addresses are refused, and so are IPv6 addresses that carry one of
 those inside (IPv4-mapped, 6to4, NAT64). `checked_target` judges one URL (a hop): its scheme,
 then every address its host resolves to, resolved once; `url_fetch` asks it on every hop and
-connects only to the addresses it returned.
+connects only to the addresses it returned. The lookup runs in a thread of its own and is
+waited for at most the time the download has left: `getaddrinfo` has no timeout, and a slow
+DNS server must not hold a job past its deadline.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_for
 
 import httpx
 
@@ -119,17 +124,22 @@ def redact_url(url: str | httpx.URL) -> str:
 
 # --- a URL: its scheme, then every address its host resolves to ---------------------------
 def checked_target(
-    url: str, *, allow_private: bool, field: str, resolve: Resolver, via_redirect: bool
+    url: str,
+    *,
+    allow_private: bool,
+    field: str,
+    resolve: Resolver,
+    via_redirect: bool,
+    lookup_timeout_s: float,
 ) -> tuple[httpx.URL, list[IPAddress]]:
     """The parsed URL and the addresses it may be fetched from, all of them checked.
 
     Raises InvalidInput when the URL or an address is refused by policy, InputFetchFailed
-    when its host cannot be resolved.
+    when its host cannot be resolved, or not within `lookup_timeout_s` (reason `timeout`).
     """
     target = _parse_and_check_scheme(url, field=field, via_redirect=via_redirect)
-    addresses = _resolve_and_check(
-        target, allow_private, field=field, resolve=resolve, via_redirect=via_redirect
-    )
+    lookup = _Lookup(resolve, lookup_timeout_s, field)
+    addresses = _resolve_and_check(target, allow_private, lookup, via_redirect=via_redirect)
     return target, addresses
 
 
@@ -164,13 +174,9 @@ def _parse_and_check_scheme(url: str, *, field: str, via_redirect: bool) -> http
 
 
 def _resolve_and_check(
-    url: httpx.URL,
-    allow_private: bool,
-    *,
-    field: str,
-    resolve: Resolver,
-    via_redirect: bool,
+    url: httpx.URL, allow_private: bool, lookup: _Lookup, *, via_redirect: bool
 ) -> list[IPAddress]:
+    field = lookup.field
     host = url.raw_host.decode("ascii")
     port = url.port or _DEFAULT_PORTS[url.scheme]
     literal = parse_ip(host)
@@ -179,7 +185,7 @@ def _resolve_and_check(
         # resolver or a strange system resolver map it elsewhere.
         addresses = [literal]
     else:
-        addresses = _lookup(host, port, url, field=field, resolve=resolve)
+        addresses = lookup(host, port, url)
 
     if not allow_private:
         for address in addresses:
@@ -189,16 +195,58 @@ def _resolve_and_check(
     return addresses
 
 
-def _lookup(
-    host: str, port: int, url: httpx.URL, *, field: str, resolve: Resolver
+class _Lookup:
+    """One hop's DNS lookup: `resolve` under a time limit, its answer parsed and checked."""
+
+    def __init__(self, resolve: Resolver, timeout_s: float, field: str) -> None:
+        self.resolve, self.timeout_s, self.field = resolve, timeout_s, field
+
+    def __call__(self, host: str, port: int, url: httpx.URL) -> list[IPAddress]:
+        return _parsed_answer(self._answer(host, port, url), host, url, field=self.field)
+
+    def _answer(self, host: str, port: int, url: httpx.URL) -> list[str]:
+        answer: Future[list[str]] = Future()
+
+        def run() -> None:
+            try:
+                answer.set_result(self.resolve(host, port))
+            except BaseException as exc:  # noqa: BLE001 (handed to the waiting caller)
+                answer.set_exception(exc)
+
+        # A daemon thread, not a pool: getaddrinfo cannot be cancelled, so a lookup that
+        # outlives the wait is left to finish on its own, and must not hold the process at
+        # exit or a pool's worker.
+        if self.timeout_s > 0:
+            threading.Thread(target=run, name=f"resolve {host}", daemon=True).start()
+            wait_for([answer], timeout=self.timeout_s)
+        if not answer.done():
+            raise InputFetchFailed(
+                f"{self.field}: looking up the host of {redact_url(url)} took longer than the "
+                f"{max(self.timeout_s, 0):.3g} s left to the download (INPUT_FETCH_TIMEOUT_S)",
+                {
+                    "field": self.field,
+                    "reason": "timeout",
+                    "url": redact_url(url),
+                    "host": host,
+                    "timeout_s": round(max(self.timeout_s, 0), 3),
+                },
+            )
+        try:
+            return answer.result()
+        except (OSError, UnicodeError) as exc:
+            raise _dns_failed(host, url, exc, field=self.field) from None
+
+
+def _dns_failed(host: str, url: httpx.URL, exc: Exception, *, field: str) -> InputFetchFailed:
+    return InputFetchFailed(
+        f"{field}: could not resolve the host of {redact_url(url)} ({exc})",
+        {"field": field, "reason": "dns_failed", "url": redact_url(url), "host": host},
+    )
+
+
+def _parsed_answer(
+    raw: list[str], host: str, url: httpx.URL, *, field: str
 ) -> list[IPAddress]:
-    try:
-        raw = resolve(host, port)
-    except (OSError, UnicodeError) as exc:
-        raise InputFetchFailed(
-            f"{field}: could not resolve the host of {redact_url(url)} ({exc})",
-            {"field": field, "reason": "dns_failed", "url": redact_url(url), "host": host},
-        ) from None
     addresses: list[IPAddress] = []
     for text in raw:
         parsed = parse_ip(text)

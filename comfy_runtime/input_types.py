@@ -15,12 +15,19 @@ Decided before any byte reaches ComfyUI:
   `input.png`. Video and audio names are checked against their container's magic bytes
   (`ftyp` for MP4/MOV/M4A, EBML for WebM/MKV, RIFF/WAVE, fLaC, ID3 or an MPEG frame sync,
   OggS); a mismatch says what the content looks like.
+* An image stays under MAX_PIXELS counting every frame: the sum of width x height over its
+  frames (frames x width x height when they share a size, as in APNG, GIF and animated WebP;
+  TIFF pages are counted at their own sizes), because ComfyUI's LoadImage decodes every frame
+  to float32. PNG and WebP declare their frame count in the header; GIF, TIFF and MPO frames
+  are counted by seeking one at a time, and the count stops as soon as the sum passes the
+  limit, so a file with a million tiny frames costs no more to check than the limit allows.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from PIL import Image
@@ -99,14 +106,53 @@ def check_content(name: str, data: bytes, field: str, *, max_pixels: int) -> Non
         )
 
 
+@dataclass(frozen=True)
+class _Extent:
+    """An image's first frame size, and the frames and pixels counted (see `_count_frames`)."""
+
+    width: int
+    height: int
+    frames: int
+    pixels: int
+    one_size: bool  # every counted frame has the first frame's size
+    exact: bool  # `frames` is the image's frame count, not where counting stopped
+
+
+# Formats whose frame count Pillow takes from the header (APNG's acTL, WebP's animation
+# header) and whose frames all have the canvas size: counting them costs nothing.
+_DECLARED_FRAME_COUNT = frozenset({"PNG", "WEBP"})
+
+
+def _count_frames(image: Image.Image, max_pixels: int) -> _Extent:
+    width, height = image.size
+    if image.format in _DECLARED_FRAME_COUNT:
+        frames = int(getattr(image, "n_frames", 1))
+        return _Extent(width, height, frames, frames * width * height, True, True)
+    # Not `n_frames`: for GIF and TIFF it walks the whole file. Seeking frame by frame lets the
+    # count stop once the limit is passed; a GIF seek decodes the frame before it, so what is
+    # decoded here stays within the limit (plus one frame), never more.
+    frames, pixels, one_size = 1, width * height, True
+    while pixels <= max_pixels:
+        try:
+            image.seek(frames)
+        except EOFError:
+            return _Extent(width, height, frames, pixels, one_size, True)
+        frames += 1
+        pixels += image.size[0] * image.size[1]
+        one_size = one_size and image.size == (width, height)
+    return _Extent(width, height, frames, pixels, one_size, False)
+
+
 def _check_image(name: str, data: bytes, field: str, max_pixels: int) -> None:
-    """Reads only the header: a 20000x20000 PNG costs its file size, not its pixels."""
+    """Reads headers (and, for GIF, at most MAX_PIXELS worth of frames): a 20000x20000 PNG
+    costs its file size, not its pixels."""
     try:
         # `formats` keeps Pillow from even identifying content with other plugins.
         with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
             size: tuple[int, int] | None = image.size
+            extent = _count_frames(image, max_pixels) if _within(image.size, max_pixels) else None
     except Image.DecompressionBombError:
-        size = None
+        size, extent = None, None
     except Exception:  # noqa: BLE001 (whatever Pillow raises, the content is no image)
         found = _sniff(data)
         looks = f" (it looks like {found})" if found else ""
@@ -127,6 +173,34 @@ def _check_image(name: str, data: bytes, field: str, max_pixels: int) -> None:
             f"{max_pixels} pixels (MAX_PIXELS)",
             [{"field": field, "problem": "too many pixels", "width": width, "height": height}],
         )
+    if extent is not None and extent.pixels > max_pixels:
+        _refuse_frames(name, field, extent, max_pixels)
+
+
+def _within(size: tuple[int, int], max_pixels: int) -> bool:
+    return size[0] * size[1] <= max_pixels
+
+
+def _refuse_frames(name: str, field: str, extent: _Extent, max_pixels: int) -> None:
+    count = f"{extent.frames}" if extent.exact else f"at least {extent.frames}"
+    shape = (
+        f"frames of {extent.width}x{extent.height} pixels"
+        if extent.one_size
+        else f"frames (the first {extent.width}x{extent.height} pixels)"
+    )
+    raise InvalidInput(
+        f"{field}: {name!r} has {count} {shape}, {extent.pixels} pixels in all, over the "
+        f"limit of {max_pixels} pixels (MAX_PIXELS counts every frame)",
+        [
+            {
+                "field": field,
+                "problem": "too many pixels",
+                "width": extent.width,
+                "height": extent.height,
+                "frames": extent.frames,
+            }
+        ],
+    )
 
 
 _ISO_BOX_TYPES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")

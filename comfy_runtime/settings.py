@@ -111,7 +111,10 @@ class Settings(BaseSettings):
         "comma-separated (e.g. '.txt,.json,.npy'); their content is not checked.",
     )
     max_pixels: int = Field(
-        8192 * 8192, gt=0, description="Largest input image, in pixels (width x height)."
+        8192 * 8192,
+        gt=0,
+        description="Largest input image, in pixels: width x height summed over every frame "
+        "(an APNG, GIF, animated WebP or multi-page TIFF counts frames x width x height).",
     )
     max_response_bytes: int = Field(
         19_500_000,

@@ -5,16 +5,21 @@ unauthenticated API on 127.0.0.1 and, in cloud networks, next to metadata servic
 hop of a download is:
 
 1. checked for scheme (http and https only);
-2. resolved exactly once, and refused if *any* resolved address is not globally routable
-   (loopback, private, link-local, shared, multicast, reserved, and the IPv6 forms that embed
-   one of those);
+2. resolved exactly once, within the time the download has left, and refused if *any*
+   resolved address is not globally routable (loopback, private, link-local, shared,
+   multicast, reserved, and the IPv6 forms that embed one of those);
 3. connected to one of the addresses that were just checked, with the original name kept in
    the Host header and in TLS (SNI and certificate verification), so a DNS answer that
-   changes between check and connect (rebinding) cannot move the connection.
+   changes between check and connect (rebinding) cannot move the connection. An address
+   that refuses or does not answer the connection is passed over for the next one; each gets
+   an equal share of the time left, so one dead address cannot use up the deadline.
 
 Redirects are followed by hand so each hop goes through the same three steps. The body is
 streamed and counted as it arrives, so an oversized answer is dropped near the limit instead of
-being held in memory, and the whole download runs under one deadline.
+being held in memory, and the whole download runs under one deadline. The body is read as the
+bytes that crossed the wire: a response with a Content-Encoding (gzip, br, deflate, zstd, ...)
+is refused, never decoded, since a few kilobytes of gzip can inflate to gigabytes in memory
+before a size check sees them.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ log = logging.getLogger(__name__)
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Connecting should never need the whole budget; a dead address should fail fast so the next
-# resolved address still has time.
+# resolved address still has time (see `_fetch_one_hop` for the share each address gets).
 _MAX_CONNECT_TIMEOUT_S = 10.0
 
 
@@ -90,6 +95,7 @@ def fetch_url(
                 field=field,
                 resolve=resolve,
                 via_redirect=via_redirect,
+                lookup_timeout_s=_remaining(deadline),
             )
             log.debug(
                 "fetching %s for %s (hop %d) via %s", redact_url(current), field, hop, addresses
@@ -116,6 +122,7 @@ def check_hop(
     field: str,
     resolver: Resolver | None = None,
     via_redirect: bool = False,
+    lookup_timeout_s: float | None = None,
 ) -> tuple[httpx.URL, list[IPAddress]]:
     """Steps 1 and 2 for one hop, for callers that stream the body themselves (model_fetch):
     the parsed URL and the checked addresses to hand to `pinned_response`. Raises what
@@ -126,6 +133,7 @@ def check_hop(
         field=field,
         resolve=resolver or default_resolver,
         via_redirect=via_redirect,
+        lookup_timeout_s=policy.timeout_s if lookup_timeout_s is None else lookup_timeout_s,
     )
 
 
@@ -154,20 +162,26 @@ def _fetch_one_hop(
     field: str,
 ) -> FetchedInput | str:
     """One request to one of `addresses`. Returns the download, or the next URL to try."""
-    last_error: httpx.ConnectError = httpx.ConnectError("no address to connect to")
-    for address in addresses:
+    last_error: httpx.TransportError = httpx.ConnectError("no address to connect to")
+    for index, address in enumerate(addresses):
+        # An equal share of what is left for each address not yet tried: the last one gets
+        # all of it, and a dead first address cannot starve a live second one.
+        connect_s = _remaining(deadline) / (len(addresses) - index)
         try:
-            with pinned_response(client, url, address, deadline) as response:
+            with pinned_response(client, url, address, deadline,
+                                 connect_s=connect_s) as response:
                 return _handle_response(url, response, policy, deadline, field=field)
-        except httpx.ConnectError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             # Only connecting is retried on the next address: once a server has answered,
             # asking another one could repeat a request the first one acted on.
-            log.debug("connect to %s for %s failed: %s", address, redact_url(url), exc)
+            log.debug("connect to %s for %s failed: %r", address, redact_url(url), exc)
             last_error = exc
         except httpx.TimeoutException:
             raise _timeout_error(url, policy, field=field) from None
         except httpx.TransportError as exc:
             raise _network_error(url, exc, field=field) from None
+    if isinstance(last_error, httpx.TimeoutException):
+        raise _timeout_error(url, policy, field=field)
     raise _network_error(url, last_error, field=field)
 
 
@@ -180,11 +194,13 @@ def pinned_response(
     *,
     extra_headers: dict[str, str] | None = None,
     io_timeout_s: float | None = None,
+    connect_s: float | None = None,
 ) -> Iterator[httpx.Response]:
     """GET `url` over a connection to `address` (checked by `check_hop`), streamed.
 
     `extra_headers` (e.g. Range, Authorization) are added to the pinned Host and identity
-    encoding; `io_timeout_s` caps each connect and read below the time left to `deadline`."""
+    encoding; `io_timeout_s` caps each connect and read below the time left to `deadline`;
+    `connect_s` caps connecting further (this address's share of the time left)."""
     remaining = _remaining(deadline)
     if remaining <= 0:
         raise httpx.ReadTimeout("deadline passed before connecting")
@@ -192,13 +208,14 @@ def pinned_response(
     # Every read gets at most the time left, so a stalled server cannot outlive the deadline;
     # a server that keeps dripping is caught by the deadline check while reading.
     per_read = min(remaining, io_timeout_s) if io_timeout_s is not None else remaining
-    timeout = httpx.Timeout(per_read, connect=min(per_read, _MAX_CONNECT_TIMEOUT_S))
+    connect = min(per_read, connect_s) if connect_s is not None else per_read
+    timeout = httpx.Timeout(per_read, connect=min(connect, _MAX_CONNECT_TIMEOUT_S))
     pinned = url.copy_with(host=str(address))
     headers = {
         **(extra_headers or {}),
         "Host": url.netloc.decode("ascii"),
-        # Counting decoded bytes is what the limit is about; asking for identity keeps the
-        # counted bytes close to the transferred ones.
+        # Encoded answers are refused (see `_refuse_content_encoding`); asking for identity
+        # keeps honest servers from sending one.
         "Accept-Encoding": "identity",
     }
     extensions: dict[str, Any] = {}
@@ -229,13 +246,16 @@ def _handle_response(
         return next_url
     if not 200 <= status < 300:
         raise _status_error(url, status, field=field)
+    _refuse_content_encoding(url, response, field=field)
 
     declared = _declared_length(response)
     if declared is not None and declared > policy.max_bytes:
         raise _too_large_error(url, policy, field=field, declared=declared)
 
     body = bytearray()
-    for chunk in response.iter_bytes():
+    # iter_raw: the bytes as sent, so the cap counts what is held. (iter_bytes would decode a
+    # content encoding, one inflated chunk at a time; refused above, but never decoded here.)
+    for chunk in response.iter_raw():
         body += chunk
         if len(body) > policy.max_bytes:
             raise _too_large_error(url, policy, field=field, declared=declared)
@@ -253,6 +273,26 @@ def _handle_response(
         content_type=response.headers.get("content-type"),
         final_url=str(url),
     )
+
+
+def _refuse_content_encoding(url: httpx.URL, response: httpx.Response, *, field: str) -> None:
+    codings = [
+        coding.strip().lower()
+        for coding in response.headers.get("content-encoding", "").split(",")
+        if coding.strip().lower() not in ("", "identity")
+    ]
+    if codings:
+        encoding = ", ".join(codings)
+        raise InputFetchFailed(
+            f"{field}: {redact_url(url)} was sent with Content-Encoding {encoding}; inputs are "
+            "read only as sent (identity), so serve the file without compression",
+            {
+                "field": field,
+                "reason": "encoded_response",
+                "url": redact_url(url),
+                "content_encoding": encoding,
+            },
+        )
 
 
 def _declared_length(response: httpx.Response) -> int | None:

@@ -20,6 +20,8 @@ default policy. Two seams, both at the network's edge and none in our logic:
 from __future__ import annotations
 
 import base64
+import functools
+import gzip
 import hashlib
 import io
 import ipaddress
@@ -130,6 +132,18 @@ MP4_HEAD = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2mp41" + b"\x00" * 6
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\nshowpage\n"
 
 
+def animation(fmt: str, frames: int, size: tuple[int, int]) -> Callable[[Env], str]:
+    """Built when the case runs (a 3000x3000 frame takes a moment to encode)."""
+
+    def build(env: Env) -> str:
+        images = [Image.new("RGB", size, (60 * i, 255 - 60 * i, 9)) for i in range(frames)]
+        buffer = io.BytesIO()
+        images[0].save(buffer, format=fmt, save_all=True, append_images=images[1:])
+        return b64(buffer.getvalue())
+
+    return build
+
+
 def nested(depth: int) -> Any:
     value: Any = "leaf"
     for _ in range(depth):
@@ -210,11 +224,19 @@ def _oversize(handler: _Handler) -> None:
         pass
 
 
+@functools.cache
+def _gzip_bomb() -> bytes:
+    return gzip.compress(bytes(10 * MB), compresslevel=9)  # 10 MiB of zeros in about 10 KiB
+
+
 ROUTES: dict[str, Route] = {
     "/photo.png": lambda h: _reply(h, 200, png_bytes(color=GREEN), Content_Type="image/png"),
     "/page.png": lambda h: _reply(h, 200, b"<!doctype html>hi", Content_Type="text/html"),
     "/drip.png": _drip,
     "/big.png": _oversize,
+    "/bomb.png": lambda h: _reply(
+        h, 200, _gzip_bomb(), Content_Type="image/png", Content_Encoding="gzip"
+    ),
     "/to-comfyui": lambda h: _reply(h, 302, Location="http://127.0.0.1:8188/prompt"),
     "/to-metadata": lambda h: _reply(
         h, 302, Location="http://169.254.169.254/latest/meta-data/iam/security-credentials/"
@@ -407,6 +429,8 @@ CASES: list[Case] = [
          "input_fetch_failed", ("images[0].image", "took longer than 1 s")),
     Case("url-oversize", with_image(from_web("/big.png")),
          "input_fetch_failed", ("images[0].image", "MAX_INPUT_BYTES")),
+    Case("url-gzip-bomb", with_image(from_web("/bomb.png")),
+         "input_fetch_failed", ("images[0].image", "Content-Encoding gzip")),
     Case("url-html-named-png", with_image(from_web("/page.png")),
          "invalid_input", ("images[0]", "not an image", "HTML")),
     Case("url-404", with_image(from_web("/nothing.png")),
@@ -434,6 +458,12 @@ CASES: list[Case] = [
          "invalid_input", ("images[0]", "decompression bomb", "MAX_PIXELS")),
     Case("png-over-max-pixels", with_image(b64(png_header(5000, 5000))),
          "invalid_input", ("images[0]", "5000x5000 pixels", "MAX_PIXELS")),
+    # Each frame is under MAX_PIXELS (4096x4096); two of them are not, and LoadImage would
+    # decode both.
+    Case("apng-frames-over-max-pixels", with_image(animation("PNG", 2, (3000, 3000))),
+         "invalid_input", ("images[0]", "2 frames of 3000x3000", "MAX_PIXELS")),
+    Case("gif-frames-over-max-pixels", with_image(animation("GIF", 3, (3000, 3000)), "a.gif"),
+         "invalid_input", ("images[0]", "frames of 3000x3000", "MAX_PIXELS")),
     Case("png-name-html-content", with_image(b64(b"<html><script>x</script></html>")),
          "invalid_input", ("images[0]", "not an image", "HTML")),
     Case("png-name-eps-content", with_image(b64(EPS)),

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import io
 import struct
 import zlib
 
 import pytest
+from PIL import Image
 
 from comfy_runtime.contract import InputFile
 from comfy_runtime.errors import InvalidInput
@@ -87,3 +89,64 @@ def test_other_file_types_only_when_the_deployment_allows_them() -> None:
         _decode("params.json", text)
     allowing = InputLimits(**{**LIMITS.__dict__, "extra_suffixes": frozenset({".json"})})
     assert _decode("params.json", text, allowing) == b'{"a": 1}'
+
+
+# --- multi-frame images: every frame counts against MAX_PIXELS ---------------------------------
+
+FRAME = (16, 16)
+FOUR_FRAMES = InputLimits(**{**LIMITS.__dict__, "max_pixels": 4 * FRAME[0] * FRAME[1]})
+
+
+def _animation(fmt: str, frames: int, sizes: list[tuple[int, int]] | None = None) -> bytes:
+    """`frames` frames in `fmt`, each a different color (encoders merge identical frames)."""
+    sizes = sizes or [FRAME] * frames
+    images = [Image.new("RGB", size, (40 * i % 256, 255 - 30 * i % 256, 7 * i)) for i, size in
+              enumerate(sizes)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format=fmt, save_all=True, append_images=images[1:], duration=100)
+    return buffer.getvalue()
+
+
+ANIMATED = [("anim.png", "PNG"), ("anim.gif", "GIF"), ("anim.webp", "WEBP"), ("pages.tiff", "TIFF")]
+
+
+@pytest.mark.parametrize(("name", "fmt"), ANIMATED)
+def test_frames_times_pixels_over_the_limit_are_refused(name: str, fmt: str) -> None:
+    data = _animation(fmt, 5)
+    with Image.open(io.BytesIO(data)) as image:  # the encoder kept every frame
+        assert (image.format, image.n_frames, image.size) == (fmt, 5, FRAME)
+    with pytest.raises(InvalidInput) as caught:
+        _decode(name, base64.b64encode(data).decode(), FOUR_FRAMES)
+    err = caught.value
+    assert err.message.startswith("images[0]") and "MAX_PIXELS" in err.message
+    assert "5 frames of 16x16" in err.message
+    assert err.details[0] == {
+        "field": "images[0]",
+        "problem": "too many pixels",
+        "width": 16,
+        "height": 16,
+        "frames": 5,
+    }
+
+
+@pytest.mark.parametrize(("name", "fmt"), ANIMATED)
+def test_frames_times_pixels_at_the_limit_are_accepted(name: str, fmt: str) -> None:
+    data = _animation(fmt, 4)
+    assert _decode(name, base64.b64encode(data).decode(), FOUR_FRAMES) == data
+
+
+def test_a_large_later_page_counts_at_its_own_size() -> None:
+    # TIFF pages need not share a size; a small first page must not vouch for a huge second.
+    data = _animation("TIFF", 2, sizes=[(8, 8), (64, 64)])
+    with pytest.raises(InvalidInput, match="MAX_PIXELS") as caught:
+        _decode("pages.tif", base64.b64encode(data).decode(), FOUR_FRAMES)
+    assert caught.value.details[0]["frames"] == 2
+
+
+def test_counting_frames_stops_at_the_limit() -> None:
+    # A GIF with many frames is not walked to its end: the count stops once it is over.
+    data = _animation("GIF", 200, sizes=[(16, 16)] * 200)
+    with pytest.raises(InvalidInput) as caught:
+        _decode("many.gif", base64.b64encode(data).decode(), FOUR_FRAMES)
+    assert caught.value.details[0]["frames"] == 5
+    assert "at least 5 frames" in caught.value.message

@@ -12,6 +12,7 @@ Every server here listens on loopback, which the policy refuses. Two ways in:
 
 from __future__ import annotations
 
+import gzip
 import ipaddress
 import shutil
 import socket
@@ -19,6 +20,7 @@ import ssl
 import subprocess
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -367,6 +369,101 @@ def test_next_address_is_tried_when_connecting_fails(local: _Server) -> None:
     assert len(resolver.calls) == 1
 
 
+@pytest.fixture
+def blackhole(local: _Server) -> Iterator[str]:
+    """An address on `local`'s port where connecting hangs: a listener whose accept queue is
+    full, so the kernel drops new SYNs, as a firewalled or dead host would."""
+    address = "127.0.0.4"
+    listener = socket.socket()
+    listener.bind((address, local.port))
+    listener.listen(0)
+    queued = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex((address, local.port))
+        queued.append(filler)
+    time.sleep(0.05)
+    try:
+        yield address
+    finally:
+        for sock in (*queued, listener):
+            sock.close()
+
+
+def test_next_address_is_tried_when_connecting_times_out(local: _Server, blackhole: str) -> None:
+    local.routes["/ok"] = _ok()
+    resolver = FakeResolver({PUBLIC_NAME: [blackhole, "127.0.0.1"]})
+    started = time.monotonic()
+    got = fetch_url(
+        f"http://{PUBLIC_NAME}:{local.port}/ok",
+        _policy(allow_private=True, timeout_s=2.0),
+        field=FIELD,
+        resolver=resolver,
+    )
+    # The dead address had its share (half of the 2 s), the live one the rest.
+    assert got.data == b"PNG-ish bytes"
+    assert time.monotonic() - started < 1.9
+
+
+def test_every_address_timing_out_is_a_timeout_within_the_deadline(
+    local: _Server, blackhole: str
+) -> None:
+    resolver = FakeResolver({PUBLIC_NAME: [blackhole, blackhole]})
+    started = time.monotonic()
+    with pytest.raises(InputFetchFailed) as caught:
+        fetch_url(
+            f"http://{PUBLIC_NAME}:{local.port}/ok",
+            _policy(allow_private=True, timeout_s=1.0),
+            field=FIELD,
+            resolver=resolver,
+        )
+    assert caught.value.details[0]["reason"] == "timeout"
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_slow_lookup_is_bound_by_the_deadline() -> None:
+    # getaddrinfo has no timeout of its own; a resolver that hangs must not hold the job.
+    release = threading.Event()
+
+    def slow_resolver(host: str, port: int) -> list[str]:
+        release.wait(3)
+        return [PUBLIC_IP]
+
+    started = time.monotonic()
+    try:
+        with pytest.raises(InputFetchFailed) as caught:
+            fetch_url(
+                _public_url_for_port(80, "/x.png"),
+                _policy(timeout_s=0.5, allow_private=True),
+                field=FIELD,
+                resolver=slow_resolver,
+            )
+    finally:
+        release.set()
+    elapsed = time.monotonic() - started
+    err = caught.value
+    assert err.details[0]["reason"] == "timeout"
+    assert err.details[0]["host"] == PUBLIC_NAME
+    assert "looking up" in err.message and err.message.startswith(f"{FIELD}: ")
+    assert elapsed < 1.0
+
+
+def test_a_lookup_error_is_still_dns_failed_with_a_deadline() -> None:
+    def failing_resolver(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    with pytest.raises(InputFetchFailed) as caught:
+        fetch_url(_public_url_for_port(80, "/x.png"), _policy(), field=FIELD,
+                  resolver=failing_resolver)
+    assert caught.value.details[0]["reason"] == "dns_failed"
+    assert "Temporary failure" in caught.value.message
+
+
+def _public_url_for_port(port: int, path: str) -> str:
+    return f"http://{PUBLIC_NAME}:{port}{path}"
+
+
 # --- redirects -------------------------------------------------------------------------------
 
 
@@ -513,6 +610,54 @@ def test_body_exactly_at_the_cap_is_accepted(public: _Server) -> None:
         _public_url(public, "/exact"), _policy(max_bytes=1000), field=FIELD, resolver=_resolver()
     )
     assert len(got.data) == 1000
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    """10 MiB of zeros, gzipped to about 10 KiB."""
+    return gzip.compress(bytes(10 * MB), compresslevel=9)
+
+
+def test_compressed_bomb_is_refused_without_being_expanded(
+    public: _Server, gzip_bomb: bytes
+) -> None:
+    # The worker asks for identity; a hostile server answers gzip anyway. Decoding it while
+    # streaming would put the whole 10 MiB in memory before the 1 MiB cap could say no.
+    public.routes["/bomb.png"] = lambda h: _reply(
+        h, 200, gzip_bomb, {"Content-Type": "image/png", "Content-Encoding": "gzip"}
+    )
+    url = _public_url(public, "/bomb.png")
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputFetchFailed) as caught:
+            fetch_url(url, _policy(max_bytes=MB), field=FIELD, resolver=_resolver())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    err = caught.value
+    assert err.details[0]["reason"] == "encoded_response", err.details
+    assert err.details[0]["content_encoding"] == "gzip"
+    assert err.message.startswith(f"{FIELD}: ") and "Content-Encoding gzip" in err.message
+    assert peak < 3 * MB, f"peak traced memory {peak / MB:.1f} MiB"
+
+
+@pytest.mark.parametrize("encoding", ["br", "deflate", "zstd", "x-gzip", "identity, gzip"])
+def test_every_content_encoding_is_refused(public: _Server, encoding: str) -> None:
+    public.routes["/x.png"] = lambda h: _reply(
+        h, 200, b"\x89PNG not really compressed", {"Content-Encoding": encoding}
+    )
+    with pytest.raises(InputFetchFailed) as caught:
+        fetch_url(_public_url(public, "/x.png"), _policy(), field=FIELD, resolver=_resolver())
+    assert caught.value.details[0]["reason"] == "encoded_response"
+
+
+@pytest.mark.parametrize("encoding", ["identity", "Identity", ""])
+def test_identity_encoding_is_read_as_is(public: _Server, encoding: str) -> None:
+    # Raw bytes are what is stored: a body that merely looks compressed is not inflated.
+    body = gzip.compress(b"payload")
+    public.routes["/x.gz"] = lambda h: _reply(h, 200, body, {"Content-Encoding": encoding})
+    got = fetch_url(_public_url(public, "/x.gz"), _policy(), field=FIELD, resolver=_resolver())
+    assert got.data == body
 
 
 def test_slow_drip_hits_the_total_deadline(public: _Server) -> None:
