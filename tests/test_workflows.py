@@ -91,3 +91,21 @@ def test_a_dropped_in_workflow_needs_no_code(tmp_path: Path) -> None:
     assert graph["1"]["inputs"] == {"width": 16, "height": 16}
     schema = registry.get("mine").json_schema()
     assert schema["properties"]["size"]["default"] == 8
+
+
+def test_a_bundled_workflow_may_be_saved_in_editor_format(tmp_path: Path) -> None:
+    from comfy_runtime import ui_format
+
+    recorded = json.loads((REPO_ROOT / "tests/ui_format/recordings/default.json").read_text())
+    (tmp_path / "mine.json").write_text(json.dumps(recorded["workflow"]))
+    (tmp_path / "mine.params.json").write_text(json.dumps({"params": {
+        "prompt": {"type": "string", "default": "a fox", "targets": ["6.text"]},
+        "steps": {"type": "integer", "default": 20, "minimum": 1, "targets": ["3.steps"]}}}))
+    object_info = json.loads((REPO_ROOT / "tests/ui_format/object_info.json").read_text())
+    registry = WorkflowRegistry(tmp_path)
+    graph = registry.resolve("mine", {"steps": 3},
+                             convert=lambda editor: ui_format.to_api(editor, object_info))
+    expected = {k: {"class_type": v["class_type"], "inputs": dict(v["inputs"])}
+                for k, v in recorded["frontend_output"].items()}
+    expected["6"]["inputs"]["text"], expected["3"]["inputs"]["steps"] = "a fox", 3
+    assert {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in graph.items()} == expected
