@@ -242,3 +242,63 @@ def test_an_identical_preview_job_twice_gets_fresh_files(worker: Worker) -> None
     for _ in range(2):
         result = run(worker, {"workflow": graph, "output": {"include_previews": True}})
         assert len(result["images"]) == 2, result
+
+
+def _sd15(ckpt: str, lora: str | None = None) -> dict[str, Any]:
+    model, clip = ["4", 0], ["4", 1]
+    graph: dict[str, Any] = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}}}
+    if lora is not None:
+        graph["10"] = {"class_type": "LoraLoader", "inputs": {
+            "model": model, "clip": clip, "lora_name": lora, "strength_model": 1.0,
+            "strength_clip": 1.0}}
+        model, clip = ["10", 0], ["10", 1]
+    graph.update({
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": clip}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": clip}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "3": {"class_type": "KSampler", "inputs": {
+            "seed": 7, "steps": 2, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal",
+            "denoise": 1.0, "model": model, "positive": ["6", 0], "negative": ["7", 0],
+            "latent_image": ["5", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "bymodel"}},
+    })
+    return graph
+
+
+def test_models_by_url_on_a_launched_comfyui(tmp_path: Path) -> None:
+    """Launches its own ComfyUI with a fresh model cache; REAL_CHECKPOINT (an SD1.5 file) and
+    REAL_LORA (a LoRA for it, e.g. from tests/make_random_lora.py) are served from loopback."""
+    import socket
+
+    from comfy_runtime.supervision import launch_comfyui
+    from tests.slow_server import slow_server
+
+    ckpt, lora = os.environ.get("REAL_CHECKPOINT"), os.environ.get("REAL_LORA")
+    if not (os.environ.get("COMFYUI_DIR") and os.environ.get("COMFYUI_PYTHON") and ckpt and lora):
+        pytest.skip("set COMFYUI_DIR, COMFYUI_PYTHON, REAL_CHECKPOINT and REAL_LORA")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(comfyui_url=None, comfyui_port=port, comfyui_args="--cpu",
+                        warmup_workflow="none", allow_private_urls=True,
+                        model_cache_dir=tmp_path / "cache", network_volume_dir=tmp_path / "none")
+    own = Worker(settings, launch_comfyui(settings))
+    try:
+        own.wait_ready()
+        with slow_server(Path(ckpt).read_bytes(), 0, "application/octet-stream") as c_base, \
+                slow_server(Path(lora).read_bytes(), 0, "application/octet-stream") as l_base:
+            ckpt_url = f"{c_base}/random-sd15.safetensors"
+            first = run(own, {"workflow": _sd15(ckpt_url)})
+            again = run(own, {"workflow": _sd15(ckpt_url)})
+            styled = run(own, {"workflow": _sd15(ckpt_url, lora="style.safetensors"),
+                               "models": [{"url": f"{l_base}/style.safetensors",
+                                           "folder": "loras", "name": "style.safetensors"}]})
+        assert first["models"][0]["downloaded"] is True, first
+        assert again["models"][0]["downloaded"] is False, again
+        plain = image_of(again["images"][0])
+        assert image_of(first["images"][0]).tobytes() == plain.tobytes()
+        assert [m["downloaded"] for m in styled["models"]] == [True, False], styled
+        assert image_of(styled["images"][0]).tobytes() != plain.tobytes()  # the LoRA changed it
+    finally:
+        own.close()
