@@ -171,6 +171,7 @@ class _Job:
             registry=self.ctx.workflows,
             definitions=self.ctx.definitions,
             read_file=lambda value: decode_payload(value, "workflow", self._limits()),
+            max_nodes=self.ctx.settings.max_graph_nodes,
             models=self.ctx.client.models,
         )
 

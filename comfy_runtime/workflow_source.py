@@ -43,6 +43,7 @@ def resolve_workflow(
     registry: WorkflowRegistry,
     definitions: DefinitionsCache,
     read_file: Callable[[str], bytes],
+    max_nodes: int,
     models: ModelLookup | None = None,
 ) -> dict[str, Any]:
     """The API graph a job will run; raises the job error that says why not."""
@@ -55,6 +56,7 @@ def resolve_workflow(
                 "params: only used with a bundled workflow name; edit the workflow instead",
                 [{"field": "params", "problem": "params with a workflow"}],
             )
+        _check_size(workflow, max_nodes)
         return editor_to_api(workflow.raw(), definitions)
     return registry.resolve(
         workflow,
@@ -77,6 +79,21 @@ def editor_to_api(workflow: dict[str, Any], definitions: DefinitionsCache) -> di
             raise _refusal(exc) from None
     except ui_format.ConversionError as exc:
         raise _refusal(exc) from None
+
+
+def _check_size(workflow: EditorWorkflow, max_nodes: int) -> None:
+    """Counted before converting: the limit on the graph is also a limit on the work."""
+    definitions = workflow.raw().get("definitions")
+    subgraphs = definitions.get("subgraphs", []) if isinstance(definitions, dict) else []
+    count = len(workflow.nodes) + sum(
+        len(sub.get("nodes") or []) for sub in subgraphs if isinstance(sub, dict)
+    )
+    if count > max_nodes:
+        raise InvalidInput(
+            f"workflow: {count} nodes (subgraphs included), more than the {max_nodes} allowed "
+            "(MAX_GRAPH_NODES)",
+            [{"field": "workflow", "problem": "too many nodes", "limit": max_nodes}],
+        )
 
 
 def _refusal(exc: ui_format.ConversionError) -> WorkflowInvalid:

@@ -105,3 +105,26 @@ def test_an_unknown_node_type_is_named_with_its_nodes(harness: WorkerHarness) ->
                and n["type"] not in ("Note", "MarkdownNote", "Reroute", "PrimitiveNode")}
     assert unknown and unknown <= missing
     assert harness.double.prompts == []
+
+
+def test_an_editor_workflow_over_the_node_limit_is_refused_before_converting(comfy_double) -> None:
+    harness = WorkerHarness(comfy_double, max_graph_nodes=10)
+    nodes = [{"id": i, "type": "Note", "mode": 0, "widgets_values": [""]} for i in range(6)]
+    sub = {"id": "s", "nodes": nodes[:], "links": []}
+    result = harness.run({"workflow": {"nodes": nodes, "links": [],
+                                       "definitions": {"subgraphs": [sub]}}})
+    assert result["error_code"] == "invalid_input"
+    assert "12 nodes" in result["error"] and "MAX_GRAPH_NODES" in result["error"]
+    harness.worker.close()
+
+
+def test_a_converted_graph_meets_the_path_checks(harness: WorkerHarness) -> None:
+    recorded = _recording("handmade_load_media_upload")
+    workflow = json.loads(json.dumps(recorded["workflow"]))
+    for node in workflow["nodes"]:
+        if node["type"] == "LoadImage":
+            node["widgets_values"][0] = "../../secrets.png"
+    result = harness.run({"workflow": workflow})
+    assert result["error_code"] == "invalid_input", result
+    assert "outside" in result["error"]
+    assert harness.double.prompts == []
