@@ -13,7 +13,7 @@ repeat, from the same server:
 - ModelCache.ensure: the worker's download into an empty cache: streamed to a .part file,
   sha256 computed on the way (on a thread of its own) and checked against the expected one,
   renamed into place;
-- the same with hashing switched off (a diagnostic only, by replacing the hash pipe's update
+- the same with hashing switched off (a diagnostic only, by replacing the hash pipe's put
   with a no-op here): how much of the gap to curl is SHA-256, which costs about 1 CPU-second
   per GiB and runs in parallel only when the machine has a core to spare.
 
@@ -38,7 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from comfy_runtime import model_fetch  # noqa: E402
+from comfy_runtime import model_part  # noqa: E402
 from comfy_runtime.model_cache import CacheConfig, ModelCache  # noqa: E402
 from comfy_runtime.model_inputs import ModelRequest  # noqa: E402
 
@@ -114,14 +114,14 @@ def curl(url: str, dest: str) -> float:
 
 def cache_fetch(url: str, root: Path, sha256: str, *, hashing: bool = True) -> tuple[float, int]:
     """(seconds, peak RSS growth in bytes) of one ensure into an empty cache at `root`."""
-    update = model_fetch._Sha256Pipe.update
+    put = model_part.Sha256Pipe.put
     if not hashing:
-        model_fetch._Sha256Pipe.update = lambda self, chunk: None  # type: ignore[method-assign]
+        model_part.Sha256Pipe.put = lambda self, block: None  # type: ignore[method-assign]
         sha256 = hashlib.sha256().hexdigest()  # what a pipe that saw nothing reports
     try:
         return _ensure_once(url, root, sha256)
     finally:
-        model_fetch._Sha256Pipe.update = update  # type: ignore[method-assign]
+        model_part.Sha256Pipe.put = put  # type: ignore[method-assign]
 
 
 def _ensure_once(url: str, root: Path, sha256: str) -> tuple[float, int]:
