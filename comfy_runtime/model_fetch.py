@@ -39,7 +39,7 @@ from pydantic import SecretStr
 from . import url_fetch
 from .address_policy import IPAddress, Resolver
 from .errors import InputFetchFailed, JobCancelled, JobError
-from .model_part import PartFile, content_length, content_range
+from .model_part import PartFile, body_chunks, content_length, content_range
 from .url_fetch import redact_url
 
 log = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ class Download:
 
     def _stream(self, response: httpx.Response, part: PartFile) -> None:
         try:
-            for chunk in response.iter_raw():
+            for chunk in body_chunks(response, self._read_timeout):
                 try:
                     part.append(chunk)
                 except OSError as exc:
@@ -314,6 +314,9 @@ class Download:
 
     def _remaining(self) -> float:
         return self.deadline - time.monotonic()
+
+    def _read_timeout(self) -> float:
+        return max(min(self._remaining(), self.limits.io_timeout_s), 0.001)
 
     def _check_time_and_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
