@@ -13,11 +13,13 @@ repeat, from the same server:
 - ModelCache.ensure: the worker's download into an empty cache: streamed to a .part file,
   sha256 computed on the way (on a thread of its own) and checked against the expected one,
   renamed into place;
-- the same with hashing switched off (a diagnostic only, by replacing the hash pipe's update
+- the same with hashing switched off (a diagnostic only, by replacing the hash pipe's put
   with a no-op here): how much of the gap to curl is SHA-256, which costs about 1 CPU-second
   per GiB and runs in parallel only when the machine has a core to spare.
 
-Reported: the median throughput of each, the cache's share of curl's, and the cache's peak
+Reported: the median throughput of each (and each run's), the cache's share of curl's, the
+CPU time per GiB of curl and of the cache (on a machine that other work keeps busy, the CPU
+time says more than the throughput: the hash needs a core of its own), and the cache's peak
 RSS growth (the kernel's VmHWM after /proc/self/clear_refs reset it, over the RSS before the
 fetch). Targets (issue 13): at least 80% of curl, under 64 MiB.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -38,7 +41,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from comfy_runtime import model_fetch  # noqa: E402
+from comfy_runtime import model_part  # noqa: E402
 from comfy_runtime.model_cache import CacheConfig, ModelCache  # noqa: E402
 from comfy_runtime.model_inputs import ModelRequest  # noqa: E402
 
@@ -105,6 +108,12 @@ def rss_kib(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
+def cpu_s(who: int) -> float:
+    """CPU seconds (user + system) used so far by this process or its waited-for children."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def curl(url: str, dest: str) -> float:
     """Seconds for curl to fetch `url` into `dest`."""
     started = time.perf_counter()
@@ -114,14 +123,14 @@ def curl(url: str, dest: str) -> float:
 
 def cache_fetch(url: str, root: Path, sha256: str, *, hashing: bool = True) -> tuple[float, int]:
     """(seconds, peak RSS growth in bytes) of one ensure into an empty cache at `root`."""
-    update = model_fetch._Sha256Pipe.update
+    put = model_part.Sha256Pipe.put
     if not hashing:
-        model_fetch._Sha256Pipe.update = lambda self, chunk: None  # type: ignore[method-assign]
+        model_part.Sha256Pipe.put = lambda self, block: None  # type: ignore[method-assign]
         sha256 = hashlib.sha256().hexdigest()  # what a pipe that saw nothing reports
     try:
         return _ensure_once(url, root, sha256)
     finally:
-        model_fetch._Sha256Pipe.update = update  # type: ignore[method-assign]
+        model_part.Sha256Pipe.put = put  # type: ignore[method-assign]
 
 
 def _ensure_once(url: str, root: Path, sha256: str) -> tuple[float, int]:
@@ -160,11 +169,16 @@ def main() -> None:
 
         curl(url, "/dev/null")  # warm the page cache and the server
         to_file, to_null, ours, unhashed, growth = [], [], [], [], []
+        curl_cpu, our_cpu = [], []
         for _ in range(args.repeats):  # interleaved, so a busy moment hits every contender
+            before = cpu_s(resource.RUSAGE_CHILDREN)
             to_file.append(curl(url, str(work / "curl.bin")))
+            curl_cpu.append(cpu_s(resource.RUSAGE_CHILDREN) - before)
             (work / "curl.bin").unlink()
             to_null.append(curl(url, "/dev/null"))
+            before = cpu_s(resource.RUSAGE_SELF)
             seconds, grew = cache_fetch(url, work / "cache", sha256)
+            our_cpu.append(cpu_s(resource.RUSAGE_SELF) - before)
             shutil.rmtree(work / "cache")
             ours.append(seconds)
             growth.append(grew)
@@ -176,12 +190,19 @@ def main() -> None:
 
         print(f"file: {args.size_mib} MiB random, loopback, {os.cpu_count()} CPUs, "
               f"median of {args.repeats}")
-        print(f"curl -o file      {rate(to_file):8.0f} MiB/s")
+        def runs(seconds: list[float]) -> str:
+            return "runs: " + " ".join(f"{size / s / MIB:.0f}" for s in seconds)
+
+        gib = size / (1024 * MIB)
+        print(f"curl -o file      {rate(to_file):8.0f} MiB/s  {runs(to_file)}")
         print(f"curl -o /dev/null {rate(to_null):8.0f} MiB/s")
-        print(f"ModelCache.ensure {rate(ours):8.0f} MiB/s  (streamed to disk + sha256 + rename)")
+        print(f"ModelCache.ensure {rate(ours):8.0f} MiB/s  (streamed to disk + sha256 + rename)  "
+              f"{runs(ours)}")
         print(f"  without sha256   {rate(unhashed):8.0f} MiB/s  (diagnostic: hashing off)")
         print(f"share of curl -o file: {100 * rate(ours) / rate(to_file):.0f}% (target >= 80%), "
               f"without hashing {100 * rate(unhashed) / rate(to_file):.0f}%")
+        print(f"CPU seconds per GiB (median): curl -o file {statistics.median(curl_cpu) / gib:.2f}"
+              f", ModelCache.ensure {statistics.median(our_cpu) / gib:.2f} (all its threads)")
         load = os.getloadavg()[0]
         print(f"load average at the end: {load:.1f} on {os.cpu_count()} CPUs")
         print(f"peak RSS growth: {max(growth) / MIB:.1f} MiB max, "

@@ -36,8 +36,10 @@ section repeats this map, and a test keeps the two equal):
     model_paths ..... models on a network volume, made known to ComfyUI
     model_inputs .... which loader input names which model folder; the job's `models` list
     model_fetch ..... downloading one model file: checked hops, resume, size, sha256, tokens
+    model_part ...... a download's partial file: written in blocks, hashed on its own thread
     model_store ..... the model cache on disk: index, file locks, leases
-    model_cache ..... models on demand: hits, downloads once, least-recently-used eviction
+    model_obtain .... one model: a hit, or downloaded once under its lock, installed, evicting
+    model_cache ..... models on demand for a job: leases, several at once, the cache's folders
     worker .......... the worker's life across jobs: owns every resource, typed outcomes
 
 Layers point one way: `job` and `worker` call the others; `client`, `events` and `event_hub`

@@ -25,16 +25,12 @@ token: every URL in a message goes through `url_fetch.redact_url`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urljoin
 
 import httpx
@@ -43,6 +39,7 @@ from pydantic import SecretStr
 from . import url_fetch
 from .address_policy import IPAddress, Resolver
 from .errors import InputFetchFailed, JobCancelled, JobError
+from .model_part import PartFile, body_chunks, content_length, content_range
 from .url_fetch import redact_url
 
 log = logging.getLogger(__name__)
@@ -50,10 +47,9 @@ log = logging.getLogger(__name__)
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Worth asking again: the server or something in front of it is overloaded or restarting.
 _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 ByteProgress = Callable[[int, "int | None"], None]
-"""(bytes on disk, total size or None) after each chunk written."""
+"""(bytes received, total size or None) after each chunk received."""
 
 
 class ModelFetchFailed(JobError):
@@ -99,76 +95,6 @@ class Downloaded:
     resumed: bool
 
 
-class _Sha256Pipe:
-    """SHA-256 of a stream, computed on a thread of its own.
-
-    Hashing costs about as much CPU as receiving and writing together (about 1 s per GiB per
-    core), and hashlib releases the GIL on large buffers, so hashing beside the receiving
-    thread instead of after each chunk lets a download run near the speed of the network and
-    the disk. Chunks travel in batches of about 1 MiB (one queue operation per 64 KiB chunk
-    costs more than it saves), and the queue is bounded, so a slow hash slows the download
-    instead of growing memory (at most about 10 MiB are waiting)."""
-
-    _BATCH_BYTES = 1024 * 1024
-
-    def __init__(self) -> None:
-        self._queue: queue.Queue[list[bytes]] = queue.Queue(maxsize=8)
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
-        self._hash = hashlib.sha256()
-        self._digest: str | None = None
-        self._thread = threading.Thread(target=self._run, name="model-sha256", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while batch := self._queue.get():  # the empty batch is the end
-            for chunk in batch:
-                self._hash.update(chunk)
-
-    def update(self, chunk: bytes) -> None:
-        self._pending.append(chunk)
-        self._pending_bytes += len(chunk)
-        if self._pending_bytes >= self._BATCH_BYTES:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._pending:
-            self._queue.put(self._pending)
-            self._pending, self._pending_bytes = [], 0
-
-    def hexdigest(self) -> str:
-        if self._digest is None:
-            self.close()
-            self._digest = self._hash.hexdigest()
-        return self._digest
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._flush()
-            self._queue.put([])
-            self._thread.join()
-
-
-@dataclass
-class _Partial:
-    """What is on disk so far, and what the server said about it."""
-
-    file: BinaryIO
-    hasher: _Sha256Pipe = field(default_factory=_Sha256Pipe)
-    written: int = 0
-    total: int | None = None
-    validator: str | None = None  # ETag or Last-Modified, for If-Range
-    resumed: bool = False
-
-    def restart(self) -> None:
-        self.file.seek(0)
-        self.file.truncate()
-        self.hasher.close()
-        self.hasher = _Sha256Pipe()
-        self.written = 0
-        self.total = None
-
-
 class _Retry(Exception):
     """This attempt failed in a way another attempt may not; carries the error to raise if
     attempts run out."""
@@ -199,12 +125,11 @@ class Download:
         partial file is deleted and the error raised."""
         started = time.monotonic()
         try:
-            with open(self.part_path, "w+b") as file:
-                part = _Partial(file)
-                try:
-                    attempts = self._attempts(part)
-                finally:
-                    part.hasher.close()
+            part = PartFile(self.part_path)
+            try:
+                attempts = self._attempts(part)
+            finally:
+                part.close()
             self._verify(part)
         except BaseException:
             self.part_path.unlink(missing_ok=True)
@@ -214,7 +139,7 @@ class Download:
 
     # --- attempts and hops ---------------------------------------------------------------
 
-    def _attempts(self, part: _Partial) -> int:
+    def _attempts(self, part: PartFile) -> int:
         for attempt in range(1, self.limits.attempts + 1):
             try:
                 self._one_attempt(part)
@@ -229,7 +154,7 @@ class Download:
                 self._sleep(min(0.5 * attempt, self._remaining()))
         raise AssertionError("unreachable: attempts >= 1")
 
-    def _one_attempt(self, part: _Partial) -> None:
+    def _one_attempt(self, part: PartFile) -> None:
         current, origin_host = self.url, None
         policy = url_fetch.UrlPolicy(
             max_bytes=self.limits.max_bytes,
@@ -260,7 +185,7 @@ class Download:
         except InputFetchFailed as exc:
             raise ModelFetchFailed(exc.message, exc.details) from None
 
-    def _headers(self, url: httpx.URL, part: _Partial, *, same_host: bool) -> dict[str, str]:
+    def _headers(self, url: httpx.URL, part: PartFile, *, same_host: bool) -> dict[str, str]:
         headers: dict[str, str] = {}
         if part.written:
             headers["Range"] = f"bytes={part.written}-"
@@ -279,7 +204,7 @@ class Download:
         url: httpx.URL,
         addresses: list[IPAddress],
         headers: dict[str, str],
-        part: _Partial,
+        part: PartFile,
     ) -> str | None:
         """One request; returns the redirect target, or None once the body is on disk."""
         last: Exception = httpx.ConnectError("no address")
@@ -300,7 +225,7 @@ class Download:
 
     # --- one response --------------------------------------------------------------------
 
-    def _handle(self, url: httpx.URL, response: httpx.Response, part: _Partial) -> str | None:
+    def _handle(self, url: httpx.URL, response: httpx.Response, part: PartFile) -> str | None:
         status = response.status_code
         if status in _REDIRECTS:
             location = response.headers.get("location")
@@ -328,10 +253,10 @@ class Download:
                 "raw bytes only",
             )
 
-    def _position(self, response: httpx.Response, part: _Partial) -> None:
+    def _position(self, response: httpx.Response, part: PartFile) -> None:
         """Line the partial file up with the body about to arrive, and learn the total."""
         if response.status_code == 206:
-            start, total = _content_range(response.headers.get("content-range"))
+            start, total = content_range(response.headers.get("content-range"))
             if start != part.written:
                 # Not the bytes we asked for: drop the body and ask again from zero.
                 part.restart()
@@ -341,7 +266,7 @@ class Download:
             if part.written:
                 log.info("model %s: server ignored Range, restarting", redact_url(self.url))
             part.restart()
-            total = _content_length(response)
+            total = content_length(response.headers.get("content-length"))
             part.validator = response.headers.get("etag") or response.headers.get(
                 "last-modified"
             )
@@ -352,23 +277,26 @@ class Download:
                 self.on_total(total)
             part.total = total
 
-    def _stream(self, response: httpx.Response, part: _Partial) -> None:
-        for chunk in response.iter_raw():
+    def _stream(self, response: httpx.Response, part: PartFile) -> None:
+        try:
+            for chunk in body_chunks(response, self._read_timeout):
+                try:
+                    part.append(chunk)
+                except OSError as exc:
+                    raise self._disk_error(exc) from None
+                if part.written > self.limits.max_bytes:
+                    raise self._too_large(None)
+                self._check_time_and_cancel()
+                if self.on_bytes is not None:
+                    self.on_bytes(part.written, part.total)
+        finally:
+            # What arrived before a failure is kept, so that a retry resumes after it.
             try:
-                part.file.write(chunk)
-            except OSError as exc:  # a full disk or a lost volume: another attempt won't help
-                raise self._fail("disk_error", f"writing the file failed ({exc.strerror})",
-                                 errno=exc.errno) from None
-            part.hasher.update(chunk)
-            part.written += len(chunk)
-            if part.written > self.limits.max_bytes:
-                raise self._too_large(None)
-            self._check_time_and_cancel()
-            if self.on_bytes is not None:
-                self.on_bytes(part.written, part.total)
-        part.file.flush()
+                part.flush()
+            except OSError as exc:
+                raise self._disk_error(exc) from None
 
-    def _verify(self, part: _Partial) -> None:
+    def _verify(self, part: PartFile) -> None:
         if part.total is not None and part.written != part.total:
             raise self._fail(
                 "size_mismatch", f"got {part.written} bytes, the server announced {part.total}"
@@ -386,6 +314,9 @@ class Download:
 
     def _remaining(self) -> float:
         return self.deadline - time.monotonic()
+
+    def _read_timeout(self) -> float:
+        return max(min(self._remaining(), self.limits.io_timeout_s), 0.001)
 
     def _check_time_and_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -409,6 +340,11 @@ class Download:
         }
         details.update(extra)
         return ModelFetchFailed(f"{self.field}: downloading {safe} failed: {what}", details)
+
+    def _disk_error(self, exc: OSError) -> ModelFetchFailed:
+        # A full disk or a lost volume: another attempt would not help.
+        return self._fail("disk_error", f"writing the file failed ({exc.strerror})",
+                          errno=exc.errno)
 
     def _too_large(self, declared: int | None) -> ModelFetchFailed:
         size = f"{declared} bytes" if declared is not None else "the body"
@@ -439,20 +375,3 @@ def _host(url: str) -> str:
         return httpx.URL(url).host
     except (httpx.InvalidURL, TypeError):
         return ""
-
-
-def _content_length(response: httpx.Response) -> int | None:
-    try:
-        value = int(response.headers["content-length"])
-    except (KeyError, ValueError):
-        return None
-    return value if value >= 0 else None
-
-
-def _content_range(header: str | None) -> tuple[int | None, int | None]:
-    """(first byte, total) of a 206 answer's Content-Range; None where it does not say."""
-    match = _CONTENT_RANGE.match((header or "").strip())
-    if match is None:
-        return None, None
-    total = None if match.group(3) == "*" else int(match.group(3))
-    return int(match.group(1)), total

@@ -1,4 +1,4 @@
-"""The model cache on disk: its files, its index and its locks (model_cache decides, this does).
+"""The model cache on disk: its files, its index and its locks (model_obtain decides, this does).
 
 Layout under the cache root (`MODEL_CACHE_DIR`), which may be on a network volume that several
 workers share::

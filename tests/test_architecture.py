@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
      "model_inputs"},
     {"graph_checks", "contract", "client", "event_hub", "run_record", "diagnosis", "progress",
      "job_files", "url_fetch", "bucket_location", "node_definitions", "model_fetch",
-     "model_store", "model_cache"},
+     "model_part", "model_store", "model_obtain", "model_cache"},
     {"prompt_run", "input_types", "inputs", "outputs", "delivery", "storage", "workflows",
      "info", "supervision", "workflow_source", "job_models"},
     {"job"},

@@ -31,6 +31,7 @@ from comfy_runtime.errors import InvalidInput, JobCancelled
 from comfy_runtime.model_cache import CacheConfig, CachedModel, ModelCache, ModelProgress
 from comfy_runtime.model_fetch import ModelFetchFailed, TokenRule
 from comfy_runtime.model_inputs import ModelRequest
+from comfy_runtime.model_part import BLOCK_BYTES
 from comfy_runtime.settings import REPO_ROOT
 from comfy_runtime.worker import Failed
 from handler import respond
@@ -309,6 +310,7 @@ import json, sys, time
 from pathlib import Path
 from comfy_runtime.model_cache import CacheConfig, ModelCache
 from comfy_runtime.model_inputs import ModelRequest
+from comfy_runtime.model_part import BLOCK_BYTES
 root, url, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 cache = ModelCache(CacheConfig(root=root, max_bytes=10**8, max_model_bytes=10**8,
                                io_timeout_s=10, allow_private=True))
@@ -358,6 +360,33 @@ def test_a_dropped_connection_is_resumed_with_range(server: _Server, tmp_path: P
     assert len(gets) == 2
     assert gets[0].range is None and gets[1].range == f"bytes={len(data) // 2}-"
     assert model.sha256 == _sha(data)
+    assert (tmp_path / "loras" / "m.safetensors").read_bytes() == data
+
+
+def test_a_body_of_many_blocks_is_stored_whole_and_resumed_at_the_byte(
+    server: _Server, tmp_path: Path
+) -> None:
+    # Past httpx's first chunk, a body of known length is read straight from the connection
+    # and written and hashed in blocks (model_part): a drop in the middle of a block keeps
+    # every byte received, and the resume asks for exactly the next one.
+    data = _data(4 * BLOCK_BYTES + 12345, seed=7)
+    server.routes["/big.safetensors"] = FileRoute(data, drop=1)
+    cache = _cache(tmp_path, max_bytes=64 * 1024 * KB, max_model_bytes=32 * 1024 * KB)
+    [model] = _ensure(cache, _req(server.url("/big.safetensors"), sha256=_sha(data)))
+    ranges = [get.range for get in server.gets("/big.safetensors")]
+    assert ranges == [None, f"bytes={len(data) // 2}-"]
+    assert model.sha256 == _sha(data) and model.size_bytes == len(data)
+    assert (tmp_path / "loras" / "m.safetensors").read_bytes() == data
+
+
+def test_a_body_of_many_blocks_without_a_length_is_stored_whole(
+    server: _Server, tmp_path: Path
+) -> None:
+    data = _data(3 * BLOCK_BYTES + 777, seed=8)
+    server.routes["/nolen.safetensors"] = FileRoute(data, length=False)
+    cache = _cache(tmp_path, max_bytes=64 * 1024 * KB, max_model_bytes=32 * 1024 * KB)
+    [model] = _ensure(cache, _req(server.url("/nolen.safetensors"), sha256=_sha(data)))
+    assert model.size_bytes == len(data)
     assert (tmp_path / "loras" / "m.safetensors").read_bytes() == data
 
 
