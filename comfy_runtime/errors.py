@@ -11,7 +11,8 @@ objects, whatever the code:
     │   └── MissingModel ........ missing_model        a loader names a model that is not there
     ├── ExecutionFailed ......... execution_failed     a node raised while running
     ├── JobTimeout .............. timeout              the job ran past its time limit
-    ├── JobCancelled ............ cancelled            the platform cancelled the job
+    ├── JobCancelled ............ cancelled            ends a run the platform cancelled; the SDK
+    │                                                   posts no result for it, so no client sees it
     ├── ComfyUIUnavailable ...... comfyui_unavailable  ComfyUI is down, dying or not answering
     ├── OutputTooLarge .......... output_too_large     the result would pass the platform's limit
     ├── UploadFailed ............ upload_failed        the object store refused an output
