@@ -40,6 +40,7 @@ the double executes the save nodes for it too; the default sends the identical i
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import copy
 import importlib.util
@@ -127,6 +128,84 @@ def measure(worker: ModuleType, base_url: str, job_input: dict[str, Any],
     return walls, executions
 
 
+def _theirs_once(worker: ModuleType, base_url: str, job_input: dict[str, Any],
+                 tag: str) -> tuple[float, float]:
+    """One worker-comfyui job: its wall time and ComfyUI's execution time from its own prompt
+    id's history entry (worker-comfyui never deletes history, so it is still there)."""
+    prompt_ids: list[str] = []
+    queue_workflow = worker.queue_workflow
+
+    def recording_queue_workflow(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        queued = queue_workflow(*args, **kwargs)
+        prompt_ids.append(queued["prompt_id"])
+        return queued
+
+    worker.queue_workflow = recording_queue_workflow
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            started = time.perf_counter()
+            result = worker.handler({"id": tag, "input": job_input})
+            wall = (time.perf_counter() - started) * 1000
+    finally:
+        worker.queue_workflow = queue_workflow
+    if "error" in result or not result.get("images"):
+        raise SystemExit(f"worker-comfyui job failed: {json.dumps(result)[:2000]}")
+    return wall, execution_ms(base_url, prompt_ids[-1])
+
+
+def _ours_once(runner: asyncio.Runner, job_input: dict[str, Any], tag: str) -> tuple[float, float]:
+    """One job through this worker's handler: its wall time and the `timings_ms.execution` it
+    reports (its own prompt's history entry, read before its cleanup deletes it)."""
+    import handler
+
+    started = time.perf_counter()
+    result = runner.run(handler.handler({"id": tag, "input": job_input}))
+    wall = (time.perf_counter() - started) * 1000
+    if "error" in result:
+        raise SystemExit(f"job failed: {json.dumps(result)[:2000]}")
+    handler._get_worker().drain_cleanups()  # untimed: its cleanup does not overlap theirs
+    return wall, float(result["timings_ms"]["execution"])
+
+
+def alternate(worker: ModuleType, base_url: str, job_input: dict[str, Any], runs: int,
+              warm: int = 2) -> dict[str, list[tuple[float, float]]]:
+    """`runs` timed jobs per worker (after `warm` untimed ones each) on the same ComfyUI, the
+    two workers taking turns job by job (which goes first alternates); every job gets its own
+    seed and filename_prefix (`overhead.vary_job`). (wall ms, execution ms) per job."""
+    figures: dict[str, list[tuple[float, float]]] = {"ours": [], "theirs": []}
+    with asyncio.Runner() as runner:
+        for index in range(warm + runs):
+            order = ("ours", "theirs") if index % 2 == 0 else ("theirs", "ours")
+            for who in order:
+                this_input = overhead.vary_job(job_input, 1000 + 2 * index + (who == "theirs"))
+                tag = f"{who}-{index}-{uuid.uuid4().hex[:6]}"
+                pair = (_ours_once(runner, this_input, tag) if who == "ours"
+                        else _theirs_once(worker, base_url, this_input, tag))
+                if index >= warm:
+                    figures[who].append(pair)
+    return figures
+
+
+def real_comfyui(worker: ModuleType, url: str, runs: int, checkpoint: str | None) -> None:
+    """The side-by-side table: per workload, each worker's median wall, execution and
+    overhead (wall - execution, per job), and ours / theirs of the overhead medians."""
+    print(f"{'workload':34} {'ours wall':>9} {'exec':>7} {'overhead':>9} | "
+          f"{'wc wall':>9} {'exec':>7} {'overhead':>9} | {'ratio':>5}")
+    for name, job_input in overhead.workloads(checkpoint).items():
+        figures = alternate(worker, url, job_input, runs)
+        medians = {}
+        for who, pairs in figures.items():
+            medians[who] = (statistics.median(w for w, _ in pairs),
+                            statistics.median(e for _, e in pairs),
+                            statistics.median(w - e for w, e in pairs))
+        ours, theirs = medians["ours"], medians["theirs"]
+        print(f"{name:34} {ours[0]:9.1f} {ours[1]:7.1f} {ours[2]:9.1f} | "
+              f"{theirs[0]:9.1f} {theirs[1]:7.1f} {theirs[2]:9.1f} | {ours[2] / theirs[2]:5.2f}",
+              flush=True)
+        for who, pairs in figures.items():
+            print(f"{'':4}{who} overheads ms: {' '.join(f'{w - e:.0f}' for w, e in pairs)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker-dir", type=Path, required=True,
@@ -136,6 +215,17 @@ def main() -> None:
                         help="a unique filename_prefix per job, so ComfyUI's cache is not hit")
     parser.add_argument("--comfyui-url", default=None,
                         help="a running ComfyUI; default: start the double")
+    parser.add_argument("--alternate", action="store_true",
+                        help="with --comfyui-url: this worker and worker-comfyui take turns, job "
+                        "by job, on that ComfyUI; prints both overheads and their ratio")
+    parser.add_argument("--runs", type=int, default=9, help="timed jobs per worker (--alternate)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="adds SD1.5 txt2img 64x64 2 steps with this checkpoint "
+                        "(bench/make_random_sd15.py writes one)")
+    parser.add_argument("--comfyui-dirs", type=Path, default=None,
+                        help="with --alternate: a folder holding ComfyUI's input/, output/ and "
+                        "temp/, told to this worker (as when it launched ComfyUI); default: "
+                        "files move over HTTP")
     parser.add_argument("--double-python", default=str(REPO / ".venv/bin/python"),
                         help="interpreter for the ComfyUI double (needs aiohttp, pillow)")
     args = parser.parse_args()
@@ -149,6 +239,19 @@ def main() -> None:
         pid_file = Path(scratch) / "comfyui.pid"
         pid_file.write_text(str(os.getpid()))
         worker = load_worker(worker_dir, url.split("://", 1)[-1].rstrip("/"), pid_file)
+        if args.alternate:
+            if not args.comfyui_url:
+                raise SystemExit("--alternate needs --comfyui-url (a real ComfyUI)")
+            os.environ["COMFYUI_URL"] = url
+            if args.comfyui_dirs:
+                for folder in ("input", "output", "temp"):
+                    os.environ[f"COMFYUI_{folder.upper()}_DIR"] = str(args.comfyui_dirs / folder)
+            print(f"worker-comfyui: {worker_dir}; ComfyUI: {url}; this worker's files via "
+                  f"{'ComfyUI folders' if args.comfyui_dirs else 'HTTP'}; {args.runs} jobs per "
+                  f"worker per workload, alternating; medians; overhead = wall - ComfyUI's "
+                  f"execution of that job\n")
+            real_comfyui(worker, url, args.runs, args.checkpoint)
+            return
         print(f"worker-comfyui: {worker_dir}; ComfyUI: {url}"
               f"{'' if args.comfyui_url else ' (the double, own process)'}; "
               f"{args.jobs} jobs per workload, medians; "

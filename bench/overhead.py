@@ -19,6 +19,7 @@ import platform
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,8 +39,37 @@ def _noise_png(size: int) -> bytes:
     return buffer.getvalue()
 
 
-def workloads() -> dict[str, dict[str, Any]]:
+def sd15_txt2img(checkpoint: str, size: int = 64, steps: int = 2) -> dict[str, Any]:
+    """txt2img as an API graph: `checkpoint` (e.g. bench/make_random_sd15.py's), size x size,
+    `steps` euler steps; `vary_job` gives each job its own seed so the sampler runs."""
+    return {"workflow": {
+        "3": {"class_type": "KSampler", "inputs": {"seed": 0, "steps": steps, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse at dusk", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "bench", "images": ["8", 0]}}}}
+
+
+def vary_job(job_input: dict[str, Any], index: int) -> dict[str, Any]:
+    """The job with its own filename_prefix and seed, as distinct real jobs are, so ComfyUI's
+    cache does not skip its nodes (both workers get the same treatment)."""
+    nodes = {}
+    for node_id, node in job_input["workflow"].items():
+        inputs = dict(node.get("inputs", {}))
+        if isinstance(inputs.get("filename_prefix"), str):
+            inputs["filename_prefix"] = f"{inputs['filename_prefix']}-{uuid.uuid4().hex[:8]}"
+        if isinstance(inputs.get("seed"), int):
+            inputs["seed"] = index
+        nodes[node_id] = {**node, "inputs": inputs}
+    return {**job_input, "workflow": nodes}
+
+
+def workloads(checkpoint: str | None = None) -> dict[str, dict[str, Any]]:
+    """The measured jobs; with a `checkpoint` in ComfyUI's checkpoints, SD1.5 txt2img too."""
     photo = base64.b64encode(_noise_png(1024)).decode()
+    extra = {"sd1.5 txt2img 64x64 2 steps": sd15_txt2img(checkpoint)} if checkpoint else {}
     return {
         "empty 512 -> save": {"workflow": {
             "1": {"class_type": "EmptyImage", "inputs": {"width": 512, "height": 512, "batch_size": 1, "color": 0x808080}},
@@ -53,6 +83,7 @@ def workloads() -> dict[str, dict[str, Any]]:
                 "1": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}},
                 "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
                 "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "bench"}}}},
+        **extra,
     }
 
 
