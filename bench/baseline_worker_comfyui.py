@@ -168,15 +168,20 @@ def _ours_once(runner: asyncio.Runner, job_input: dict[str, Any], tag: str) -> t
 
 
 def alternate(worker: ModuleType, base_url: str, job_input: dict[str, Any], runs: int,
-              warm: int = 2) -> dict[str, list[tuple[float, float]]]:
+              warm: int = 2, gap_s: float = 0.5) -> dict[str, list[tuple[float, float]]]:
     """`runs` timed jobs per worker (after `warm` untimed ones each) on the same ComfyUI, the
     two workers taking turns job by job (which goes first alternates); every job gets its own
-    seed and filename_prefix (`overhead.vary_job`). (wall ms, execution ms) per job."""
+    seed and filename_prefix (`overhead.vary_job`). (wall ms, execution ms) per job.
+
+    `gap_s` of idle before each job: after a job ComfyUI's prompt loop runs gc.collect() and
+    empties caches (at most every 10 s; about 0.35 s here with SD1.5 loaded) before it takes
+    the next prompt, and without a gap that pause lands in whichever worker queues next."""
     figures: dict[str, list[tuple[float, float]]] = {"ours": [], "theirs": []}
     with asyncio.Runner() as runner:
         for index in range(warm + runs):
             order = ("ours", "theirs") if index % 2 == 0 else ("theirs", "ours")
             for who in order:
+                time.sleep(gap_s)
                 this_input = overhead.vary_job(job_input, 1000 + 2 * index + (who == "theirs"))
                 tag = f"{who}-{index}-{uuid.uuid4().hex[:6]}"
                 pair = (_ours_once(runner, this_input, tag) if who == "ours"
@@ -186,13 +191,14 @@ def alternate(worker: ModuleType, base_url: str, job_input: dict[str, Any], runs
     return figures
 
 
-def real_comfyui(worker: ModuleType, url: str, runs: int, checkpoint: str | None) -> None:
+def real_comfyui(worker: ModuleType, url: str, runs: int, checkpoint: str | None,
+                 gap_s: float = 0.5) -> None:
     """The side-by-side table: per workload, each worker's median wall, execution and
     overhead (wall - execution, per job), and ours / theirs of the overhead medians."""
     print(f"{'workload':34} {'ours wall':>9} {'exec':>7} {'overhead':>9} | "
           f"{'wc wall':>9} {'exec':>7} {'overhead':>9} | {'ratio':>5}")
     for name, job_input in overhead.workloads(checkpoint).items():
-        figures = alternate(worker, url, job_input, runs)
+        figures = alternate(worker, url, job_input, runs, gap_s=gap_s)
         medians = {}
         for who, pairs in figures.items():
             medians[who] = (statistics.median(w for w, _ in pairs),
@@ -219,6 +225,9 @@ def main() -> None:
                         help="with --comfyui-url: this worker and worker-comfyui take turns, job "
                         "by job, on that ComfyUI; prints both overheads and their ratio")
     parser.add_argument("--runs", type=int, default=9, help="timed jobs per worker (--alternate)")
+    parser.add_argument("--gap", type=float, default=0.5,
+                        help="--alternate: idle seconds before each job (untimed), so ComfyUI's "
+                        "after-job garbage collection does not land in the next job")
     parser.add_argument("--checkpoint", default=None,
                         help="adds SD1.5 txt2img 64x64 2 steps with this checkpoint "
                         "(bench/make_random_sd15.py writes one)")
@@ -248,9 +257,9 @@ def main() -> None:
                     os.environ[f"COMFYUI_{folder.upper()}_DIR"] = str(args.comfyui_dirs / folder)
             print(f"worker-comfyui: {worker_dir}; ComfyUI: {url}; this worker's files via "
                   f"{'ComfyUI folders' if args.comfyui_dirs else 'HTTP'}; {args.runs} jobs per "
-                  f"worker per workload, alternating; medians; overhead = wall - ComfyUI's "
-                  f"execution of that job\n")
-            real_comfyui(worker, url, args.runs, args.checkpoint)
+                  f"worker per workload, alternating, {args.gap:g} s idle before each; medians; "
+                  f"overhead = wall - ComfyUI's execution of that job\n")
+            real_comfyui(worker, url, args.runs, args.checkpoint, args.gap)
             return
         print(f"worker-comfyui: {worker_dir}; ComfyUI: {url}"
               f"{'' if args.comfyui_url else ' (the double, own process)'}; "
