@@ -150,7 +150,7 @@ class ComfyProcess:
                     "(COMFYUI_BOOT_TIMEOUT_S); last lines of its log: " + self.tail_text(5),
                     {"log_tail": self.log_tail()},
                 )
-            time.sleep(0.2)
+            time.sleep(0.05)
 
     def check_alive(self, grace_s: float = 0.0) -> None:
         """Raise `ComfyUIUnavailable`, with the exit code and log tail, if the child died.
