@@ -243,7 +243,8 @@ def real_main(args: argparse.Namespace) -> None:
         stores = subprocess.Popen(
             [sys.executable, "-c", _STORES, str(Path(__file__).resolve().parents[1]), body.name,
              str(args.url_delay)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True)
         assert stores.stdout is not None and stores.stdin is not None
         photo_url, endpoint, bucket = stores.stdout.readline().split()
         from tests.s3_server import TEST_ACCESS_KEY_ID, TEST_REGION, TEST_SECRET_ACCESS_KEY
