@@ -7,6 +7,21 @@
     /tmp/wc-venv/bin/python bench/baseline_worker_comfyui.py \\
         --worker-dir /tmp/worker-comfyui-5.8.5 [--jobs 30] [--fresh-outputs]
 
+Real-ComfyUI mode (issue 14; also `bench/overhead.py --worker-comfyui DIR`):
+
+    python bench/baseline_worker_comfyui.py --worker-dir DIR --comfyui-url http://127.0.0.1:8190 \
+        --alternate [--runs 9] [--comfyui-dirs /path/with/input,output,temp] \
+        [--checkpoint random-sd15.safetensors]
+
+Both workers run in this process against the same real ComfyUI and take turns job by job
+(which of the two goes first alternates), 2 untimed jobs each first, --gap s of idle before
+each job. Every job gets its own seed and filename_prefix (`overhead.vary_job`), for both.
+Overhead per job = its wall time minus ComfyUI's execution of that very job: for
+worker-comfyui from its prompt id's /history entry (it never deletes it); for this worker the
+`timings_ms.execution` it reports, which it takes from the same entry before its cleanup
+deletes it. Never "the latest history entry". This worker's cleanup is drained (untimed)
+after each of its jobs, so it does not overlap worker-comfyui's next job.
+
 worker-comfyui is not vendored here: its handler.py is loaded from --worker-dir, in a
 separate virtual environment that has its requirements (runpod, requests, websocket-client),
 plus pillow for `overhead.workloads()`. The ComfyUI double is started by overhead.comfyui(),
@@ -212,6 +227,35 @@ def real_comfyui(worker: ModuleType, url: str, runs: int, checkpoint: str | None
             print(f"{'':4}{who} overheads ms: {' '.join(f'{w - e:.0f}' for w, e in pairs)}")
 
 
+def side_by_side(worker: ModuleType, url: str, runs: int, *, checkpoint: str | None,
+                 comfyui_dirs: Path | None, gap_s: float) -> None:
+    """The real-ComfyUI mode (also `bench/overhead.py --worker-comfyui`): this worker attached
+    to `url` (with ComfyUI's folders when `comfyui_dirs` holds them), then the table."""
+    os.environ["COMFYUI_URL"] = url
+    if comfyui_dirs:
+        for folder in ("input", "output", "temp"):
+            os.environ[f"COMFYUI_{folder.upper()}_DIR"] = str(comfyui_dirs / folder)
+    print(f"ComfyUI: {url}; this worker's files via "
+          f"{'ComfyUI folders' if comfyui_dirs else 'HTTP'}; {runs} jobs per worker per "
+          f"workload, alternating, {gap_s:g} s idle before each; medians; overhead = wall - "
+          f"ComfyUI's execution of that job\n")
+    real_comfyui(worker, url, runs, checkpoint, gap_s)
+
+
+def run_real(worker_dir: Path, url: str, runs: int, *, checkpoint: str | None,
+             comfyui_dirs: Path | None, gap_s: float) -> None:
+    """Load worker-comfyui from `worker_dir` against `url`, then `side_by_side`."""
+    print(f"machine: {platform.machine()} {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}; worker-comfyui: {worker_dir.resolve()}")
+    with tempfile.TemporaryDirectory(prefix="wc-bench-") as scratch:
+        urllib.request.urlopen(f"{url}/system_stats", timeout=10).close()
+        pid_file = Path(scratch) / "comfyui.pid"
+        pid_file.write_text(str(os.getpid()))
+        worker = load_worker(worker_dir.resolve(), url.split("://", 1)[-1].rstrip("/"), pid_file)
+        side_by_side(worker, url, runs, checkpoint=checkpoint, comfyui_dirs=comfyui_dirs,
+                     gap_s=gap_s)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker-dir", type=Path, required=True,
@@ -251,15 +295,8 @@ def main() -> None:
         if args.alternate:
             if not args.comfyui_url:
                 raise SystemExit("--alternate needs --comfyui-url (a real ComfyUI)")
-            os.environ["COMFYUI_URL"] = url
-            if args.comfyui_dirs:
-                for folder in ("input", "output", "temp"):
-                    os.environ[f"COMFYUI_{folder.upper()}_DIR"] = str(args.comfyui_dirs / folder)
-            print(f"worker-comfyui: {worker_dir}; ComfyUI: {url}; this worker's files via "
-                  f"{'ComfyUI folders' if args.comfyui_dirs else 'HTTP'}; {args.runs} jobs per "
-                  f"worker per workload, alternating, {args.gap:g} s idle before each; medians; "
-                  f"overhead = wall - ComfyUI's execution of that job\n")
-            real_comfyui(worker, url, args.runs, args.checkpoint, args.gap)
+            side_by_side(worker, url, args.runs, checkpoint=args.checkpoint,
+                         comfyui_dirs=args.comfyui_dirs, gap_s=args.gap)
             return
         print(f"worker-comfyui: {worker_dir}; ComfyUI: {url}"
               f"{'' if args.comfyui_url else ' (the double, own process)'}; "

@@ -1,6 +1,15 @@
 """Handler overhead: wall time of a job minus the time ComfyUI spent executing it.
 
     python bench/overhead.py [--jobs 30] [--comfyui-url http://127.0.0.1:8188]
+    python bench/overhead.py --comfyui-url http://127.0.0.1:8190 \
+        --worker-comfyui /tmp/worker-comfyui-5.8.5 [--comfyui-dirs DIR] [--runs 9] \
+        [--checkpoint random-sd15.safetensors]
+
+With --worker-comfyui (the real-ComfyUI mode, issue 14): this worker and worker-comfyui 5.8.5
+(loaded from that folder, see bench/baseline_worker_comfyui.py) take turns job by job on the
+ComfyUI at --comfyui-url; printed per workload: each one's median wall, execution and overhead
+(each job's own execution: ours from its timings_ms, theirs from its prompt id's history
+entry) and the ratio of the overheads. --checkpoint adds SD1.5 txt2img 64x64, 2 steps.
 
 Runs each workload N times through `handler.handler` in-process, as the SDK would, against
 the ComfyUI at --comfyui-url / COMFYUI_URL, or else against the ComfyUI double started as a
@@ -134,7 +143,23 @@ def main() -> None:
         help="move files through ComfyUI's HTTP API, as when attached to a remote ComfyUI "
         "(default with the double: its folders are known, as when the worker launched it)",
     )
+    parser.add_argument("--worker-comfyui", type=Path, default=None,
+                        help="real mode: an extracted worker-comfyui release to alternate with")
+    parser.add_argument("--comfyui-dirs", type=Path, default=None,
+                        help="real mode: a folder with ComfyUI's input/, output/ and temp/")
+    parser.add_argument("--runs", type=int, default=9, help="real mode: jobs per worker")
+    parser.add_argument("--checkpoint", default=None, help="real mode: adds SD1.5 txt2img")
+    parser.add_argument("--gap", type=float, default=0.5, help="real mode: idle s before a job")
     args = parser.parse_args()
+    if args.worker_comfyui:
+        if not args.comfyui_url:
+            raise SystemExit("--worker-comfyui needs --comfyui-url (a real ComfyUI)")
+        import baseline_worker_comfyui as baseline
+
+        baseline.run_real(args.worker_comfyui, args.comfyui_url, args.runs,
+                          checkpoint=args.checkpoint, comfyui_dirs=args.comfyui_dirs,
+                          gap_s=args.gap)
+        return
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
     with comfyui(args.comfyui_url, tell_worker=not args.http_files) as url:
         os.environ["COMFYUI_URL"] = url
