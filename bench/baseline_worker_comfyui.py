@@ -188,9 +188,10 @@ def alternate(worker: ModuleType, base_url: str, job_input: dict[str, Any], runs
     two workers taking turns job by job (which goes first alternates); every job gets its own
     seed and filename_prefix (`overhead.vary_job`). (wall ms, execution ms) per job.
 
-    `gap_s` of idle before each job: after a job ComfyUI's prompt loop runs gc.collect() and
-    empties caches (at most every 10 s; about 0.35 s here with SD1.5 loaded) before it takes
-    the next prompt, and without a gap that pause lands in whichever worker queues next."""
+    `gap_s` of idle before each job, so each starts on an idle ComfyUI: after a job ComfyUI's
+    prompt loop may run gc.collect() and empty caches (at most every 10 s) before it takes the
+    next prompt. Outliers of 0.3-0.4 s outside the recorded execution remain for both workers
+    even so (cause not pinned down); the per-job lists show them, the medians leave them out."""
     figures: dict[str, list[tuple[float, float]]] = {"ours": [], "theirs": []}
     with asyncio.Runner() as runner:
         for index in range(warm + runs):
