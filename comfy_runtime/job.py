@@ -133,8 +133,7 @@ class _Job:
         try:
             graph = await self.step("preparing its inputs and models", self._prepare)
             self.timer.mark("inputs")
-            finished = await self._execute(graph)
-            return await self.step("delivering its outputs", self._collect, finished, graph)
+            return await self._execute(graph)
         finally:
             self.ctx.pools.after_job(self._clean)
 
@@ -226,7 +225,18 @@ class _Job:
             can_concat=CONCAT_CLASS in definitions,
         )
 
-    async def _execute(self, graph: dict[str, Any]) -> FinishedRun:
+    def _run_and_collect(self, run: PromptRun, graph: dict[str, Any]) -> JobOutput:
+        finished = run.run(self.deadline, self.timeout_s)
+        phase = "delivering its outputs"
+        self._check_time(phase)
+        try:
+            return self._collect(finished, graph)
+        except JobError as exc:
+            if time.monotonic() >= self.deadline and not isinstance(exc, JobTimeout):
+                raise self._timeout(phase) from exc
+            raise
+
+    async def _execute(self, graph: dict[str, Any]) -> JobOutput:
         self._check_time("waiting for ComfyUI")
         run = PromptRun(
             self.ctx.client,
@@ -241,8 +251,11 @@ class _Job:
         self.queued = True
         # Its own pool: a run holds its thread for the whole ComfyUI run, which must not
         # starve the short steps of other jobs.
-        running = asyncio.wrap_future(self.ctx.pools.runs.submit(run.run, self.deadline,
-                                                                 self.timeout_s))
+        # The outputs are collected by the same thread as soon as the run ends: one hand-off
+        # back to the event loop per job instead of two (issue 14).
+        future = self.ctx.pools.runs.submit(self._run_and_collect, run, graph)
+        self._writers.append(future)  # cleanup waits for a delivery still under way
+        running = asyncio.wrap_future(future)
         try:
             return await asyncio.shield(running)
         except asyncio.CancelledError:

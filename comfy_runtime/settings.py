@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     )
     comfyui_port: int = Field(8188, ge=1, le=65535, description="Port ComfyUI listens on.")
     comfyui_args: str = Field(
-        "", description="Extra flags for ComfyUI's main.py, shell-quoted (e.g. '--lowvram')."
+        "",
+        description="Extra flags for ComfyUI's main.py, shell-quoted (e.g. '--lowvram'). When "
+        "they choose no device and no GPU is visible, --cpu is added.",
     )
     comfyui_boot_timeout_s: float = Field(
         300.0, gt=0, description="How long ComfyUI may take to answer after launch."

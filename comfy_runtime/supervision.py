@@ -16,13 +16,16 @@ import atexit
 import collections
 import logging
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ComfyUIUnavailable
@@ -147,7 +150,7 @@ class ComfyProcess:
                     "(COMFYUI_BOOT_TIMEOUT_S); last lines of its log: " + self.tail_text(5),
                     {"log_tail": self.log_tail()},
                 )
-            time.sleep(0.2)
+            time.sleep(0.05)
 
     def check_alive(self, grace_s: float = 0.0) -> None:
         """Raise `ComfyUIUnavailable`, with the exit code and log tail, if the child died.
@@ -226,18 +229,72 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 
 
 # --- cold start -------------------------------------------------------------------------------
-def launch_comfyui(settings: Settings) -> ComfyProcess | None:
-    """Start ComfyUI as our child; None when COMFYUI_URL names one that is already running."""
-    if settings.comfyui_url:
-        log.info("attaching to the ComfyUI at %s", settings.comfyui_url)
-        return None
-    command = comfyui_command(
+# ComfyUI's flags (comfy/cli_args.py) that choose a device, or a VRAM mode (the group --cpu
+# belongs to: argparse refuses two of them together). COMFYUI_ARGS with any of these decides.
+DEVICE_FLAGS = (
+    "--cpu", "--directml", "--cuda-device", "--default-device", "--oneapi-device-selector",
+    "--gpu-only", "--highvram", "--normalvram", "--lowvram", "--novram",
+)
+
+GpuProbe = Callable[[], "str | None"]
+
+
+def visible_gpu() -> str | None:
+    """What shows that ComfyUI has a GPU to use, or None: an NVIDIA device node or a working
+    `nvidia-smi`, AMD's ROCm device (/dev/kfd), or macOS (Apple's MPS)."""
+    for device in ("/dev/nvidia0", "/dev/kfd"):
+        if os.path.exists(device):
+            return device
+    if sys.platform == "darwin":
+        return "macOS (MPS)"
+    smi = shutil.which("nvidia-smi")
+    if smi is not None:
+        try:
+            listed = subprocess.run([smi, "-L"], capture_output=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if listed.returncode == 0 and listed.stdout.strip():
+            return "nvidia-smi"
+    return None
+
+
+def device_args(extra_args: list[str], probe: GpuProbe = visible_gpu) -> list[str]:
+    """`extra_args` plus `--cpu` when they choose no device and `probe` finds no GPU: without
+    it ComfyUI exits at start with "Found no NVIDIA driver" on a machine without one."""
+    chosen = [a for a in extra_args if a.split("=", 1)[0] in DEVICE_FLAGS]
+    if chosen:
+        return list(extra_args)
+    found = probe()
+    if found is not None:
+        return list(extra_args)
+    log.warning(
+        "no GPU visible (no /dev/nvidia0 or /dev/kfd, no working nvidia-smi) and COMFYUI_ARGS "
+        "chooses no device: launching ComfyUI with --cpu (slow; set COMFYUI_ARGS to choose, "
+        "e.g. --cuda-device 0)"
+    )
+    return [*extra_args, "--cpu"]
+
+
+def launch_command(settings: Settings, gpu_probe: GpuProbe = visible_gpu) -> list[str]:
+    """The command `launch_comfyui` runs for `settings`."""
+    return comfyui_command(
         python=settings.comfyui_python,
         port=settings.comfyui_port,
         log_level=settings.comfy_log_level,
         extra_model_paths=_model_paths(settings),
-        extra_args=settings.comfyui_extra_args,
+        extra_args=device_args(settings.comfyui_extra_args, gpu_probe),
     )
+
+
+def launch_comfyui(
+    settings: Settings, gpu_probe: GpuProbe = visible_gpu
+) -> ComfyProcess | None:
+    """Start ComfyUI as our child; None when COMFYUI_URL names one that is already running.
+    On a machine where `gpu_probe` finds no GPU it runs on the CPU (see `device_args`)."""
+    if settings.comfyui_url:
+        log.info("attaching to the ComfyUI at %s", settings.comfyui_url)
+        return None
+    command = launch_command(settings, gpu_probe)
     process = ComfyProcess(command, cwd=settings.comfyui_dir, base_url=settings.comfyui_base_url)
     process.launch()
     atexit.register(process.stop)

@@ -49,6 +49,24 @@ def test_inline_when_small() -> None:
     assert files[0].data == b""  # the raw bytes are not kept beside their base64 text
 
 
+def test_inline_encoding_is_pybase64s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: outputs are encoded by the SIMD encoder straight into a str."""
+    import comfy_runtime.delivery as delivery
+
+    calls: list[int] = []
+    real = delivery.pybase64.b64encode_as_string
+
+    def spy(data: bytes) -> str:
+        calls.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(delivery.pybase64, "b64encode_as_string", spy)
+    files = _files(5000)
+    original = files[0].data
+    (item,) = deliver(files, delivery="auto", job_id="j", store=None, max_response_bytes=100_000)
+    assert calls == [5000] and base64.b64decode(item.data) == original
+
+
 def test_size_estimate_covers_the_encoded_json() -> None:
     files = _files(30_000, 12_345)
     estimate = inline_size(files)

@@ -150,3 +150,29 @@ def test_counting_frames_stops_at_the_limit() -> None:
         _decode("many.gif", base64.b64encode(data).decode(), FOUR_FRAMES)
     assert caught.value.details[0]["frames"] == 5
     assert "at least 5 frames" in caught.value.message
+def test_base64_is_decoded_by_pybase64_strictly_and_checked_without_a_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 14: the SIMD decoder, in its strict mode; the bytes it returns are the ones the
+    content check reads and the ones handed on, not a copy."""
+    import comfy_runtime.inputs as inputs
+
+    decoded: list[bytes] = []
+    checked: list[bytes] = []
+    real_decode, real_check = inputs.pybase64.b64decode, inputs.check_content
+
+    def spy_decode(text: str, *args: object, **kwargs: object) -> bytes:
+        assert kwargs.get("validate") is True, "pybase64 must validate (strict base64)"
+        data = real_decode(text, *args, **kwargs)
+        decoded.append(data)
+        return data
+
+    def spy_check(name: str, data: bytes, field: str, *, max_pixels: int) -> None:
+        checked.append(data)
+        real_check(name, data, field, max_pixels=max_pixels)
+
+    monkeypatch.setattr(inputs.pybase64, "b64decode", spy_decode)
+    monkeypatch.setattr(inputs, "check_content", spy_check)
+    (prepared,) = decode_inputs([InputFile(name="a.png", image=png_b64())], LIMITS)
+    assert len(decoded) == 1 and prepared.data == png_bytes()
+    assert checked[0] is decoded[0] and prepared.data is decoded[0]

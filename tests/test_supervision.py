@@ -4,6 +4,7 @@ whose ComfyUI keeps dying asks for a fresh one."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -13,8 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from comfy_runtime import supervision
 from comfy_runtime.settings import Settings
-from comfy_runtime.supervision import MAX_CRASHES, ComfyProcess, CrashWindow, launch_comfyui
+from comfy_runtime.supervision import (
+    MAX_CRASHES,
+    ComfyProcess,
+    CrashWindow,
+    launch_command,
+    launch_comfyui,
+)
 from comfy_runtime.worker import Worker
 from handler import respond
 from tests.e2e.worker_process import DOUBLE_DIR, ComfyDirs, free_port
@@ -88,3 +96,47 @@ def test_repeated_deaths_between_jobs_ask_for_a_fresh_worker(launched: Worker) -
         result = respond(asyncio.run(launched.handle(job)))  # restarts ComfyUI first
         assert "error" not in result, result
         assert result.get("refresh_worker", False) is (death >= MAX_CRASHES), (death, result)
+
+
+# --- the device: --cpu where no GPU is visible (issue 14) -------------------------------------
+def _settings_with_args(tmp_path: Path, args: str) -> Settings:
+    return Settings(comfyui_dir=DOUBLE_DIR, comfyui_port=free_port(), comfyui_args=args,
+                    network_volume_dir=tmp_path / "no-volume")
+
+
+@pytest.mark.parametrize("args", ["", "--disable-smart-memory", "--preview-method auto"])
+def test_no_gpu_and_no_device_chosen_launches_on_the_cpu(
+    tmp_path: Path, args: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="comfy_runtime.supervision"):
+        command = launch_command(_settings_with_args(tmp_path, args), gpu_probe=lambda: None)
+    assert command.count("--cpu") == 1
+    assert command[-1] == "--cpu"
+    assert "no GPU visible" in caplog.text and "--cpu" in caplog.text
+
+
+@pytest.mark.parametrize("args", [
+    "--cpu", "--directml", "--directml 1", "--cuda-device 0", "--cuda-device=1",
+    "--default-device 0", "--oneapi-device-selector level_zero:0", "--gpu-only",
+    "--highvram", "--lowvram", "--novram", "--normalvram",
+])
+def test_a_device_chosen_in_comfyui_args_is_kept(tmp_path: Path, args: str) -> None:
+    command = launch_command(_settings_with_args(tmp_path, args), gpu_probe=lambda: None)
+    assert command.count("--cpu") == args.split().count("--cpu")
+    assert command[-len(args.split()):] == args.split()
+
+
+def test_a_visible_gpu_launches_without_cpu(tmp_path: Path) -> None:
+    command = launch_command(_settings_with_args(tmp_path, ""), gpu_probe=lambda: "/dev/nvidia0")
+    assert "--cpu" not in command
+
+
+def test_the_default_probe_sees_no_gpu_without_device_nodes_or_nvidia_smi(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(supervision.os.path, "exists", lambda path: False)
+    monkeypatch.setattr(supervision.sys, "platform", "linux")
+    monkeypatch.setattr(supervision.shutil, "which", lambda name: None)
+    assert supervision.visible_gpu() is None
+    monkeypatch.setattr(supervision.os.path, "exists", lambda path: path == "/dev/nvidia0")
+    assert supervision.visible_gpu() == "/dev/nvidia0"
