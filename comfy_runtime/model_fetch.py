@@ -89,7 +89,7 @@ class FetchLimits:
 @dataclass(frozen=True)
 class Downloaded:
     size: int
-    sha256: str
+    sha256: str | None  # computed only when there was a checksum to verify
     seconds: float
     attempts: int
     resumed: bool
@@ -125,7 +125,7 @@ class Download:
         partial file is deleted and the error raised."""
         started = time.monotonic()
         try:
-            part = PartFile(self.part_path)
+            part = PartFile(self.part_path, hashing=self.expected_sha256 is not None)
             try:
                 attempts = self._attempts(part)
             finally:
@@ -135,7 +135,7 @@ class Download:
             self.part_path.unlink(missing_ok=True)
             raise
         seconds = time.monotonic() - started
-        return Downloaded(part.written, part.hasher.hexdigest(), seconds, attempts, part.resumed)
+        return Downloaded(part.written, part.digest(), seconds, attempts, part.resumed)
 
     # --- attempts and hops ---------------------------------------------------------------
 
@@ -301,7 +301,7 @@ class Download:
             raise self._fail(
                 "size_mismatch", f"got {part.written} bytes, the server announced {part.total}"
             )
-        digest = part.hasher.hexdigest()
+        digest = part.digest()
         if self.expected_sha256 is not None and digest != self.expected_sha256:
             raise self._fail(
                 "checksum_mismatch",

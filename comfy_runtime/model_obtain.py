@@ -34,6 +34,7 @@ from pydantic import BaseModel
 from .address_policy import Resolver
 from .model_fetch import Download, FetchLimits, ModelFetchFailed, TokenRule
 from .model_inputs import ModelRequest
+from .model_part import file_sha256
 from .model_store import CacheEntry, CacheStore
 from .url_fetch import redact_url
 
@@ -51,7 +52,7 @@ class CachedModel(BaseModel):
     folder: str
     name: str
     size_bytes: int
-    sha256: str
+    sha256: str | None  # None: no request for this file gave a checksum yet
     downloaded: bool  # False: it was in the cache already (or another job just fetched it)
     seconds: float
     source: str  # the URL without query string or credentials
@@ -171,6 +172,9 @@ class ModelObtain:
 
     def _matches(self, entry: CacheEntry) -> bool:
         if self.request.sha256 is not None:
+            if entry.sha256 is None and entry.url_key == self.url_key:
+                # Fetched earlier without a checksum: hashed once, now that one is asked for.
+                entry.sha256 = file_sha256(self.store.path(self.key))
             return entry.sha256 == self.request.sha256
         return entry.url_key == self.url_key
 
@@ -222,7 +226,7 @@ class ModelObtain:
             if make_room(self.store, self.config.max_bytes, entries, total, self.key):
                 self.store.write_index(entries)
 
-    def _install(self, part: Path, size: int, sha256: str) -> CachedModel:
+    def _install(self, part: Path, size: int, sha256: str | None) -> CachedModel:
         with self.store.root_lock(self.deadline):
             entries = self.store.read_index()
             self._refuse_conflict(entries.get(self.key))

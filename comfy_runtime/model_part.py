@@ -81,9 +81,10 @@ class PartFile:
     `written` counts every byte received, including those still gathered in memory: it is the
     offset to resume from once `flush` has run (every attempt ends with one)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, hashing: bool = True) -> None:
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        self.hasher = Sha256Pipe()
+        # Only a checksum to verify is worth a core: without one, nothing is hashed.
+        self.hasher = Sha256Pipe() if hashing else None
         self.written = 0
         self.total: int | None = None
         self.validator: str | None = None  # ETag or Last-Modified, for If-Range
@@ -108,22 +109,29 @@ class PartFile:
         view = memoryview(block)
         while view:
             view = view[os.write(self.fd, view):]
-        self.hasher.put(block)
+        if self.hasher is not None:
+            self.hasher.put(block)
 
     def restart(self) -> None:
         """Forget everything: the file is emptied and the hash starts over."""
         self._pending, self._pending_bytes = [], 0
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)
-        self.hasher.close()
-        self.hasher = Sha256Pipe()
+        if self.hasher is not None:
+            self.hasher.close()
+            self.hasher = Sha256Pipe()
         self.written = 0
         self.total = None
 
     def close(self) -> None:
         """Stop the hash thread and close the file (what was not flushed is dropped)."""
-        self.hasher.close()
+        if self.hasher is not None:
+            self.hasher.close()
         os.close(self.fd)
+
+    def digest(self) -> str | None:
+        """The SHA-256 of what was written, when it was hashed."""
+        return self.hasher.hexdigest() if self.hasher is not None else None
 
 
 def content_length(header: str | None) -> int | None:
@@ -176,3 +184,9 @@ def _read(stream: httpcore.NetworkStream, size: int, timeout: float) -> bytes:
     if not chunk:
         raise httpx.RemoteProtocolError("the connection closed before the end of the body")
     return chunk
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file already on disk (a cached file first asked for by checksum)."""
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()

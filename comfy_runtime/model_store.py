@@ -54,7 +54,7 @@ class CacheEntry(BaseModel):
     """One file the cache created, as the index records it."""
 
     url_key: str  # sha256 of the URL: the URL itself may carry a signature
-    sha256: str
+    sha256: str | None = None  # known once a request gave a checksum (hashing costs a core)
     size: int
     last_used: float  # time.time(): comparable across the machines sharing a volume
     source: str  # the URL without query string or credentials

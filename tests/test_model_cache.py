@@ -395,7 +395,8 @@ def test_a_dropped_connection_without_range_support_starts_over(
 ) -> None:
     data = _data(400 * KB)
     server.routes["/n.safetensors"] = FileRoute(data, drop=1, ranges=False)
-    [model] = _ensure(_cache(tmp_path), _req(server.url("/n.safetensors")))
+    # With a checksum, so the hash has to start over with the file.
+    [model] = _ensure(_cache(tmp_path), _req(server.url("/n.safetensors"), sha256=_sha(data)))
     assert len(server.gets("/n.safetensors")) == 2
     assert model.sha256 == _sha(data)
     assert (tmp_path / "loras" / "m.safetensors").read_bytes() == data
@@ -779,3 +780,20 @@ def test_one_failure_stops_the_other_downloads(server: _Server, tmp_path: Path) 
     assert caught.value.details[0]["field"] == "models[1]"
     assert caught.value.details[0]["status"] == 404
     assert _visible(tmp_path) == [] and not list(tmp_path.glob("*/.*.part"))
+
+
+def test_a_checksum_asked_for_later_is_checked_against_the_cached_file(
+    server: _Server, tmp_path: Path
+) -> None:
+    data = _data(300 * KB)
+    server.routes["/late.safetensors"] = FileRoute(data)
+    cache = _cache(tmp_path)
+    [first] = _ensure(cache, _req(server.url("/late.safetensors")))
+    assert first.downloaded and first.sha256 is None  # nothing asked it to be hashed
+    [again] = _ensure(cache, _req(server.url("/late.safetensors"), sha256=_sha(data)))
+    assert (again.downloaded, again.sha256) == (False, _sha(data))
+    assert len(server.gets("/late.safetensors")) == 1
+    with pytest.raises(ModelFetchFailed, match="checksum|sha256"):
+        # Another checksum does not match the cached file: it is fetched again, and the
+        # server's bytes do not match it either.
+        _ensure(cache, _req(server.url("/late.safetensors"), sha256="1" * 64))
