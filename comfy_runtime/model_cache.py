@@ -4,7 +4,6 @@ The job's interface::
 
     cache = ModelCache(CacheConfig.from_settings(settings))   # once per worker
     cache.sweep()                                             # at start: crashed downloads
-    yaml_section = cache.model_paths_yaml()                   # for ComfyUI's launch
     with cache.lease() as lease:                              # one per job
         models = await lease.ensure_async(requests, deadline=job_deadline, on_progress=report)
         ...run the prompt; the files stay (no eviction) until the with block ends...
@@ -25,13 +24,11 @@ beside other jobs and workers, is `model_obtain`'s; the disk layout and locks ar
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
-from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -76,18 +73,6 @@ class ModelCache:
         self.config = config
         self.root = config.root
         self.store = CacheStore(config.root, FILE_EXTENSIONS)
-
-    def folder_dirs(self) -> dict[str, Path]:
-        """folder -> directory, to add to the model paths ComfyUI is launched with."""
-        return {folder: self.root / folder for folder in FILE_EXTENSIONS}
-
-    def model_paths_yaml(self, section: str = "comfy_worker_model_cache") -> str:
-        """A section for the extra_model_paths.yaml ComfyUI is launched with, mapping each
-        folder to its cache subfolder (all exist: ComfyUI refuses loaders whose listed folder
-        is missing). Append it to the volume's section; ComfyUI reads several sections."""
-        lines = [f"{section}:", f"  base_path: {json.dumps(str(self.root))}"]
-        lines += [f"  {folder}: {folder}" for folder in FILE_EXTENSIONS]
-        return "\n".join(lines) + "\n"
 
     def lease(self) -> ModelLease:
         """A job's hold on the files it ensures; use it as a context manager."""

@@ -710,8 +710,10 @@ def test_waiting_for_another_download_is_bounded_by_the_deadline(
 def test_the_yaml_section_points_comfyui_at_every_cache_folder(tmp_path: Path) -> None:
     import yaml
 
-    cache = _cache(tmp_path / "a dir")
-    section = yaml.safe_load(cache.model_paths_yaml())["comfy_worker_model_cache"]
+    from comfy_runtime.model_paths import CACHE_SECTION, render_cache_section
+
+    # What the worker appends to the extra_model_paths.yaml it launches ComfyUI with.
+    section = yaml.safe_load(render_cache_section(tmp_path / "a dir"))[CACHE_SECTION]
     assert section.pop("base_path") == str(tmp_path / "a dir")
     assert section and all(name == folder for folder, name in section.items())
     assert all((tmp_path / "a dir" / folder).is_dir() for folder in section)
