@@ -70,6 +70,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 from types import ModuleType
+from collections.abc import Iterator
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,10 +112,10 @@ def with_fresh_outputs(job_input: dict[str, Any]) -> dict[str, Any]:
     return fresh
 
 
-def measure(worker: ModuleType, base_url: str, job_input: dict[str, Any],
-            jobs: int, fresh_outputs: bool = False) -> tuple[list[float], list[float]]:
-    """Jobs one after another, each a direct call of its synchronous handler."""
-    prompt_ids: list[str] = []
+@contextlib.contextmanager
+def recording_prompt_ids(worker: ModuleType, prompt_ids: list[str]) -> Iterator[None]:
+    """While inside, every prompt worker-comfyui queues has its id appended to `prompt_ids`:
+    each job's own history entry is then read, never "the latest" one."""
     queue_workflow = worker.queue_workflow
 
     def recording_queue_workflow(*args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -123,9 +124,19 @@ def measure(worker: ModuleType, base_url: str, job_input: dict[str, Any],
         return queued
 
     worker.queue_workflow = recording_queue_workflow
+    try:
+        yield
+    finally:
+        worker.queue_workflow = queue_workflow
+
+
+def measure(worker: ModuleType, base_url: str, job_input: dict[str, Any],
+            jobs: int, fresh_outputs: bool = False) -> tuple[list[float], list[float]]:
+    """Jobs one after another, each a direct call of its synchronous handler."""
+    prompt_ids: list[str] = []
     walls: list[float] = []
     executions: list[float] = []
-    try:
+    with recording_prompt_ids(worker, prompt_ids):
         with open(os.devnull, "w") as devnull:
             for index in range(jobs + 2):
                 this_input = with_fresh_outputs(job_input) if fresh_outputs else job_input
@@ -138,8 +149,6 @@ def measure(worker: ModuleType, base_url: str, job_input: dict[str, Any],
                 if index >= 2:  # the first runs warm caches on both sides
                     walls.append(wall)
                     executions.append(execution_ms(base_url, prompt_ids[-1]))
-    finally:
-        worker.queue_workflow = queue_workflow
     return walls, executions
 
 
@@ -148,21 +157,11 @@ def _theirs_once(worker: ModuleType, base_url: str, job_input: dict[str, Any],
     """One worker-comfyui job: its wall time and ComfyUI's execution time from its own prompt
     id's history entry (worker-comfyui never deletes history, so it is still there)."""
     prompt_ids: list[str] = []
-    queue_workflow = worker.queue_workflow
-
-    def recording_queue_workflow(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        queued = queue_workflow(*args, **kwargs)
-        prompt_ids.append(queued["prompt_id"])
-        return queued
-
-    worker.queue_workflow = recording_queue_workflow
-    try:
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-            started = time.perf_counter()
-            result = worker.handler({"id": tag, "input": job_input})
-            wall = (time.perf_counter() - started) * 1000
-    finally:
-        worker.queue_workflow = queue_workflow
+    with recording_prompt_ids(worker, prompt_ids), open(os.devnull, "w") as devnull, \
+            contextlib.redirect_stdout(devnull):
+        started = time.perf_counter()
+        result = worker.handler({"id": tag, "input": job_input})
+        wall = (time.perf_counter() - started) * 1000
     if "error" in result or not result.get("images"):
         raise SystemExit(f"worker-comfyui job failed: {json.dumps(result)[:2000]}")
     return wall, execution_ms(base_url, prompt_ids[-1])

@@ -106,21 +106,8 @@ class LoopLag:
 async def run_batch(
     handler: Any, job: dict[str, Any], jobs: int, in_flight: int, tag: str
 ) -> tuple[float, list[dict[str, Any]]]:
-    """Seconds for `jobs` jobs with at most `in_flight` at once; their timings_ms."""
-    gate = asyncio.Semaphore(in_flight)
-    timings: list[dict[str, Any]] = []
-
-    async def one(index: int) -> None:
-        async with gate:
-            result = await handler.handler({"id": f"{tag}-{index}", "input": job})
-            json.dumps(result)  # what the SDK does with it before posting
-            if "error" in result:
-                raise SystemExit(f"job failed: {result['error']}")
-            timings.append(result["timings_ms"])
-
-    started = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(jobs)))
-    return time.perf_counter() - started, timings
+    """Seconds for `jobs` copies of `job` with at most `in_flight` at once; their timings_ms."""
+    return await real_batch(handler, lambda index: job, jobs, in_flight, tag)
 
 
 async def measure(job: dict[str, Any], jobs: int, repeats: int, double_pid: int) -> dict[str, Any]:
@@ -194,13 +181,15 @@ def real_workloads(photo: bytes, photo_url: str, delay_s: float) -> dict[str, An
 
 async def real_batch(handler: Any, make: Any, jobs: int, in_flight: int,
                      tag: str) -> tuple[float, list[dict[str, Any]]]:
+    """Seconds for `jobs` jobs (`make(index)` each) with at most `in_flight` at once; their
+    timings_ms."""
     gate = asyncio.Semaphore(in_flight)
     timings: list[dict[str, Any]] = []
 
     async def one(index: int) -> None:
         async with gate:
             result = await handler.handler({"id": f"{tag}-{index}", "input": make(index)})
-            json.dumps(result)
+            json.dumps(result)  # what the SDK does with it before posting
             if "error" in result:
                 raise SystemExit(f"job failed: {result['error']}")
             timings.append(result["timings_ms"])

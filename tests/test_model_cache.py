@@ -35,6 +35,7 @@ from comfy_runtime.model_part import BLOCK_BYTES
 from comfy_runtime.settings import REPO_ROOT
 from comfy_runtime.worker import Failed
 from handler import respond
+from tests.loopback import serve
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -167,22 +168,9 @@ def _endless(h: _Handler) -> None:
     setattr(h.server, "endless_sent", sent)
 
 
-def _serve(server: _Server) -> Iterator[_Server]:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.stop.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 @pytest.fixture
 def server() -> Iterator[_Server]:
-    yield from _serve(_Server("127.0.0.1"))
+    yield from serve(_Server("127.0.0.1"))
 
 
 @pytest.fixture
@@ -194,7 +182,7 @@ def public(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
         return None if address == ipaddress.ip_address(PUBLIC_IP) else real(address)
 
     monkeypatch.setattr(address_policy, "refusal_reason", treat_one_address_as_public)
-    yield from _serve(_Server(PUBLIC_IP))
+    yield from serve(_Server(PUBLIC_IP))
 
 
 # --- helpers -----------------------------------------------------------------------------------

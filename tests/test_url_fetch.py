@@ -31,6 +31,7 @@ import pytest
 from comfy_runtime import address_policy
 from comfy_runtime.errors import InputFetchFailed, InvalidInput
 from comfy_runtime.url_fetch import FetchedInput, UrlPolicy, fetch_url
+from tests.loopback import serve
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -152,19 +153,6 @@ def _stall(h: _Handler) -> None:
     h.server.stop.wait(5)
 
 
-def _start(server: _Server) -> Iterator[_Server]:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.stop.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 @dataclass
 class FakeResolver:
     """Answers from a table, records every question, and can change its answers over time."""
@@ -196,12 +184,12 @@ def public(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
         return None if address == ipaddress.ip_address(PUBLIC_IP) else real(address)
 
     monkeypatch.setattr(address_policy, "refusal_reason", treat_one_address_as_public)
-    yield from _start(_Server(PUBLIC_IP))
+    yield from serve(_Server(PUBLIC_IP))
 
 
 @pytest.fixture
 def local() -> Iterator[_Server]:
-    yield from _start(_Server("127.0.0.1"))
+    yield from serve(_Server("127.0.0.1"))
 
 
 def _resolver(extra: dict[str, list[str]] | None = None) -> FakeResolver:
