@@ -24,6 +24,7 @@ class DefinitionsCache:
     def __init__(self, client: ComfyClient) -> None:
         self._client = client
         self._editor: ui_format.NodeDefinitions | None = None
+        self._outputs: frozenset[str] = frozenset()  # derived from `_editor`, kept with it
         self._lock = threading.Lock()
 
     def get(self, needed: Iterable[str] = ()) -> dict[str, Any]:
@@ -37,15 +38,18 @@ class DefinitionsCache:
             if editor is None or any(name not in editor for name in needed):
                 editor = ui_format.NodeDefinitions(self._client.object_info())
                 self._editor = editor
+                self._outputs = frozenset(
+                    name for name, spec in editor.object_info.items()
+                    if isinstance(spec, dict) and spec.get("output_node")
+                )
                 log.debug("node definitions: %d classes", len(editor.object_info))
             return editor
 
     def output_nodes(self, needed: Iterable[str] = ()) -> frozenset[str]:
         """Classes ComfyUI treats as outputs (it runs the graph to reach them)."""
-        return frozenset(
-            name for name, spec in self.get(needed).items()
-            if isinstance(spec, dict) and spec.get("output_node")
-        )
+        self.editor(needed)
+        with self._lock:
+            return self._outputs
 
     def forget(self) -> None:
         """ComfyUI restarted, or a workflow names classes we do not hold: fetch again."""
