@@ -3,16 +3,21 @@
     python bench/concurrency.py [--jobs 20] [--repeats 3] [--node-delays 0.05,0.15]
                                 [--size 1024] [--format webp]
     python bench/concurrency.py --comfyui-url http://127.0.0.1:8190 [--jobs 8] [--repeats 3]
-                                [--url-delay 0.3]
+                                [--url-delay 0.3] [--store-delay 0.1] [--comfyui-pid PID]
 
 Real mode (--comfyui-url, issue 14): against a real ComfyUI, attached by URL. A helper
 process on loopback serves the input PNG after --url-delay seconds (a slow store) and runs an
-S3 API (moto) for object-store delivery. Three workloads: a URL input -> ImageInvert ->
-SaveImage; the same PNG inline as base64; EmptyImage 1024 -> SaveImage delivered to the
-object store. Printed per workload: jobs/s at 1 and at 2 in flight, their ratio, the job's
+S3 API (moto) twice: as is, and holding each request --store-delay seconds first (a store
+across a network, as a real bucket is). Four workloads: a URL input -> ImageInvert ->
+SaveImage; the same PNG inline as base64; EmptyImage 1024 -> SaveImage delivered to each of
+the two stores. Printed per workload: jobs/s at 1 and at 2 in flight, their ratio, the job's
 split at 1 in flight (ComfyUI's execution from the job's own timings_ms; the worker's own
 part, waits included, is the rest) and the bound (exec + own) / max(exec, own): two in
-flight can only hide the smaller part behind the larger.
+flight can only hide the smaller part behind the larger. With --comfyui-pid (a ComfyUI on
+this machine), also the CPU per job of ComfyUI's busiest thread (its prompt worker) at 1 in
+flight and the bound that sets: whatever overlaps, that thread does each job's work in turn,
+and part of it (queueing, the history, its garbage collection) lies outside the execution
+that `exec` counts.
 
 Double mode (the default):
 
@@ -53,7 +58,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -144,17 +151,22 @@ from tests.slow_server import slow_server
 body = open(sys.argv[2], "rb").read()
 with slow_server(body, float(sys.argv[3])) as url:
     endpoint, stop = start_moto_server()
+    # moto keeps its buckets per process: the remote store serves the same bucket.
+    remote, stop_remote = start_moto_server(latency_s=float(sys.argv[4]))
     bucket = unique_bucket("bench")
     s3_client(endpoint).create_bucket(Bucket=bucket)
-    print(url, endpoint, bucket, flush=True)
+    print(url, endpoint, remote, bucket, flush=True)
     sys.stdin.read()  # until the benchmark closes our stdin
+    stop_remote()
     stop()
 """
 
 
-def real_workloads(photo: bytes, photo_url: str, delay_s: float) -> dict[str, Any]:
-    """name -> function of the job index giving that job's input. Each job differs (its own
-    input folder, or EmptyImage color) so ComfyUI's cache skips none of its nodes."""
+def real_workloads(photo: bytes, photo_url: str, delay_s: float,
+                   stores: dict[str, str]) -> dict[str, tuple[Any, str | None]]:
+    """name -> (function of the job index giving that job's input, the object store's endpoint
+    it delivers to). Each job differs (its own input folder, or EmptyImage color) so ComfyUI's
+    cache skips none of its nodes."""
     photo_b64 = base64.b64encode(photo).decode()
     invert = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}},
@@ -169,14 +181,16 @@ def real_workloads(photo: bytes, photo_url: str, delay_s: float) -> dict[str, An
             "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0],
                                                         "filename_prefix": "cc"}}}}
 
-    return {
-        f"URL input, {delay_s * 1000:.0f} ms delay -> invert -> save": lambda index: {
+    workloads: dict[str, tuple[Any, str | None]] = {
+        f"URL input, {delay_s * 1000:.0f} ms delay -> invert -> save": (lambda index: {
             "images": [{"name": "photo.png", "image": f"{photo_url}/photo-{index}.png"}],
-            "workflow": invert},
-        f"{len(photo_b64) / 1e6:.1f} MB base64 input -> invert -> save": lambda index: {
-            "images": [{"name": "photo.png", "image": photo_b64}], "workflow": invert},
-        "empty 1024 -> save -> object store (moto)": empty_to_store,
+            "workflow": invert}, None),
+        f"{len(photo_b64) / 1e6:.1f} MB base64 input -> invert -> save": (lambda index: {
+            "images": [{"name": "photo.png", "image": photo_b64}], "workflow": invert}, None),
     }
+    for where, endpoint in stores.items():
+        workloads[f"empty 1024 -> save -> store {where}"] = (empty_to_store, endpoint)
+    return workloads
 
 
 async def real_batch(handler: Any, make: Any, jobs: int, in_flight: int,
@@ -199,29 +213,75 @@ async def real_batch(handler: Any, make: Any, jobs: int, in_flight: int,
     return time.perf_counter() - started, timings
 
 
-async def real_measure(make: Any, jobs: int, repeats: int) -> dict[str, Any]:
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds so far of each thread of a process on this machine."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            seconds[task.name] = (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
+
+
+async def real_measure(make: Any, jobs: int, repeats: int, comfyui_pid: int | None
+                       ) -> dict[str, Any]:
     import handler
 
     for index in range(2):
         await handler.handler({"id": f"warm-{index}", "input": make(10_000 + index)})
     rates: dict[int, list[float]] = {1: [], 2: []}
     split: list[dict[str, Any]] = []
+    split2: list[dict[str, Any]] = []  # at 2 in flight: does overlap slow ComfyUI down?
+    busiest: list[float] = []  # ms per job of ComfyUI's busiest thread, at 1 in flight
     serial = 0
     for repeat in range(repeats):
         for in_flight in (1, 2) if repeat % 2 == 0 else (2, 1):
             base = serial * jobs
             serial += 1
+            before = thread_cpu_s(comfyui_pid) if comfyui_pid and in_flight == 1 else {}
             seconds, timings = await real_batch(
                 handler, lambda i: make(base + i), jobs, in_flight, f"r{repeat}c{in_flight}")
             rates[in_flight].append(jobs / seconds)
-            if in_flight == 1:
-                split += timings
+            (split if in_flight == 1 else split2).extend(timings)
+            if before:
+                after = thread_cpu_s(comfyui_pid)  # type: ignore[arg-type]
+                busiest.append(max(after[t] - before.get(t, 0.0) for t in after) / jobs * 1000)
     handler._get_worker().drain_cleanups()
-    return {"rates": rates, "split": split}
+    return {"rates": rates, "split": split, "split2": split2, "busiest": busiest}
+
+
+def _use_store(endpoint: str | None) -> None:
+    """Point a fresh Worker at `endpoint` (the worker reads its store once, when built)."""
+    import handler
+
+    if handler._worker is not None:
+        handler._worker.close()
+        handler._worker = None
+    if endpoint:
+        os.environ["BUCKET_ENDPOINT_URL"] = endpoint
+
+
+def _print_row(name: str, figures: dict[str, Any]) -> None:
+    one = statistics.median(figures["rates"][1])
+    two = statistics.median(figures["rates"][2])
+    exec_ms = statistics.median(t["execution"] for t in figures["split"])
+    exec2_ms = statistics.median(t["execution"] for t in figures["split2"])
+    # Own: all of a job's time at 1 in flight that is not ComfyUI's execution (the
+    # SDK-side serialization and ComfyUI's queueing included).
+    own_ms = 1000 / one - exec_ms
+    bound = (exec_ms + own_ms) / max(exec_ms, own_ms)
+    serial = ""
+    if figures["busiest"]:
+        # No overlap can make ComfyUI's busiest thread (its prompt worker) do a job's work
+        # faster than it does alone: a second bound, from measured CPU, not from timestamps.
+        busy_ms = statistics.median(figures["busiest"])
+        serial = f" {busy_ms:8.0f} {(1000 / one) / busy_ms:6.2f}x"
+    print(f"{name:44} {one:8.2f} {two:8.2f} {two / one:7.2f}x {exec_ms:8.0f} {exec2_ms:7.0f} "
+          f"{own_ms:7.0f} {bound:5.2f}x {two / one / bound:8.0%}{serial}", flush=True)
 
 
 def real_main(args: argparse.Namespace) -> None:
-    import os
     import subprocess
     import tempfile
 
@@ -231,11 +291,11 @@ def real_main(args: argparse.Namespace) -> None:
         body.flush()
         stores = subprocess.Popen(
             [sys.executable, "-c", _STORES, str(Path(__file__).resolve().parents[1]), body.name,
-             str(args.url_delay)],
+             str(args.url_delay), str(args.store_delay)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True)
         assert stores.stdout is not None and stores.stdin is not None
-        photo_url, endpoint, bucket = stores.stdout.readline().split()
+        photo_url, endpoint, remote, bucket = stores.stdout.readline().split()
         from tests.s3_server import TEST_ACCESS_KEY_ID, TEST_REGION, TEST_SECRET_ACCESS_KEY
 
         if args.comfyui_dirs:
@@ -252,22 +312,25 @@ def real_main(args: argparse.Namespace) -> None:
         print(f"ComfyUI: {args.comfyui_url} (real, files via {files}); input server and object "
               f"store (moto) in a separate process on loopback; {args.jobs} jobs a run, "
               f"{args.repeats} runs each, medians\nexec: ComfyUI's execution per job at 1 in "
-              f"flight; own: the rest of a job's time at 1 in flight (1000 / jobs per s - exec); bound: (exec + own) / max(exec, own)\n")
-        print(f"{'workload':44} {'1 job/s':>8} {'2 job/s':>8} {'speedup':>8} {'exec ms':>8} "
-              f"{'own ms':>7} {'bound':>6} {'of bound':>9}")
+              f"flight; own: the rest of a job's time at 1 in flight (1000 / jobs per s - exec); "
+              f"bound: (exec + own) / max(exec, own); at 2: ComfyUI's execution per job at 2 "
+              f"in flight")
+        if args.comfyui_pid:
+            print("busy ms: CPU per job of ComfyUI's busiest thread at 1 in flight; its bound: "
+                  "job time at 1 in flight / busy ms")
+        print(f"\n{'workload':44} {'1 job/s':>8} {'2 job/s':>8} {'speedup':>8} {'exec ms':>8} "
+              f"{'at 2':>7} {'own ms':>7} {'bound':>6} {'of bound':>9}"
+              + (f" {'busy ms':>8} {'bound':>7}" if args.comfyui_pid else ""))
+        where = {"on loopback": endpoint,
+                 f"{args.store_delay * 1000:.0f} ms away": remote}
         try:
-            for name, make in real_workloads(photo, photo_url, args.url_delay).items():
-                figures = asyncio.run(real_measure(make, args.jobs, args.repeats))
-                one = statistics.median(figures["rates"][1])
-                two = statistics.median(figures["rates"][2])
-                exec_ms = statistics.median(t["execution"] for t in figures["split"])
-                # Own: all of a job's time at 1 in flight that is not ComfyUI's execution
-                # (the SDK-side serialization and ComfyUI's queueing included).
-                own_ms = 1000 / one - exec_ms
-                bound = (exec_ms + own_ms) / max(exec_ms, own_ms)
-                print(f"{name:44} {one:8.2f} {two:8.2f} {two / one:7.2f}x {exec_ms:8.0f} "
-                      f"{own_ms:7.0f} {bound:5.2f}x {two / one / bound:8.0%}", flush=True)
+            for name, (make, store) in real_workloads(photo, photo_url, args.url_delay,
+                                                      where).items():
+                _use_store(store)
+                _print_row(name, asyncio.run(real_measure(make, args.jobs, args.repeats,
+                                                          args.comfyui_pid)))
         finally:
+            _use_store(None)
             stores.stdin.close()
             stores.wait(timeout=30)
 
@@ -282,6 +345,11 @@ def main() -> None:
                         "to the worker (as when it launched ComfyUI); default: files over HTTP")
     parser.add_argument("--url-delay", type=float, default=0.3,
                         help="real mode: seconds the input server waits before answering")
+    parser.add_argument("--store-delay", type=float, default=0.1,
+                        help="real mode: the remote object store's delay before each request")
+    parser.add_argument("--comfyui-pid", type=int, default=None,
+                        help="real mode: ComfyUI's process id on this machine, to measure its "
+                        "busiest thread's CPU per job")
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--node-delays", default="0.05,0.15",

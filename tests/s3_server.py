@@ -16,15 +16,50 @@ TEST_ACCESS_KEY_ID = "AKIATESTTESTTESTTEST"
 TEST_SECRET_ACCESS_KEY = "test-secret-DO-NOT-LEAK-0123456789abcdef"
 
 
-def start_moto_server() -> tuple[str, Callable[[], None]]:
-    """Start moto's S3 server on 127.0.0.1 at a free port; return (endpoint_url, stop)."""
+def start_moto_server(latency_s: float = 0.0) -> tuple[str, Callable[[], None]]:
+    """Start moto's S3 server on 127.0.0.1 at a free port; return (endpoint_url, stop).
+
+    `latency_s` holds every request that long before moto sees it, as a store across a
+    network would (the concurrency benchmark's remote store); 0 runs moto's own server as is.
+    """
     from moto.server import ThreadedMotoServer
 
-    # Port 0 lets the OS pick a free port atomically; get_host_and_port reports it.
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    return f"http://{host}:{port}", server.stop
+    if latency_s <= 0:
+        # Port 0 lets the OS pick a free port atomically; get_host_and_port reports it.
+        plain = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        plain.start()
+        host, port = plain.get_host_and_port()
+        return f"http://{host}:{port}", plain.stop
+    return _start_delayed_moto(latency_s)
+
+
+def _start_delayed_moto(latency_s: float) -> tuple[str, Callable[[], None]]:
+    import threading
+    import time
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    app = DomainDispatcherApplication(create_backend_app)
+
+    def delayed(environ: Any, start_response: Any) -> Any:
+        time.sleep(latency_s)  # each request in its own thread: a wait, not a queue
+        return app(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, delayed, threaded=True,
+                         request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        thread.join()
+
+    return f"http://127.0.0.1:{server.server_address[1]}", stop
 
 
 @contextmanager
