@@ -2,7 +2,7 @@
 
     COMFYUI_DIR=/path/to/ComfyUI COMFYUI_PYTHON=/path/to/its/python \
         [COMFYUI_ARGS="--extra-model-paths-config models.yaml"] \
-        python bench/warmup.py [--jobs 4] [--steps 4] [--size 128] [--boots 3]
+        python bench/warmup.py [--jobs 4] [--steps 4] [--size 128] [--boots 3] [--launches 3] [--modes auto,none]
 
 Needs a real ComfyUI with at least one checkpoint (a random-weight SD1.5 one is enough on a
 CPU: bench/make_random_sd15.py). COMFYUI_ARGS comes from the environment as in production;
@@ -11,9 +11,12 @@ on a machine without a GPU the worker adds --cpu itself (supervision.device_args
 Boot: --boots times each, alternating, ComfyUI alone (its main.py with the same flags,
 polled every 50 ms until /system_stats answers) and the worker's launch (`launch_comfyui` +
 `Worker.wait_ready`); medians, and the worker's as a multiple of ComfyUI's.
-First job: for each mode (WARMUP_WORKFLOW=auto, then none) it launches a fresh ComfyUI the
-way `handler.py` does, runs the warmup, then times the first txt2img job and the warm ones,
-and prints the first job's time as a multiple of the warm median.
+First job: for each mode (WARMUP_WORKFLOW=auto, then none), --launches times, it launches a
+fresh ComfyUI the way `handler.py` does, runs the warmup, then times the first txt2img job
+and the warm ones; printed per launch: the first job's time as a multiple of the warm median,
+the same for ComfyUI's execution alone (the job's timings_ms), and how long the first job and
+the warm ones waited between queueing and their start; then the median over the launches. One launch is one sample: a single job on a real ComfyUI can take 0.3 s longer for
+reasons of its own (its periodic garbage collection), so the verdict is the median.
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def _jobs(worker: Worker, count: int, steps: int, size: int) -> list[float]:
+async def _jobs(worker: Worker, count: int, steps: int, size: int
+                ) -> list[tuple[float, float, float]]:
+    """(wall s, ComfyUI's execution s, s from queueing to its start) of each job."""
     times = []
     for index in range(count):
         # A new prompt each time: ComfyUI would otherwise serve the text encoding of warm jobs
@@ -55,9 +60,11 @@ async def _jobs(worker: Worker, count: int, steps: int, size: int) -> list[float
                   "width": size, "height": size, "seed": index}
         started = time.perf_counter()
         result = respond(await worker.handle({"id": f"warm-{index}", "input": {"workflow": "txt2img", "params": params}}))
-        times.append(time.perf_counter() - started)
         if "error" in result:
             raise SystemExit(f"job failed: {result['error']}")
+        timings = result["timings_ms"]
+        times.append((time.perf_counter() - started, timings["execution"] / 1000,
+                      timings["queued"] / 1000))
     return times
 
 
@@ -106,7 +113,9 @@ def boots(count: int) -> tuple[float, float]:
     return statistics.median(alone), statistics.median(ours)
 
 
-def run_mode(warmup: str, jobs: int, steps: int, size: int) -> tuple[float, float, float | None]:
+def run_mode(warmup: str, jobs: int, steps: int, size: int
+             ) -> tuple[list[tuple[float, float, float]], float | None]:
+    """Each job's (wall s, execution s) after a fresh launch and its warmup; the warmup's ms."""
     settings = Settings(comfyui_port=_free_port(), warmup_workflow=warmup)
     process = launch_comfyui(settings)
     worker = Worker(settings, process)
@@ -116,29 +125,48 @@ def run_mode(warmup: str, jobs: int, steps: int, size: int) -> tuple[float, floa
         times = asyncio.run(_jobs(worker, jobs, steps, size))
     finally:
         worker.close()
-    return times[0], statistics.median(times[1:]), worker.warmup_ms
+    return times, worker.warmup_ms
+
+
+def first_jobs(mode: str, launches: int, jobs: int, steps: int, size: int) -> None:
+    """Print each launch's first job against its warm ones, then the median ratio."""
+    ratios: list[float] = []
+    for _ in range(launches):
+        times, warmup_ms = run_mode(mode, jobs, steps, size)
+        (first, first_exec, first_queued), warm = times[0], times[1:]
+        warm_wall = statistics.median(t[0] for t in warm)
+        warm_exec = statistics.median(t[1] for t in warm)
+        warm_queued = statistics.median(t[2] for t in warm)
+        ratios.append(first / warm_wall)
+        warmup_s = f"{warmup_ms / 1000:.1f}" if warmup_ms else "-"
+        print(f"{mode:16} {warmup_s:>9} {first:8.2f} {warm_wall:7.2f} {ratios[-1]:10.2f}x "
+              f"{first_exec / warm_exec:10.2f}x {first_queued * 1000:9.0f} "
+              f"{warm_queued * 1000:8.0f}", flush=True)
+    print(f"{mode:16} median first/warm over {launches} launches: "
+          f"{statistics.median(ratios):.2f}x\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=4, help="jobs per mode (first + warm ones)")
+    parser.add_argument("--jobs", type=int, default=4, help="jobs per launch (first + warm ones)")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--boots", type=int, default=3, help="boots of each, 0 to skip")
+    parser.add_argument("--launches", type=int, default=3, help="launches per warmup mode")
+    parser.add_argument("--modes", default="auto,none", help="WARMUP_WORKFLOW values to compare")
     args = parser.parse_args()
     if "COMFYUI_DIR" not in os.environ:
         raise SystemExit("set COMFYUI_DIR (and COMFYUI_PYTHON) to a ComfyUI with a checkpoint")
     print(f"machine: {platform.machine()} {os.cpu_count()} cores; txt2img {args.size}x{args.size}, "
-          f"{args.steps} steps, {args.jobs} jobs per mode\n")
+          f"{args.steps} steps, {args.jobs} jobs per launch\n")
     if args.boots:
         alone, ours = boots(args.boots)
         print(f"boot, launch to ready (median of {args.boots}): ComfyUI alone {alone:.2f} s, "
               f"worker {ours:.2f} s ({ours / alone:.2f}x, {ours - alone:+.2f} s)\n")
-    print(f"{'WARMUP_WORKFLOW':16} {'warmup s':>9} {'first s':>8} {'warm s':>7} {'first/warm':>11}")
-    for mode in ("auto", "none"):
-        first, warm, warmup_ms = run_mode(mode, args.jobs, args.steps, args.size)
-        warmup_s = f"{warmup_ms / 1000:.1f}" if warmup_ms else "-"
-        print(f"{mode:16} {warmup_s:>9} {first:8.2f} {warm:7.2f} {first / warm:10.2f}x")
+    print(f"{'WARMUP_WORKFLOW':16} {'warmup s':>9} {'first s':>8} {'warm s':>7} {'first/warm':>11} "
+          f"{'exec ratio':>11} {'queued ms':>9} {'warm ms':>8}")
+    for mode in args.modes.split(","):
+        first_jobs(mode, args.launches, args.jobs, args.steps, args.size)
 
 
 if __name__ == "__main__":

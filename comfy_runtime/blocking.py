@@ -46,6 +46,10 @@ class Pools:
             return [fn(item) for item in items]
         return list(self._io.map(fn, items))
 
+    def start(self, fn: Callable[[], R]) -> Future[R]:
+        """Run `fn` in the io pool now; its future (for work that overlaps a prompt run)."""
+        return self._io.submit(fn)
+
     def after_job(self, fn: Callable[[], None]) -> None:
         """Run `fn` soon, off the caller's time; `drain` waits for it."""
         future = self._cleanup.submit(fn)

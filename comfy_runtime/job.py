@@ -43,7 +43,8 @@ from .job_files import (
 )
 from .model_cache import ModelCache
 from .node_definitions import DefinitionsCache
-from .outputs import collect_outputs, fetch_outputs, websocket_outputs
+from .events import Event
+from .outputs import EarlyDownloads, collect_outputs, fetch_outputs, websocket_outputs
 from .progress import ProgressReporter, ProgressSink
 from .prompt_run import HealthCheck, PromptRun, wait_until_ended
 from .run_record import FinishedRun
@@ -124,6 +125,7 @@ class _Job:
         self.queued = False
         self.stuck = False
         self.finished: FinishedRun | None = None
+        self.early: EarlyDownloads | None = None  # outputs fetched as their nodes finish
         self.models = JobModels()
         self._writers: list[Future[Any]] = []
         self._cancel = threading.Event()  # tells blocking steps (downloads) to give up
@@ -236,6 +238,22 @@ class _Job:
                 raise self._timeout(phase) from exc
             raise
 
+    def _listeners(self, graph: dict[str, Any]) -> Callable[[Event], None]:
+        """What hears the run's events: progress updates, and early downloads over HTTP."""
+        listeners: list[Callable[[Event], None]] = []
+        if self.progress:
+            listeners.append(ProgressReporter(graph, self.progress))
+        if self.ctx.folders is None:  # with the folders here, a file is only a path to take
+            self.early = EarlyDownloads(self.ctx.client, self.ctx.pools.start,
+                                        include_previews=self.input.output.include_previews)
+            listeners.append(self.early.on_event)
+
+        def hear(event: Event) -> None:
+            for listener in listeners:
+                listener(event)
+
+        return hear
+
     async def _execute(self, graph: dict[str, Any]) -> JobOutput:
         self._check_time("waiting for ComfyUI")
         run = PromptRun(
@@ -244,7 +262,7 @@ class _Job:
             events=self.ctx.events,
             prompt_id=self.prompt_id,
             extra_data=self._extra_data(),
-            on_event=ProgressReporter(graph, self.progress) if self.progress else None,
+            on_event=self._listeners(graph),
             health_check=self.ctx.health_check,
             stop_grace_s=self.ctx.settings.stop_grace_s,
         )
@@ -279,7 +297,10 @@ class _Job:
         self.finished = finished
         options = self.input.output
         refs, texts = collect_outputs(finished.outputs, include_previews=options.include_previews)
-        files = fetch_outputs(self.ctx.client, refs, self.ctx.folders, self.ctx.pools.fan_out)
+        if self.early is not None:
+            files = self.early.fetch(refs, self.ctx.pools.fan_out)
+        else:
+            files = fetch_outputs(self.ctx.client, refs, self.ctx.folders, self.ctx.pools.fan_out)
         files += websocket_outputs(finished.frames, graph)
         if options.format:
             files = [convert_image(f, options.format, options.quality) for f in files]

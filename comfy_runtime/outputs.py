@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 import mimetypes
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
@@ -18,7 +21,7 @@ from .blocking import FanOut, serial
 from .client import ComfyClient
 from .contract import MediaKind, TextOutput
 from .errors import ComfyUIUnavailable
-from .events import PreviewFrame
+from .events import Event, NodeExecuted, PreviewFrame
 from .job_files import ComfyFolders
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"}
@@ -137,6 +140,28 @@ def collect_outputs(
     return files, texts
 
 
+def fetch_output(
+    client: ComfyClient, ref: OutputRef, folders: ComfyFolders | None = None
+) -> OutputFileData:
+    """One reported file: its path when ComfyUI's folders are here, else downloaded."""
+    local = folders.existing(ref.folder_type, ref.subfolder, ref.filename) if folders else None
+    if local is not None:
+        return OutputFileData(ref=ref, filename=ref.filename, data=None, path=local,
+                              mime_type=guess_mime(ref.filename))
+    try:
+        data, content_type = client.view(ref.filename, ref.subfolder, ref.folder_type)
+    except ComfyUIUnavailable as exc:
+        raise ComfyUIUnavailable(
+            f"ComfyUI reported output {ref.filename!r} of node {ref.node_id} but would not "
+            f"serve it: {exc.message}",
+            {"node_id": ref.node_id, "filename": ref.filename, "subfolder": ref.subfolder},
+        ) from exc
+    mime = (content_type or "").split(";")[0].strip()
+    if not mime or mime == "application/octet-stream":
+        mime = guess_mime(ref.filename)
+    return OutputFileData(ref=ref, filename=ref.filename, data=data, mime_type=mime)
+
+
 def fetch_outputs(
     client: ComfyClient,
     refs: list[OutputRef],
@@ -144,25 +169,46 @@ def fetch_outputs(
     fan_out: FanOut = serial,
 ) -> list[OutputFileData]:
     """Every reported file, read from disk when ComfyUI's folders are here, else downloaded."""
-    def fetch(ref: OutputRef) -> OutputFileData:
-        local = folders.existing(ref.folder_type, ref.subfolder, ref.filename) if folders else None
-        if local is not None:
-            return OutputFileData(ref=ref, filename=ref.filename, data=None, path=local,
-                                  mime_type=guess_mime(ref.filename))
-        try:
-            data, content_type = client.view(ref.filename, ref.subfolder, ref.folder_type)
-        except ComfyUIUnavailable as exc:
-            raise ComfyUIUnavailable(
-                f"ComfyUI reported output {ref.filename!r} of node {ref.node_id} but would not "
-                f"serve it: {exc.message}",
-                {"node_id": ref.node_id, "filename": ref.filename, "subfolder": ref.subfolder},
-            ) from exc
-        mime = (content_type or "").split(";")[0].strip()
-        if not mime or mime == "application/octet-stream":
-            mime = guess_mime(ref.filename)
-        return OutputFileData(ref=ref, filename=ref.filename, data=data, mime_type=mime)
+    return fan_out(lambda ref: fetch_output(client, ref, folders), refs)
 
-    return fan_out(fetch, refs)
+
+class EarlyDownloads:
+    """Downloads each output as soon as its node reports it, while later nodes still run.
+
+    Over HTTP a file costs a round trip to ComfyUI; started at the node's `executed` event it
+    overlaps the rest of the run instead of following it. Fed the run's events (from the
+    prompt's thread); `fetch` then gives every file of the finished run, taking the early
+    downloads and fetching whatever the events did not announce. A download that is never
+    asked for (the run failed) is simply dropped.
+    """
+
+    def __init__(
+        self,
+        client: ComfyClient,
+        start: Callable[[Callable[[], OutputFileData]], Future[OutputFileData]],
+        *,
+        include_previews: bool,
+    ) -> None:
+        self._client = client
+        self._start = start
+        self._include_previews = include_previews
+        self._early: dict[OutputRef, Future[OutputFileData]] = {}
+
+    def on_event(self, event: Event) -> None:
+        if not isinstance(event, NodeExecuted):
+            return
+        refs, _ = collect_outputs({event.node: event.output},
+                                  include_previews=self._include_previews)
+        for ref in refs:
+            if ref not in self._early:
+                self._early[ref] = self._start(partial(fetch_output, self._client, ref))
+
+    def fetch(self, refs: list[OutputRef], fan_out: FanOut = serial) -> list[OutputFileData]:
+        # Only the files no event announced go through `fan_out`: its pool is the one the
+        # early downloads run in, and none of its threads may wait on another.
+        missing = [ref for ref in refs if ref not in self._early]
+        fetched = dict(zip(missing, fetch_outputs(self._client, missing, None, fan_out)))
+        return [fetched[ref] if ref in fetched else self._early[ref].result() for ref in refs]
 
 
 def websocket_outputs(

@@ -125,6 +125,7 @@ class Worker:
             outcome: Outcome = Succeeded(await run_job(self.ctx, "warmup", job_input))
         except JobError as exc:
             outcome = Failed(exc)
+        await asyncio.to_thread(self._settle)
         self.warmup_ms = round((time.perf_counter() - started) * 1000, 1)
         if isinstance(outcome, Failed):
             message = f"warmup workflow {choice!r} failed: {outcome.error.message}"
@@ -135,6 +136,22 @@ class Worker:
             log.info("warmup workflow %r done in %.0f ms", choice, self.warmup_ms)
         self.state = WorkerState.READY
         return outcome
+
+    def _settle(self) -> None:
+        """Return once ComfyUI is done with the warmup, its garbage collection included.
+
+        Right after a prompt ComfyUI collects garbage, holding its interpreter lock all the
+        while (about 0.4 s on a CPU with an SD1.5 checkpoint loaded), and it answers nothing
+        meanwhile: the job that woke the worker would wait for it. The warmup's cleanup and
+        one more request are answered only once that is over, so it happens before READY.
+        """
+        started = time.perf_counter()
+        self.pools.drain()
+        try:
+            self.client.queue()
+        except ComfyUIUnavailable:
+            return  # the next job's own requests will say what is wrong
+        log.info("ComfyUI settled %.0f ms after the warmup", (time.perf_counter() - started) * 1000)
 
     def _warmup_input(self, choice: str) -> dict[str, Any]:
         if choice.lower() != "auto":

@@ -178,6 +178,38 @@ def test_files_travel_over_http_when_the_folders_are_not_ours(http_only: WorkerH
     assert http_only.leftovers() == []
 
 
+# Two outputs: "early" is saved first, then a slow blur runs before "late" is saved.
+EARLY_AND_LATE = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0x3366FF}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "early"}},
+    "3": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 3, "sigma": 1.0}},
+    "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "late"}},
+}
+
+
+def test_over_http_an_output_is_downloaded_while_later_nodes_still_run(http_only: WorkerHarness) -> None:
+    http_only.double.faults.busy_class, http_only.double.faults.busy_s = "ImageBlur", 0.5
+    result = http_only.run({"workflow": EARLY_AND_LATE})
+    assert sorted(item["filename"] for item in result["images"]) == ["early_00001_.png", "late_00001_.png"]
+    assert {_image(item).size for item in result["images"]} == {(64, 64)}
+    assert ("early_00001_.png", True) in http_only.double.views  # fetched mid-run
+    assert [name for name, _ in http_only.double.views].count("early_00001_.png") == 1
+
+
+def test_early_downloads_of_a_run_that_then_fails_are_dropped(http_only: WorkerHarness) -> None:
+    http_only.double.faults.execution_error_class = "ImageBlur"
+    result = http_only.run({"workflow": EARLY_AND_LATE})
+    assert result["error_code"] == "execution_failed"
+    http_only.double.faults.execution_error_class = None
+    assert len(http_only.run({"workflow": EARLY_AND_LATE})["images"]) == 2
+    assert http_only.leftovers() == []
+
+
+def test_with_the_folders_here_outputs_are_read_not_downloaded(harness: WorkerHarness) -> None:
+    assert len(harness.run({"workflow": EARLY_AND_LATE})["images"]) == 2
+    assert harness.double.views == []
+
+
 @pytest.mark.parametrize("route", ["/prompt", "/view", "/upload/image"])
 def test_server_errors_are_comfyui_unavailable(http_only: WorkerHarness, route: str) -> None:
     harness = http_only
@@ -342,6 +374,16 @@ def test_auto_warmup_loads_the_default_checkpoint(harness: WorkerHarness) -> Non
     assert prompt["prompt"]["4"]["inputs"]["ckpt_name"] == "random-sd15.safetensors"
     assert prompt["prompt"]["3"]["inputs"]["steps"] == 1
     assert harness.worker.warmup_ms is not None
+
+
+def test_the_worker_is_ready_only_once_comfyui_is_done_with_the_warmup(harness: WorkerHarness) -> None:
+    # ComfyUI answers nothing while it collects garbage right after a prompt; the job that
+    # woke the worker must not be the one that waits for it.
+    harness.double.faults.pause_after_prompt_s = 0.5
+    assert "images" in harness.warm_up()
+    ready_at = time.monotonic()
+    assert harness.double.pause_ended_at > 0
+    assert ready_at >= harness.double.pause_ended_at
 
 
 def test_auto_warmup_without_models_is_model_free(harness: WorkerHarness) -> None:

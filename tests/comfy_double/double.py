@@ -27,7 +27,8 @@ class ComfyDouble:
     """A fake ComfyUI 0.3.64 on loopback that speaks the recorded protocol.
 
     `faults`, `models` and `caching` may be changed while it runs; `prompts` and `interrupts`
-    record what clients sent.
+    record what clients sent, `views` each /view asked for: (filename, whether a prompt was
+    running at that moment).
     """
 
     def __init__(self, root: Path, *, port: int = 0, object_info_path: Path | None = None,
@@ -46,6 +47,7 @@ class ComfyDouble:
         self.faults = Faults()
         self.prompts: list[dict[str, Any]] = []
         self.interrupts: list[dict[str, Any]] = []
+        self.views: list[tuple[str, bool]] = []
         self.disable_metadata = disable_metadata
         self.argv = argv if argv is not None else ["main.py"]
         self.on_crash: Callable[[], Awaitable[None]] | None = None
@@ -91,6 +93,11 @@ class ComfyDouble:
             self._state.runner.caching = value
 
     @property
+    def pause_ended_at(self) -> float:
+        """time.monotonic() when the last `faults.pause_after_prompt_s` pause ended (0: none)."""
+        return self._state.runner.pause_ended_at if self._state else 0.0
+
+    @property
     def history(self) -> dict[str, Any]:
         return self._state.queue.history if self._state else {}
 
@@ -106,7 +113,8 @@ class ComfyDouble:
         runner.on_crash = self._crash
         self._state = ServerState(dirs=self.dirs, catalogue=self._catalogue, faults=self.faults,
                                   hub=hub, queue=queue, runner=runner, argv=self.argv,
-                                  prompts=self.prompts, interrupts=self.interrupts)
+                                  prompts=self.prompts, interrupts=self.interrupts,
+                                  views=self.views)
         self._site_runner = web.AppRunner(build_app(self._state), handle_signals=False,
                                           access_log=None)
         await self._site_runner.setup()

@@ -233,6 +233,7 @@ class Runner:
         self._cache: dict[str, _Cached] = {}
         self._interrupt = asyncio.Event()
         self._free_pending = False
+        self.pause_ended_at = 0.0  # time.monotonic() when the last pause_after_prompt_s ended
 
     # --- requests from the HTTP side ---------------------------------------------------------
 
@@ -269,6 +270,9 @@ class Runner:
                 if self.queue.running is item:
                     await self.queue.done(item, self._history_entry(item, {}, {}, "error", []))
             self._drop_cache_if_asked()
+            if self.faults.pause_after_prompt_s > 0:
+                time.sleep(self.faults.pause_after_prompt_s)  # blocks the loop, as the lock does
+                self.pause_ended_at = time.monotonic()
 
     async def _run(self, item: QueueItem) -> None:
         if self.faults.crash_on_prompt and self.on_crash is not None:

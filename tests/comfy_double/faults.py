@@ -48,6 +48,10 @@ class Faults:
     cuda_error_class: str | None = None
     """Nodes of this class_type fail like a CUDA fault (an illegal memory access), after which
     a real GPU process is not to be trusted."""
+    pause_after_prompt_s: float = 0.0
+    """After each prompt ends, the whole server answers nothing this long: ComfyUI collects
+    garbage right after a prompt holding its interpreter lock (0.4 s measured with an SD1.5
+    checkpoint loaded on the CPU), so its HTTP and websocket side wait too."""
     out_of_memory_class: str | None = None
     """Nodes of this class_type fail like a CUDA out-of-memory error."""
 

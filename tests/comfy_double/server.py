@@ -51,6 +51,7 @@ class ServerState:
     argv: list[str]
     prompts: list[dict[str, Any]] = field(default_factory=list)
     interrupts: list[dict[str, Any]] = field(default_factory=list)
+    views: list[tuple[str, bool]] = field(default_factory=list)
     number: int = 0
 
 
@@ -242,6 +243,7 @@ class Routes:
         if self.s.faults.view_404:
             return web.Response(status=404)
         status, path = view_path(self.s.dirs, dict(request.query))
+        self.s.views.append((request.query.get("filename", ""), self.s.queue.running is not None))
         if path is None:
             return web.Response(status=status)
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
