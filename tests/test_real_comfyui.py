@@ -302,3 +302,24 @@ def test_models_by_url_on_a_launched_comfyui(tmp_path: Path) -> None:
         assert image_of(styled["images"][0]).tobytes() != plain.tobytes()  # the LoRA changed it
     finally:
         own.close()
+
+
+def test_over_http_only_every_output_arrives_once_and_whole() -> None:
+    """Attached by URL alone, outputs are downloaded as their nodes report them: on the real
+    protocol the early downloads must be the very files the history lists, none missing."""
+    http_only = Worker(Settings(comfyui_url=URL, comfyui_local_files=False))
+    graph = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 256, "height": 256, "batch_size": 1, "color": 0x2040F0}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "real_early"}},
+        "3": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 31, "sigma": 8.0}},
+        "4": {"class_type": "ImageInvert", "inputs": {"image": ["3", 0]}},
+        "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "real_late"}},
+    }
+    try:
+        result = run(http_only, {"workflow": graph})
+    finally:
+        http_only.close()
+    by_node = {item["node_id"]: image_of(item).convert("RGB") for item in result["images"]}
+    assert sorted(by_node) == ["2", "5"]
+    assert by_node["2"].getpixel((128, 128)) == (0x20, 0x40, 0xF0)
+    assert by_node["5"].getpixel((128, 128)) == (0xFF - 0x20, 0xFF - 0x40, 0xFF - 0xF0)
