@@ -29,6 +29,7 @@ from .contract import ConvertedWorkflow, JobInput, JobOutput, parse_job_input
 from .delivery import convert_image, deliver, no_store_error
 from .errors import ComfyUIUnavailable, JobError, JobTimeout
 from .event_hub import EventHub
+from .events import Event
 from .graph_checks import check_graph
 from .inputs import InputLimits, decode_inputs, decode_payload, upload_inputs
 from .job_models import JobModels, ensure_models, url_inputs_as_names
@@ -43,7 +44,6 @@ from .job_files import (
 )
 from .model_cache import ModelCache
 from .node_definitions import DefinitionsCache
-from .events import Event
 from .outputs import EarlyDownloads, collect_outputs, fetch_outputs, websocket_outputs
 from .progress import ProgressReporter, ProgressSink
 from .prompt_run import HealthCheck, PromptRun, wait_until_ended
