@@ -15,8 +15,9 @@ First job: for each mode (WARMUP_WORKFLOW=auto, then none), --launches times, it
 fresh ComfyUI the way `handler.py` does, runs the warmup, then times the first txt2img job
 and the warm ones; printed per launch: the first job's time as a multiple of the warm median,
 the same for ComfyUI's execution alone (the job's timings_ms), and how long the first job and
-the warm ones waited between queueing and their start; then the median over the launches. One launch is one sample: a single job on a real ComfyUI can take 0.3 s longer for
-reasons of its own (its periodic garbage collection), so the verdict is the median.
+the warm ones waited between queueing and their start; then the median over the launches.
+One launch is one sample: a single job on a real ComfyUI can take 0.3 s longer for reasons of
+its own (its periodic garbage collection), so the verdict is the median.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def boots(count: int) -> tuple[float, float]:
 
 def run_mode(warmup: str, jobs: int, steps: int, size: int
              ) -> tuple[list[tuple[float, float, float]], float | None]:
-    """Each job's (wall s, execution s) after a fresh launch and its warmup; the warmup's ms."""
+    """Each job's (wall s, execution s, queued s) after a fresh launch and its warmup; the
+    warmup's ms."""
     settings = Settings(comfyui_port=_free_port(), warmup_workflow=warmup)
     process = launch_comfyui(settings)
     worker = Worker(settings, process)
