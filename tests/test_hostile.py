@@ -12,7 +12,7 @@ default policy. Two seams, both at the network's edge and none in our logic:
 * `url_fetch.default_resolver` is replaced by a table, so made-up names resolve to chosen
   addresses (`intranet.example.test` -> 10.0.0.1) without real DNS;
 * the test web server listens on 127.0.0.2, and the address check is told that this one
-  address is public (`_refusal_reason` wrapped to say None for it alone). Every other address,
+  address is public (`tests.loopback.judge_public`). Every other address,
   127.0.0.1, ::1 and 169.254.169.254 included, is judged by the real policy, so a redirect from
   that server to any of them goes through the same check as a first URL would.
 """
@@ -24,7 +24,6 @@ import functools
 import gzip
 import hashlib
 import io
-import ipaddress
 import socket
 import struct
 import threading
@@ -40,7 +39,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from comfy_runtime import address_policy, url_fetch
+from comfy_runtime import url_fetch
 from comfy_runtime.contract import InputFile
 from comfy_runtime.errors import InvalidInput
 from comfy_runtime.graph_checks import MAX_VALUE_DEPTH, check_graph, check_nesting
@@ -50,11 +49,11 @@ from tests.comfy_double import ComfyDouble
 from tests.comfy_double.faults import Faults
 from tests.harness import WorkerHarness
 from tests.images import open_image, png_b64, png_bytes
+from tests.loopback import PUBLIC_IP, judge_public
 
 pytestmark = pytest.mark.timeout(60)
 
 MB = 1024 * 1024
-PUBLIC_IP = "127.0.0.2"
 PUBLIC_NAME = "images.example.test"
 RESOLVER_TABLE = {
     PUBLIC_NAME: [PUBLIC_IP],
@@ -271,13 +270,8 @@ def _table_resolver(host: str, port: int) -> list[str]:
 @pytest.fixture
 def network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Made-up names resolve from a table; only the test server's address counts as public."""
-    real = address_policy.refusal_reason
-    public = ipaddress.ip_address(PUBLIC_IP)
     monkeypatch.setattr(url_fetch, "default_resolver", _table_resolver)
-    monkeypatch.setattr(
-        address_policy, "refusal_reason",
-        lambda address: None if address == public else real(address),
-    )
+    judge_public(monkeypatch)
 
 
 # --- the environment of one case -------------------------------------------------------------

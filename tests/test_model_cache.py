@@ -9,7 +9,6 @@ policy otherwise on.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import logging
 import os
@@ -26,7 +25,6 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from comfy_runtime import address_policy
 from comfy_runtime.errors import InvalidInput, JobCancelled
 from comfy_runtime.model_cache import CacheConfig, CachedModel, ModelCache, ModelProgress
 from comfy_runtime.model_fetch import ModelFetchFailed, TokenRule
@@ -35,12 +33,11 @@ from comfy_runtime.model_part import BLOCK_BYTES
 from comfy_runtime.settings import REPO_ROOT
 from comfy_runtime.worker import Failed
 from handler import respond
-from tests.loopback import serve
+from tests.loopback import PUBLIC_IP, judge_public, serve
 
 pytestmark = pytest.mark.timeout(60)
 
 KB = 1024
-PUBLIC_IP = "127.0.0.2"
 SECRET = "hf_SECRET_token_value"
 
 Route = Callable[["_Handler"], None]
@@ -176,12 +173,7 @@ def server() -> Iterator[_Server]:
 @pytest.fixture
 def public(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
     """A server the address policy treats as public; every other address is judged as usual."""
-    real = address_policy.refusal_reason
-
-    def treat_one_address_as_public(address: address_policy.IPAddress) -> str | None:
-        return None if address == ipaddress.ip_address(PUBLIC_IP) else real(address)
-
-    monkeypatch.setattr(address_policy, "refusal_reason", treat_one_address_as_public)
+    judge_public(monkeypatch)
     yield from serve(_Server(PUBLIC_IP))
 
 

@@ -31,11 +31,10 @@ import pytest
 from comfy_runtime import address_policy
 from comfy_runtime.errors import InputFetchFailed, InvalidInput
 from comfy_runtime.url_fetch import FetchedInput, UrlPolicy, fetch_url
-from tests.loopback import serve
+from tests.loopback import PUBLIC_IP, judge_public, serve
 
 pytestmark = pytest.mark.timeout(30)
 
-PUBLIC_IP = "127.0.0.2"
 PUBLIC_NAME = "images.example.test"
 FIELD = "images[0].image"
 MB = 1024 * 1024
@@ -178,12 +177,7 @@ def _refusing_resolver(host: str, port: int) -> list[str]:
 @pytest.fixture
 def public(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
     """A server the address policy treats as public; every other address is judged as usual."""
-    real = address_policy.refusal_reason
-
-    def treat_one_address_as_public(address: address_policy.IPAddress) -> str | None:
-        return None if address == ipaddress.ip_address(PUBLIC_IP) else real(address)
-
-    monkeypatch.setattr(address_policy, "refusal_reason", treat_one_address_as_public)
+    judge_public(monkeypatch)
     yield from serve(_Server(PUBLIC_IP))
 
 
