@@ -273,7 +273,11 @@ def test_cancelling_the_job_interrupts_comfyui(harness: WorkerHarness) -> None:
 
     async def cancel_soon() -> None:
         task = asyncio.ensure_future(harness.handle({"id": "c", "input": {"workflow": EMPTY_512}}))
-        await asyncio.sleep(0.8)
+        # Cancelled while ComfyUI runs it (not while still queued, which needs no interrupt).
+        for _ in range(500):
+            if harness.double.running is not None:
+                break
+            await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -98,6 +98,12 @@ class ComfyDouble:
         return self._state.runner.pause_ended_at if self._state else 0.0
 
     @property
+    def running(self) -> str | None:
+        """The prompt id it is executing now, if any."""
+        item = self._state.queue.running if self._state else None
+        return item.prompt_id if item is not None else None
+
+    @property
     def history(self) -> dict[str, Any]:
         return self._state.queue.history if self._state else {}
 
