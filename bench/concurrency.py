@@ -4,6 +4,7 @@
                                 [--size 1024] [--format webp]
     python bench/concurrency.py --comfyui-url http://127.0.0.1:8190 [--jobs 8] [--repeats 3]
                                 [--url-delay 0.3] [--store-delay 0.1] [--comfyui-pid PID]
+                                [--only "store on loopback"]
 
 Real mode (--comfyui-url, issue 14): against a real ComfyUI, attached by URL. A helper
 process on loopback serves the input PNG after --url-delay seconds (a slow store) and runs an
@@ -335,6 +336,8 @@ def real_main(args: argparse.Namespace) -> None:
         try:
             for name, (make, store) in real_workloads(photo, photo_url, args.url_delay,
                                                       where).items():
+                if args.only and args.only not in name:
+                    continue
                 _use_store(store)
                 _print_row(name, asyncio.run(real_measure(make, args.jobs, args.repeats,
                                                           args.comfyui_pid)))
@@ -359,6 +362,8 @@ def main() -> None:
     parser.add_argument("--comfyui-pid", type=int, default=None,
                         help="real mode: ComfyUI's process id on this machine, to measure its "
                         "busiest thread's CPU per job")
+    parser.add_argument("--only", default="",
+                        help="real mode: run only the workloads whose name contains this text")
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--node-delays", default="0.05,0.15",

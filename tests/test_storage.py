@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -21,7 +22,12 @@ import pytest
 from comfy_runtime.bucket_location import resolve_location
 from comfy_runtime.errors import UploadFailed
 from comfy_runtime.settings import Settings
-from comfy_runtime.storage import ObjectStore, StoredObject, key_segment
+from comfy_runtime.storage import (
+    EXPECT_CONTINUE_MIN_BYTES,
+    ObjectStore,
+    StoredObject,
+    key_segment,
+)
 from comfy_runtime.worker import Failed
 from handler import respond
 from tests.s3_server import (
@@ -356,6 +362,24 @@ def test_client_settings_and_no_default_checksums(endpoint: str, bucket: str) ->
     assert "aws4-hmac-sha256" in str(headers["authorization"]).lower()
 
 
+def test_only_a_large_body_waits_for_100_continue(endpoint: str, bucket: str) -> None:
+    # Waiting for "100 Continue" costs every upload a round trip; it only pays off where a
+    # refusal would come after a large body was sent.
+    store = ObjectStore(make_settings(f"{endpoint}/{bucket}"))
+    client = store._get_client()
+    expect: dict[str, str | None] = {}
+    client.meta.events.register(
+        "before-send.s3.PutObject",
+        lambda request, **_: expect.__setitem__(request.url.rsplit("/", 1)[1],
+                                                request.headers.get("Expect")))
+    large = os.urandom(EXPECT_CONTINUE_MIN_BYTES)
+    for name, data in (("small.bin", b"abc"), ("large.bin", large)):
+        stored = store.upload(job_id="j", filename=name, data=data, content_type="")
+        assert httpx.get(stored.url).content == data
+    assert expect["small.bin"] is None
+    assert expect["large.bin"] in ("100-continue", b"100-continue")
+
+
 def test_endpoint_without_bucket_uses_bucket_name(endpoint: str, bucket: str) -> None:
     store = ObjectStore(make_settings(endpoint, bucket_name=bucket, bucket_prefix="p"))
     stored = store.upload(job_id="j", filename="n.txt", data=b"named", content_type="text/plain")
@@ -456,13 +480,14 @@ def test_valid_credentials_pass_moto_signature_check(
     assert head["ContentType"] == "text/plain"
 
 
+@pytest.mark.parametrize("size", [1, 3 * EXPECT_CONTINUE_MIN_BYTES])
 @pytest.mark.parametrize(
     ("which", "code"),
     [("unknown-key", "InvalidAccessKeyId"), ("wrong-secret", "SignatureDoesNotMatch")],
 )
 def test_bad_credentials(
     endpoint: str, bucket: str, iam_user: tuple[str, str], caplog: pytest.LogCaptureFixture,
-    which: str, code: str,
+    which: str, code: str, size: int,
 ) -> None:
     real_key_id, _ = iam_user
     key_id = real_key_id if which == "wrong-secret" else "AKIAUNKNOWNUNKNOWN00"
@@ -472,7 +497,7 @@ def test_bad_credentials(
                              bucket_secret_access_key=secret)
     with pytest.raises(UploadFailed, match=code) as info:
         ObjectStore(settings, **FAST).upload(
-            job_id="j", filename="x.png", data=b"x", content_type="image/png"
+            job_id="j", filename="x.png", data=b"x" * size, content_type="image/png"
         )
     assert info.value.details[0]["code"] == code
     assert info.value.details[0]["attempts"] == 1
