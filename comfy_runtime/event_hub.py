@@ -79,8 +79,11 @@ class _Socket:
 
     def __init__(self, url: str) -> None:
         try:
+            # The library checks each text frame's UTF-8 byte by byte in Python; json.loads
+            # rejects bad UTF-8 anyway (decode_text drops such a frame), at C speed.
             self._ws = websocket.create_connection(
-                url, timeout=_CONNECT_TIMEOUT_S, enable_multithread=True
+                url, timeout=_CONNECT_TIMEOUT_S, enable_multithread=True,
+                skip_utf8_validation=True,
             )
         except (OSError, websocket.WebSocketException) as exc:
             raise ConnectionLost(f"cannot open ComfyUI's websocket: {exc}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 
 import pytest
@@ -148,6 +149,18 @@ def test_dropped_websocket_still_returns_the_result(harness: WorkerHarness) -> N
     harness.double.faults.drop_ws_after = 3
     result = harness.run({"workflow": EMPTY_512})
     assert _image(result["images"][0]).size == (512, 512)
+
+
+def test_a_frame_that_is_not_utf8_is_skipped_without_reconnecting(
+        harness: WorkerHarness, caplog: pytest.LogCaptureFixture) -> None:
+    harness.double.faults.garbled_ws_text = True
+    caplog.set_level(logging.INFO)
+    result = harness.run({"workflow": EMPTY_512})
+    assert _image(result["images"][0]).size == (512, 512)
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("comfy_runtime")]
+    assert any("not ComfyUI's JSON shape" in m for m in messages), messages
+    # The socket stays up: the bad frame is dropped, not treated as a broken connection.
+    assert not any("websocket broke" in m or "reconnecting" in m for m in messages), messages
 
 
 def test_missing_end_message_is_recovered_from_history(harness: WorkerHarness) -> None:

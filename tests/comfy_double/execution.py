@@ -135,6 +135,8 @@ class _Channel:
         if self._sid is None and not everyone:
             return
         await self._maybe_drop()
+        if self._faults.garbled_ws_text and self._sid is not None:
+            await self._hub.send_garbled(self._sid)
         await self._hub.send(event, data, self._sid)
         await self._counted()
 

@@ -41,6 +41,8 @@ class Faults:
     """Every HTTP response (not the websocket) is delayed this long."""
     drop_ws_after: int | None = None
     """Close the prompt's websocket after N per-prompt messages; the run goes on."""
+    garbled_ws_text: bool = False
+    """Before each per-prompt message, a text frame whose bytes are not UTF-8."""
     no_end: bool = False
     """Never send the final `executing` {node: null}; history is still written."""
     crash_on_prompt: bool = False

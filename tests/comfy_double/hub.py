@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,12 @@ class Hub:
     async def send_bytes(self, payload: bytes, sid: str | None) -> None:
         for ws in self._targets(sid):
             await self._deliver(ws, payload)
+
+    async def send_garbled(self, sid: str) -> None:
+        """A text frame that is not UTF-8 (the garbled_ws_text fault)."""
+        ws = self.sockets.get(sid)
+        if ws is not None and not ws.closed:
+            await ws.send_frame(b'{"type": "\xff\xfe"}', WSMsgType.TEXT)
 
     async def close(self, sid: str) -> None:
         ws = self.sockets.pop(sid, None)
