@@ -228,6 +228,13 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
     return seconds
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, all) clock ticks of every core so far, from /proc/stat: every process counts."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 async def real_measure(make: Any, jobs: int, repeats: int, comfyui_pid: int | None
                        ) -> dict[str, Any]:
     import handler
@@ -238,21 +245,25 @@ async def real_measure(make: Any, jobs: int, repeats: int, comfyui_pid: int | No
     split: list[dict[str, Any]] = []
     split2: list[dict[str, Any]] = []  # at 2 in flight: does overlap slow ComfyUI down?
     busiest: list[float] = []  # ms per job of ComfyUI's busiest thread, at 1 in flight
+    used: dict[int, list[float]] = {1: [], 2: []}  # share of the machine's cores kept busy
     serial = 0
     for repeat in range(repeats):
         for in_flight in (1, 2) if repeat % 2 == 0 else (2, 1):
             base = serial * jobs
             serial += 1
             before = thread_cpu_s(comfyui_pid) if comfyui_pid and in_flight == 1 else {}
+            busy, every = machine_ticks()
             seconds, timings = await real_batch(
                 handler, lambda i: make(base + i), jobs, in_flight, f"r{repeat}c{in_flight}")
+            busy_after, every_after = machine_ticks()
+            used[in_flight].append((busy_after - busy) / max(every_after - every, 1))
             rates[in_flight].append(jobs / seconds)
             (split if in_flight == 1 else split2).extend(timings)
             if before:
                 after = thread_cpu_s(comfyui_pid)  # type: ignore[arg-type]
                 busiest.append(max(after[t] - before.get(t, 0.0) for t in after) / jobs * 1000)
     handler._get_worker().drain_cleanups()
-    return {"rates": rates, "split": split, "split2": split2, "busiest": busiest}
+    return {"rates": rates, "split": split, "split2": split2, "busiest": busiest, "used": used}
 
 
 def _use_store(endpoint: str | None) -> None:
@@ -285,9 +296,11 @@ def _print_row(name: str, figures: dict[str, Any]) -> None:
     # execution down (CPU shared with it), the best 2 in flight can do is max(exec at 2, own)
     # a job: how close it came to that says how much of the worker's own part was hidden.
     achievable = max(exec2_ms, own_ms) / (1000 / two)
+    # Every process's CPU, as a share of all cores: at 2 in flight the same work has to fit.
+    used1, used2 = (statistics.median(figures["used"][n]) for n in (1, 2))
     print(f"{name:44} {one:8.2f} {two:8.2f} {two / one:7.2f}x {exec_ms:8.0f} {exec2_ms:7.0f} "
-          f"{own_ms:7.0f} {bound:5.2f}x {two / one / bound:8.0%} {achievable:10.0%}{serial}",
-          flush=True)
+          f"{own_ms:7.0f} {bound:5.2f}x {two / one / bound:8.0%} {achievable:10.0%} "
+          f"{used1:6.0%} {used2:6.0%}{serial}", flush=True)
 
 
 def real_main(args: argparse.Namespace) -> None:
@@ -324,12 +337,14 @@ def real_main(args: argparse.Namespace) -> None:
               f"flight; own: the rest of a job's time at 1 in flight (1000 / jobs per s - exec); "
               f"bound: (exec + own) / max(exec, own); at 2: ComfyUI's execution per job at 2 "
               f"in flight;\nhidden: max(at 2, own) / the job time at 2 in flight (how much of its "
-              f"own part the worker hid, given ComfyUI's execution as overlap left it)")
+              f"own part the worker hid, given ComfyUI's execution as overlap left it)\n"
+              f"cpu 1, cpu 2: the machine's cores kept busy (every process) at 1 and 2 in flight")
         if args.comfyui_pid:
             print("busy ms: CPU per job of ComfyUI's busiest thread at 1 in flight; its bound: "
                   "job time at 1 in flight / busy ms")
         print(f"\n{'workload':44} {'1 job/s':>8} {'2 job/s':>8} {'speedup':>8} {'exec ms':>8} "
-              f"{'at 2':>7} {'own ms':>7} {'bound':>6} {'of bound':>9} {'hidden':>10}"
+              f"{'at 2':>7} {'own ms':>7} {'bound':>6} {'of bound':>9} {'hidden':>10} "
+              f"{'cpu 1':>6} {'cpu 2':>6}"
               + (f" {'busy ms':>8} {'bound':>7}" if args.comfyui_pid else ""))
         where = {"on loopback": endpoint,
                  f"{args.store_delay * 1000:.0f} ms away": remote}

@@ -140,3 +140,40 @@ def test_the_default_probe_sees_no_gpu_without_device_nodes_or_nvidia_smi(
     assert supervision.visible_gpu() is None
     monkeypatch.setattr(supervision.os.path, "exists", lambda path: path == "/dev/nvidia0")
     assert supervision.visible_gpu() == "/dev/nvidia0"
+
+
+# --- on the CPU, torch's idle OpenMP threads sleep (issue 14) ---------------------------------
+def _launched_env(tmp_path: Path, gpu: str | None) -> str:
+    """OMP_WAIT_POLICY as the ComfyUI the worker launches sees it ("-" when unset)."""
+    seen = tmp_path / "seen.txt"
+    (tmp_path / "main.py").write_text(
+        "import os, pathlib, time\n"
+        f"pathlib.Path({str(seen)!r}).write_text(os.environ.get('OMP_WAIT_POLICY', '-'))\n"
+        "time.sleep(60)\n")
+    settings = Settings(comfyui_dir=tmp_path, comfyui_port=free_port(),
+                        network_volume_dir=tmp_path / "no-volume")
+    process = launch_comfyui(settings, gpu_probe=lambda: gpu)
+    assert process is not None
+    try:
+        _until(lambda: seen.exists() and seen.read_text() != "")
+        return seen.read_text()
+    finally:
+        process.stop()
+
+
+def test_on_the_cpu_comfyui_runs_with_sleeping_openmp_threads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert _launched_env(tmp_path, gpu=None) == "PASSIVE"
+
+
+def test_with_a_gpu_openmp_is_left_as_it_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert _launched_env(tmp_path, gpu="/dev/nvidia0") == "-"
+
+
+def test_a_wait_policy_the_user_set_is_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert _launched_env(tmp_path, gpu=None) == "ACTIVE"
