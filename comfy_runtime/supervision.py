@@ -289,19 +289,25 @@ def launch_command(settings: Settings, gpu_probe: GpuProbe = visible_gpu) -> lis
     )
 
 
-def launch_env(command: list[str], environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment ComfyUI runs in: ours, and on the CPU, OpenMP's idle threads asleep.
+def launch_env(command: list[str], environ: Mapping[str, str], jobs_in_flight: int
+               ) -> dict[str, str]:
+    """The environment ComfyUI runs in: ours, and on the CPU with more than one job in flight,
+    OpenMP's idle threads asleep.
 
     torch's OpenMP threads otherwise spin between parallel regions, on every core, taking
-    from the worker the CPU its other job in flight needs; measured on 2 cores with 2 jobs in
-    flight, ComfyUI's execution grew 42 -> 47 ms a job with spinning and stayed at 39 without
-    (bench/concurrency.py, README "On a real ComfyUI"). A value the user set is kept.
+    from the worker the CPU its other job in flight needs, and straggling when it takes them
+    back. On 2 cores, going from 1 to 2 jobs in flight, ComfyUI's execution of a small graph
+    grew 44 -> 54 ms a job with them spinning and stayed at 42 -> 39 with them asleep
+    (bench/concurrency.py). One job at a time gains nothing from it, and sampling runs about
+    4% slower with sleeping threads (bench/omp_policy.py): there libgomp's default stays.
+    A value the user set is kept.
     """
     env = dict(environ)
-    if "--cpu" in command and "OMP_WAIT_POLICY" not in env:
+    if "--cpu" in command and jobs_in_flight > 1 and "OMP_WAIT_POLICY" not in env:
         env["OMP_WAIT_POLICY"] = "PASSIVE"
-        log.info("ComfyUI runs on the CPU: OMP_WAIT_POLICY=PASSIVE, so that torch's idle "
-                 "threads sleep instead of spinning on the cores the worker uses")
+        log.info("ComfyUI runs on the CPU with up to %d jobs in flight: OMP_WAIT_POLICY=PASSIVE, "
+                 "so that torch's idle threads sleep instead of spinning on the cores the "
+                 "worker uses", jobs_in_flight)
     return env
 
 
@@ -315,7 +321,7 @@ def launch_comfyui(
         return None
     command = launch_command(settings, gpu_probe)
     process = ComfyProcess(command, cwd=settings.comfyui_dir, base_url=settings.comfyui_base_url,
-                           env=launch_env(command, os.environ))
+                           env=launch_env(command, os.environ, settings.max_concurrency))
     process.launch()
     atexit.register(process.stop)
     return process

@@ -143,7 +143,7 @@ def test_the_default_probe_sees_no_gpu_without_device_nodes_or_nvidia_smi(
 
 
 # --- on the CPU, torch's idle OpenMP threads sleep (issue 14) ---------------------------------
-def _launched_env(tmp_path: Path, gpu: str | None) -> str:
+def _launched_env(tmp_path: Path, gpu: str | None, max_concurrency: int = 2) -> str:
     """OMP_WAIT_POLICY as the ComfyUI the worker launches sees it ("-" when unset)."""
     seen = tmp_path / "seen.txt"
     (tmp_path / "main.py").write_text(
@@ -151,7 +151,7 @@ def _launched_env(tmp_path: Path, gpu: str | None) -> str:
         f"pathlib.Path({str(seen)!r}).write_text(os.environ.get('OMP_WAIT_POLICY', '-'))\n"
         "time.sleep(60)\n")
     settings = Settings(comfyui_dir=tmp_path, comfyui_port=free_port(),
-                        network_volume_dir=tmp_path / "no-volume")
+                        max_concurrency=max_concurrency, network_volume_dir=tmp_path / "no-volume")
     process = launch_comfyui(settings, gpu_probe=lambda: gpu)
     assert process is not None
     try:
@@ -164,7 +164,13 @@ def _launched_env(tmp_path: Path, gpu: str | None) -> str:
 def test_on_the_cpu_comfyui_runs_with_sleeping_openmp_threads(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    assert _launched_env(tmp_path, gpu=None) == "PASSIVE"
+    assert _launched_env(tmp_path, gpu=None, max_concurrency=2) == "PASSIVE"
+
+
+def test_one_job_at_a_time_keeps_openmp_default(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert _launched_env(tmp_path, gpu=None, max_concurrency=1) == "-"
 
 
 def test_with_a_gpu_openmp_is_left_as_it_is(
