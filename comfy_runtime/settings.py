@@ -98,7 +98,9 @@ class Settings(BaseSettings):
         False, description="Ask the platform for a fresh worker after every job."
     )
     max_concurrency: int = Field(
-        1, ge=1, le=16, description="Jobs in flight at once (input and output work overlaps)."
+        1, ge=1, le=16,
+        description="Jobs in flight at once (input and output work overlaps). Above 1, a "
+        "ComfyUI launched on the CPU gets OMP_WAIT_POLICY=PASSIVE unless it is set.",
     )
 
     # --- limits --------------------------------------------------------------------------
