@@ -50,12 +50,16 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_PYTHON_DOWNLOADS=never
 # Torch first, in its own layer: it is the largest and changes least. It comes from
 # TORCH_INDEX_URL (CUDA wheels, versions 2.8.0+cu128 and so on), which the next step accepts as
-# the lock's torch==2.8.0: a pin without a local label matches every local build of it.
-COPY docker/torch-requirements.txt /opt/docker/
+# the lock's torch==2.8.0: a pin without a local label matches every local build of it. Torch's
+# own dependencies (numpy, pillow, sympy, ...) are held to the lock here too, so a new release
+# of one is never installed only to be swapped back by the next step; PyPI stands beside the
+# torch index for the pinned versions that index does not carry (best match across both).
+COPY docker/torch-requirements.txt docker/requirements.lock /opt/docker/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv venv --seed --python /usr/bin/python3.12 /opt/venv \
     && uv pip install --python /opt/venv/bin/python --index-url "${TORCH_INDEX_URL}" \
-        -r /opt/docker/torch-requirements.txt
+        --extra-index-url https://pypi.org/simple --index-strategy unsafe-best-match \
+        --constraint /opt/docker/requirements.lock -r /opt/docker/torch-requirements.txt
 # Everything else is installed from docker/requirements.lock: every package pinned, resolved for
 # this image's Python 3.12 on linux x86_64, so two builds get the same packages. The lock is made
 # from the worker's requirements.txt, docker/torch-requirements.txt and ComfyUI's
@@ -68,7 +72,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 #     -o docker/requirements.lock
 # `uv pip check` then fails the build if the torch layer's wheels (another TORCH_INDEX_URL, say)
 # need other versions of their dependencies than the lock installed.
-COPY docker/requirements.lock docker/comfyui-v0.3.64-requirements.txt /opt/docker/
+COPY docker/comfyui-v0.3.64-requirements.txt /opt/docker/
 RUN --mount=type=cache,target=/root/.cache/uv \
     git clone --depth 1 --branch "${COMFYUI_VERSION}" \
         https://github.com/Comfy-Org/ComfyUI.git /comfyui \

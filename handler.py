@@ -107,8 +107,8 @@ def main() -> None:
     _configure_logging(settings)
 
     # Launch ComfyUI first: it boots while the heavy modules below are imported.
+    from comfy_runtime.comfyui.supervision import launch_comfyui
     from comfy_runtime.errors import JobError
-    from comfy_runtime.supervision import launch_comfyui
 
     try:
         process = launch_comfyui(settings)

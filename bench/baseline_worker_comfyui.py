@@ -68,9 +68,9 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from collections.abc import Iterator
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]

@@ -41,7 +41,6 @@ def shapes(comfyui_dir: Path) -> dict[str, tuple[int, ...]]:
     """Every tensor of an SD1.5 checkpoint, by its name in the file, from ComfyUI's classes."""
     sys.path.insert(0, str(comfyui_dir))
     import torch
-
     from comfy.cli_args import args as comfy_args
 
     comfy_args.cpu = True  # before comfy.model_management looks for a GPU

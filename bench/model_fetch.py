@@ -40,8 +40,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from comfy_runtime.model_cache import CacheConfig, ModelCache  # noqa: E402
-from comfy_runtime.model_inputs import ModelRequest  # noqa: E402
+from comfy_runtime.models.cache import CacheConfig, ModelCache  # noqa: E402
+from comfy_runtime.models.inputs import ModelRequest  # noqa: E402
 
 MIB = 1024 * 1024
 

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _double import machine  # noqa: E402
 from warmup import _free_port, _jobs  # noqa: E402
 
+from comfy_runtime.comfyui.supervision import launch_comfyui  # noqa: E402
 from comfy_runtime.settings import Settings  # noqa: E402
-from comfy_runtime.supervision import launch_comfyui  # noqa: E402
 from comfy_runtime.worker import Worker  # noqa: E402
 
 

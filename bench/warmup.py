@@ -38,8 +38,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from comfy_runtime.comfyui.supervision import launch_comfyui, launch_command
 from comfy_runtime.settings import Settings
-from comfy_runtime.supervision import launch_command, launch_comfyui
 from comfy_runtime.worker import Worker
 from handler import respond
 

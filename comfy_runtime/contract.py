@@ -28,7 +28,7 @@ from pydantic import (
 
 from .errors import InvalidInput
 from .graph_checks import check_nesting
-from .model_inputs import ModelRequest
+from .models.inputs import ModelRequest, ModelUsed
 from .settings import REPO_ROOT
 
 SCHEMA_PATH = REPO_ROOT / "schema" / "job_input.schema.json"
@@ -196,17 +196,6 @@ class ConvertedWorkflow(BaseModel):
 class TextOutput(BaseModel):
     node_id: str
     text: str
-
-
-class ModelUsed(BaseModel):
-    """A model file the job named by URL, and whether this job downloaded it."""
-
-    folder: str
-    name: str
-    source: str  # the URL without query string or credentials
-    downloaded: bool
-    size_bytes: int
-    seconds: float
 
 
 class JobOutput(BaseModel):

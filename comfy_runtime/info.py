@@ -13,9 +13,9 @@ from typing import Any
 
 from . import __version__
 from .blocking import FanOut, serial
-from .client import ComfyClient
-from .model_cache import CacheInfo
+from .comfyui.client import ComfyClient
 from .errors import ComfyUIUnavailable
+from .models.cache import CacheInfo
 from .settings import Settings
 from .workflows import WorkflowRegistry
 

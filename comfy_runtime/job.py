@@ -24,15 +24,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .blocking import Pools
-from .client import ComfyClient
+from .comfyui.client import ComfyClient
+from .comfyui.event_hub import EventHub
+from .comfyui.events import Event
+from .comfyui.node_definitions import DefinitionsCache
+from .comfyui.prompt_run import HealthCheck, PromptRun, wait_until_ended
+from .comfyui.run_record import FinishedRun
+from .comfyui.wire import UploadedFile
 from .contract import ConvertedWorkflow, JobInput, JobOutput, parse_job_input
-from .delivery import convert_image, deliver, no_store_error
 from .errors import ComfyUIUnavailable, JobError, JobTimeout
-from .event_hub import EventHub
-from .events import Event
 from .graph_checks import check_graph
-from .inputs import InputLimits, decode_inputs, decode_payload, upload_inputs
-from .job_models import JobModels, ensure_models, url_inputs_as_names
+from .inputs.decode import InputLimits, decode_inputs, decode_payload, upload_inputs
 from .job_files import (
     CONCAT_CLASS,
     ComfyFolders,
@@ -42,19 +44,17 @@ from .job_files import (
     job_folder,
     public_subfolder,
 )
-from .model_cache import ModelCache
-from .node_definitions import DefinitionsCache
-from .outputs import EarlyDownloads, collect_outputs, fetch_outputs, websocket_outputs
+from .models.cache import ModelCache
+from .models.job_step import JobModels, ensure_models, url_inputs_as_names
+from .outputs.collect import EarlyDownloads, collect_outputs, fetch_outputs, websocket_outputs
+from .outputs.delivery import convert_image, deliver, no_store_error
 from .progress import ProgressReporter, ProgressSink
-from .prompt_run import HealthCheck, PromptRun, wait_until_ended
-from .run_record import FinishedRun
 from .settings import Settings
-from .wire import UploadedFile
 from .workflow_source import resolve_workflow
 from .workflows import WorkflowRegistry
 
 if TYPE_CHECKING:
-    from .storage import ObjectStore
+    from .outputs.store import ObjectStore
 
 log = logging.getLogger(__name__)
 

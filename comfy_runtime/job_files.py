@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .client import ComfyClient
+from .comfyui.client import ComfyClient
+from .comfyui.wire import UploadedFile
 from .errors import ComfyUIUnavailable
-from .wire import UploadedFile
 
 log = logging.getLogger(__name__)
 

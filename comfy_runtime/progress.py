@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .events import Cached, Event, NodeStarted, Progress, RunEnded
+from .comfyui.events import Cached, Event, NodeStarted, Progress, RunEnded
 
 ProgressSink = Callable[[dict[str, Any]], None]
 

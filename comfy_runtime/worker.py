@@ -21,23 +21,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .blocking import Pools
-from .client import ComfyClient
+from .comfyui.client import ComfyClient
+from .comfyui.event_hub import EventHub
+from .comfyui.node_definitions import DefinitionsCache
+from .comfyui.prompt_run import wait_until_ended
+from .comfyui.supervision import MAX_CRASHES, ComfyProcess
 from .contract import ConvertedWorkflow, JobOutput
 from .errors import ComfyUIUnavailable, ExecutionFailed, JobError, UploadFailed
-from .event_hub import EventHub
 from .info import worker_info
 from .job import JobContext, run_job
 from .job_files import ComfyFolders, JobCleaner
-from .model_cache import CacheConfig, ModelCache
-from .node_definitions import DefinitionsCache
+from .models.cache import CacheConfig, ModelCache
 from .progress import ProgressSink
-from .prompt_run import wait_until_ended
 from .settings import Settings
-from .supervision import MAX_CRASHES, ComfyProcess
 from .workflows import WorkflowRegistry
 
 if TYPE_CHECKING:
-    from .storage import ObjectStore
+    from .outputs.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ class Worker:
         self.events.close()
         self.client.close()
         if self.process is not None:
-            self.process.stop()
+            self.process.close()
 
 
 def _warmup_graph(choice: str) -> dict[str, Any] | str:
@@ -321,7 +321,7 @@ def _model_cache(settings: Settings) -> ModelCache:
 def _object_store(settings: Settings) -> ObjectStore | None:
     if not settings.object_store_configured:
         return None
-    from .storage import ObjectStore  # boto3 loads only when a store is configured
+    from .outputs.store import ObjectStore  # boto3 loads only when a store is configured
 
     try:
         return ObjectStore.from_settings(settings)

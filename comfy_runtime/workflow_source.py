@@ -23,9 +23,9 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from . import ui_format
+from .comfyui.node_definitions import DefinitionsCache
 from .contract import EditorWorkflow, GraphNode, JobInput, is_workflow_file
 from .errors import InvalidInput, WorkflowInvalid
-from .node_definitions import DefinitionsCache
 from .workflows import ModelLookup, WorkflowRegistry
 
 _PNG = b"\x89PNG\r\n\x1a\n"

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import pytest
 
-from comfy_runtime import address_policy
+from comfy_runtime.fetch import address_policy
 
 S = TypeVar("S", bound=ThreadingHTTPServer)
 PUBLIC_IP = "127.0.0.2"  # a loopback address the tests' servers bind, judged public

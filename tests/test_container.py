@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from comfy_runtime import model_paths
-from comfy_runtime.model_paths import (
+from comfy_runtime.models import paths as model_paths
+from comfy_runtime.models.paths import (
     FOLDERS,
     MODEL_FOLDERS,
     render_extra_model_paths,
@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
 DOCS = REPO / "docs" / "deployment.md"
 MODELS_TSV = REPO / "docker" / "models.tsv"
-DATA_FILE = REPO / "comfy_runtime" / "data" / "comfyui_model_folders.json"
+DATA_FILE = REPO / "comfy_runtime" / "models" / "data" / "comfyui_model_folders.json"
 VENV_PYTHON = "/opt/venv/bin/python"
 
 

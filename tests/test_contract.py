@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from comfy_runtime.contract import SCHEMA_PATH, JobOutput, OutputFile, parse_job_input, render_schema
+from comfy_runtime.contract import (
+    SCHEMA_PATH,
+    JobOutput,
+    OutputFile,
+    parse_job_input,
+    render_schema,
+)
 from comfy_runtime.errors import InvalidInput
 
 

@@ -39,11 +39,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from comfy_runtime import url_fetch
 from comfy_runtime.contract import InputFile
 from comfy_runtime.errors import InvalidInput
+from comfy_runtime.fetch import download as url_fetch
 from comfy_runtime.graph_checks import MAX_VALUE_DEPTH, check_graph, check_nesting
-from comfy_runtime.inputs import InputLimits, decode_inputs
+from comfy_runtime.inputs.decode import InputLimits, decode_inputs
 from comfy_runtime.settings import Settings
 from tests.comfy_double import ComfyDouble
 from tests.comfy_double.faults import Faults

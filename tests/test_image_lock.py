@@ -157,6 +157,16 @@ def test_dockerfile_installs_everything_from_the_lock() -> None:
     assert "uv pip check" in installs[0]
 
 
+def test_the_torch_step_is_held_to_the_lock_too() -> None:
+    """Torch's own dependencies are pinned when torch is installed, not swapped afterwards."""
+    (step,) = [run for run in _builder_runs() if "torch-requirements.txt" in run]
+    words = step.split()
+    constraints = [words[i + 1] for i, word in enumerate(words) if word in ("-c", "--constraint")]
+    assert IN_IMAGE_LOCK in constraints
+    # The torch index stays the source of torch's own wheels; PyPI only adds versions.
+    assert '--index-url "${TORCH_INDEX_URL}"' in step
+
+
 def test_custom_nodes_are_constrained_by_the_whole_lock() -> None:
     """Item 1: the custom nodes' installer is given the lock, not only the torch pins."""
     (step,) = [run for run in _builder_runs() if "install_custom_nodes.sh" in run]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from comfy_runtime.comfyui.wire import UploadedFile
 from comfy_runtime.job_files import isolate, job_folder, public_subfolder, safe_filename
-from comfy_runtime.wire import UploadedFile
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ def _subclasses(cls: type) -> set[type]:
 
 def test_the_error_table_lists_exactly_the_codes_a_client_can_get() -> None:
     # Importing the modules that define errors registers their classes.
-    import comfy_runtime.model_fetch  # noqa: F401
+    import comfy_runtime.models.fetch  # noqa: F401
     from comfy_runtime.errors import JobCancelled, JobError
 
     codes = {cls.code for cls in _subclasses(JobError)}

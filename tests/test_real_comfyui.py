@@ -198,7 +198,7 @@ def test_a_killed_comfyui_is_reported_and_restarted() -> None:
     import socket
     import threading
 
-    from comfy_runtime.supervision import launch_comfyui
+    from comfy_runtime.comfyui.supervision import launch_comfyui
 
     if not (os.environ.get("COMFYUI_DIR") and os.environ.get("COMFYUI_PYTHON")) or not checkpoints():
         pytest.skip("set COMFYUI_DIR and COMFYUI_PYTHON to a ComfyUI with a checkpoint")
@@ -271,7 +271,7 @@ def test_models_by_url_on_a_launched_comfyui(tmp_path: Path) -> None:
     REAL_LORA (a LoRA for it, e.g. from tests/make_random_lora.py) are served from loopback."""
     import socket
 
-    from comfy_runtime.supervision import launch_comfyui
+    from comfy_runtime.comfyui.supervision import launch_comfyui
     from tests.slow_server import slow_server
 
     ckpt, lora = os.environ.get("REAL_CHECKPOINT"), os.environ.get("REAL_LORA")

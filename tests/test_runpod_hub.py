@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
+from comfy_runtime import __version__
 from comfy_runtime.contract import parse_job_input
 from comfy_runtime.settings import Settings
-from comfy_runtime import __version__
 from comfy_runtime.workflows import WorkflowRegistry
 from tests.comfy_double import ComfyDouble
 from tests.harness import WorkerHarness

@@ -11,7 +11,13 @@ from pydantic import SecretStr
 
 from tests.harness import WorkerHarness
 from tests.images import open_image
-from tests.s3_server import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY, moto_server, s3_client, unique_bucket
+from tests.s3_server import (
+    TEST_ACCESS_KEY_ID,
+    TEST_SECRET_ACCESS_KEY,
+    moto_server,
+    s3_client,
+    unique_bucket,
+)
 
 GRAPH = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 256, "height": 128, "batch_size": 2, "color": 0x00FF00}},

@@ -7,12 +7,11 @@ must talk to the websocket mid-run (progress, previews) are coroutines.
 
 from __future__ import annotations
 
-import struct
-
 import hashlib
 import json
 import random
 import string
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,0 +1,358 @@
+"""ComfyUI as our child process: command line, launch, readiness, log tail, deaths, restart.
+
+A watcher thread waits on the child, so a death is noticed (and counted) when it happens,
+also between jobs and during a warmup, not only when a job trips over it. `CrashWindow`
+keeps those deaths: the worker asks the platform for a fresh worker when ComfyUI died
+`MAX_CRASHES` times within `CRASH_WINDOW_S`; older deaths are forgotten, so a worker that
+crashed once a day for a week is not replaced for it.
+
+Deliberately light on imports (standard library and our settings only): `handler.py`
+launches ComfyUI before importing the heavy modules, so they load while ComfyUI boots.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from ..errors import ComfyUIUnavailable
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+comfy_log = logging.getLogger("comfyui")
+
+LOG_TAIL_LINES = 60
+MAX_CRASHES = 3
+CRASH_WINDOW_S = 3600.0
+
+
+class CrashWindow:
+    """ComfyUI's deaths within the last `window_s` seconds (thread-safe)."""
+
+    def __init__(self, window_s: float = CRASH_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._deaths: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+
+    def record(self, at: float | None = None) -> None:
+        with self._lock:
+            self._deaths.append(time.monotonic() if at is None else at)
+
+    def count(self) -> int:
+        with self._lock:
+            horizon = time.monotonic() - self.window_s
+            while self._deaths and self._deaths[0] < horizon:
+                self._deaths.popleft()
+            return len(self._deaths)
+
+
+def comfyui_command(
+    *,
+    python: str,
+    port: int,
+    log_level: str = "INFO",
+    extra_model_paths: Path | None = None,
+    extra_args: list[str] | None = None,
+) -> list[str]:
+    """ComfyUI's command line: headless, loopback only, no metadata, logs on stdout."""
+    command = [
+        python,
+        "-u",
+        "main.py",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--disable-auto-launch",
+        "--disable-metadata",
+        "--log-stdout",
+        "--verbose",
+        log_level.upper(),
+    ]
+    if extra_model_paths is not None:
+        command += ["--extra-model-paths-config", str(extra_model_paths)]
+    return command + list(extra_args or [])
+
+
+class ComfyProcess:
+    """ComfyUI running as our child, with the tail of its log kept for error reports."""
+
+    def __init__(
+        self, command: list[str], *, cwd: Path, base_url: str, crashes: CrashWindow | None = None,
+        env: dict[str, str] | None = None, owned_files: tuple[Path, ...] = (),
+    ) -> None:
+        self.command = command
+        # Files written for this child's command line (its model paths), kept across restarts
+        # and removed by `close`, so launches leave nothing in the temp folder.
+        self.owned_files = owned_files
+        self.env = env  # None: ours
+        self.cwd = cwd
+        self.base_url = base_url.rstrip("/")
+        self.crashes = crashes or CrashWindow()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+        self._reader: threading.Thread | None = None
+        self._stopping = False
+
+    # --- life -------------------------------------------------------------------------------
+    def launch(self) -> None:
+        if not (self.cwd / self.command[2]).exists():
+            raise ComfyUIUnavailable(
+                f"ComfyUI not found: {self.cwd / self.command[2]} does not exist; set "
+                "COMFYUI_DIR to ComfyUI's folder, or COMFYUI_URL to attach to a running one",
+                {"comfyui_dir": str(self.cwd)},
+            )
+        log.info("launching ComfyUI: %s (in %s)", " ".join(self.command), self.cwd)
+        self._tail.clear()
+        self._proc = subprocess.Popen(
+            self.command,
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            start_new_session=True,  # our signals are ours; we stop its whole group ourselves
+        )
+        self._stopping = False
+        self._reader = threading.Thread(
+            target=self._pump_log, args=(self._proc,), name="comfyui-log", daemon=True
+        )
+        self._reader.start()
+        threading.Thread(
+            target=self._watch, args=(self._proc,), name="comfyui-watch", daemon=True
+        ).start()
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        code = proc.wait()
+        if not self._stopping and proc is self._proc:
+            self.crashes.record()
+            log.error("ComfyUI exited with code %s (%d deaths in the last %.0f s)",
+                      code, self.crashes.count(), self.crashes.window_s)
+
+    def wait_ready(self, timeout_s: float) -> float:
+        """Block until ComfyUI answers HTTP; return the seconds it took."""
+        started = time.monotonic()
+        deadline = started + timeout_s
+        while True:
+            self.check_alive()
+            if _answers(self.base_url + "/system_stats", timeout_s=2.0):
+                return time.monotonic() - started
+            if time.monotonic() >= deadline:
+                raise ComfyUIUnavailable(
+                    f"ComfyUI did not answer within {timeout_s:g} s "
+                    "(COMFYUI_BOOT_TIMEOUT_S); last lines of its log: " + self.tail_text(5),
+                    {"log_tail": self.log_tail()},
+                )
+            time.sleep(0.05)
+
+    def check_alive(self, grace_s: float = 0.0) -> None:
+        """Raise `ComfyUIUnavailable`, with the exit code and log tail, if the child died.
+
+        `grace_s` waits that long for an exit: a child that refuses connections is often in
+        the middle of dying, and its watcher thread may not have reaped it yet.
+        """
+        if grace_s > 0 and self._proc is not None:
+            try:
+                self._proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        code = self.exit_code
+        if code is not None:
+            if self._reader is not None:
+                self._reader.join(timeout=1.0)  # let the last lines of the log arrive
+            raise ComfyUIUnavailable(
+                f"ComfyUI exited with code {code}; last lines of its log: " + self.tail_text(5),
+                {"exit_code": code, "log_tail": self.log_tail()},
+                comfyui_died=True,
+            )
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def restart(self, timeout_s: float) -> float:
+        self.stop()
+        self.launch()
+        return self.wait_ready(timeout_s)
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        self._stopping = True  # an exit we asked for is no crash
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    def close(self) -> None:
+        """Stop for good: the child, then the files written for its command line."""
+        self.stop()
+        for path in self.owned_files:
+            path.unlink(missing_ok=True)
+
+    # --- log --------------------------------------------------------------------------------
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
+        return list(self._tail)[-lines:]
+
+    def tail_text(self, lines: int) -> str:
+        return " | ".join(self.log_tail(lines)) or "(no output)"
+
+    def _pump_log(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            self._tail.append(line)
+            comfy_log.info("%s", line)
+
+
+def _answers(url: str, *, timeout_s: float) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return bool(200 <= response.status < 300)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# --- cold start -------------------------------------------------------------------------------
+# ComfyUI's flags (comfy/cli_args.py) that choose a device, or a VRAM mode (the group --cpu
+# belongs to: argparse refuses two of them together). COMFYUI_ARGS with any of these decides.
+DEVICE_FLAGS = (
+    "--cpu", "--directml", "--cuda-device", "--default-device", "--oneapi-device-selector",
+    "--gpu-only", "--highvram", "--normalvram", "--lowvram", "--novram",
+)
+
+GpuProbe = Callable[[], "str | None"]
+
+
+def visible_gpu() -> str | None:
+    """What shows that ComfyUI has a GPU to use, or None: an NVIDIA device node or a working
+    `nvidia-smi`, AMD's ROCm device (/dev/kfd), or macOS (Apple's MPS)."""
+    for device in ("/dev/nvidia0", "/dev/kfd"):
+        if os.path.exists(device):
+            return device
+    if sys.platform == "darwin":
+        return "macOS (MPS)"
+    smi = shutil.which("nvidia-smi")
+    if smi is not None:
+        try:
+            listed = subprocess.run([smi, "-L"], capture_output=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if listed.returncode == 0 and listed.stdout.strip():
+            return "nvidia-smi"
+    return None
+
+
+def device_args(extra_args: list[str], probe: GpuProbe = visible_gpu) -> list[str]:
+    """`extra_args` plus `--cpu` when they choose no device and `probe` finds no GPU: without
+    it ComfyUI exits at start with "Found no NVIDIA driver" on a machine without one."""
+    chosen = [a for a in extra_args if a.split("=", 1)[0] in DEVICE_FLAGS]
+    if chosen:
+        return list(extra_args)
+    found = probe()
+    if found is not None:
+        return list(extra_args)
+    log.warning(
+        "no GPU visible (no /dev/nvidia0 or /dev/kfd, no working nvidia-smi) and COMFYUI_ARGS "
+        "chooses no device: launching ComfyUI with --cpu (slow; set COMFYUI_ARGS to choose, "
+        "e.g. --cuda-device 0)"
+    )
+    return [*extra_args, "--cpu"]
+
+
+def launch_command(settings: Settings, gpu_probe: GpuProbe = visible_gpu) -> list[str]:
+    """The command `launch_comfyui` runs for `settings`."""
+    return comfyui_command(
+        python=settings.comfyui_python,
+        port=settings.comfyui_port,
+        log_level=settings.comfy_log_level,
+        extra_model_paths=_model_paths(settings),
+        extra_args=device_args(settings.comfyui_extra_args, gpu_probe),
+    )
+
+
+def launch_env(command: list[str], environ: Mapping[str, str], jobs_in_flight: int
+               ) -> dict[str, str]:
+    """The environment ComfyUI runs in: ours, and on the CPU with more than one job in flight,
+    OpenMP's idle threads asleep.
+
+    torch's OpenMP threads otherwise spin between parallel regions, on every core, taking
+    from the worker the CPU its other job in flight needs, and straggling when it takes them
+    back. On 2 cores, going from 1 to 2 jobs in flight, ComfyUI's execution of a small graph
+    grew 44 -> 54 ms a job with them spinning and stayed at 42 -> 39 with them asleep
+    (bench/concurrency.py). Sampling pays for it: txt2img ran 4% (64x64) to 9% (128x128)
+    slower with sleeping threads (bench/omp_policy.py). One job at a time gains nothing, so
+    there libgomp's default stays; more than one in flight is chosen for graphs whose own
+    work overlaps. A value the user set is kept either way.
+    """
+    env = dict(environ)
+    if "--cpu" in command and jobs_in_flight > 1 and "OMP_WAIT_POLICY" not in env:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+        log.info("ComfyUI runs on the CPU with up to %d jobs in flight: OMP_WAIT_POLICY=PASSIVE, "
+                 "so that torch's idle threads sleep instead of spinning on the cores the "
+                 "worker uses", jobs_in_flight)
+    return env
+
+
+def launch_comfyui(
+    settings: Settings, gpu_probe: GpuProbe = visible_gpu
+) -> ComfyProcess | None:
+    """Start ComfyUI as our child; None when COMFYUI_URL names one that is already running.
+    On a machine where `gpu_probe` finds no GPU it runs on the CPU (see `device_args`)."""
+    if settings.comfyui_url:
+        log.info("attaching to the ComfyUI at %s", settings.comfyui_url)
+        return None
+    command = launch_command(settings, gpu_probe)
+    process = ComfyProcess(command, cwd=settings.comfyui_dir, base_url=settings.comfyui_base_url,
+                           env=launch_env(command, os.environ, settings.max_concurrency),
+                           owned_files=(model_paths_file(),))
+    process.launch()
+    atexit.register(process.close)
+    return process
+
+
+def model_paths_file() -> Path:
+    """Where this process writes ComfyUI's extra model paths: per process, as two workers on
+    one machine may have different caches."""
+    return Path(tempfile.gettempdir()) / f"comfy-worker-model-paths-{os.getpid()}.yaml"
+
+
+def _model_paths(settings: Settings) -> Path:
+    """ComfyUI's extra model folders: the network volume's, and the model cache's."""
+    from ..models.paths import write_model_paths
+
+    dest = model_paths_file()
+    found = write_model_paths(settings.network_volume_dir, settings.model_cache_root, dest)
+    summary = ", ".join(f"{folder}: {len(files)}" for folder, files in found.items() if files)
+    if found:
+        log.info("network volume %s: models found (%s)", settings.network_volume_dir,
+                 summary or "none")
+    log.info("model cache at %s", settings.model_cache_root)
+    return dest

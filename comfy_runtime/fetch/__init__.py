@@ -1,0 +1,11 @@
+"""URL downloads and the address policy they obey, shared by input media, workflow files and
+models by URL.
+
+    address_policy .. which network addresses a URL may reach: `checked_target`, `Resolver`,
+                      `redact_url` (a URL as it may appear in logs and errors)
+    download ........ one URL input fetched hop by hop under one deadline: `fetch_url`,
+                      `UrlPolicy`
+
+Depends only on `errors`; nothing here knows ComfyUI or RunPod. The modules are imported
+where they are used, so importing the package costs nothing.
+"""
