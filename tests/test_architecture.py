@@ -1,6 +1,6 @@
 """The package keeps the shape a newcomer can find their way in: layers that point one way,
 no import cycle, modules and functions one person can hold in their head, and a map of the
-package (in `comfy_runtime/__init__.py` and the README) that is the package."""
+package (in `comfy_runtime/__init__.py` and docs/development.md) that is the package."""
 
 from __future__ import annotations
 
@@ -127,12 +127,12 @@ def test_the_package_map_is_the_package() -> None:
     assert sorted(listed) == sorted(set(_modules()) | _subpackages())
 
 
-def test_the_readme_map_equals_the_package_map() -> None:
+def test_the_development_page_map_equals_the_package_map() -> None:
     package_map = _map_lines(ast.get_docstring(
         ast.parse((PACKAGE / "__init__.py").read_text())) or "")
-    readme = (REPO_ROOT / "README.md").read_text()
-    assert package_map and _map_lines(readme) == package_map, (
-        "copy the map in comfy_runtime/__init__.py into the README's Development section"
+    page = (REPO_ROOT / "docs" / "development.md").read_text()
+    assert package_map and _map_lines(page) == package_map, (
+        "copy the map in comfy_runtime/__init__.py into docs/development.md's package map"
     )
 
 
