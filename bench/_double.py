@@ -1,4 +1,4 @@
-"""Shared helpers of the job-control benchmarks (concurrency, soak, memory).
+"""No figure of its own: the ComfyUI double in its own process, and helpers the benchmarks share.
 
 `double()` starts the ComfyUI double as its own process (so its CPU time is not the worker's)
 with explicit input/output/temp folders and optional fault switches (COMFY_DOUBLE_FAULTS),

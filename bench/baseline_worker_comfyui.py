@@ -1,4 +1,6 @@
-"""Baseline for bench/overhead.py: the same workloads through runpod-workers/worker-comfyui.
+"""Per-job overhead of worker-comfyui 5.8.5: median wall, execution and overhead ms per workload.
+
+The baseline for bench/overhead.py: the same workloads through runpod-workers/worker-comfyui.
 
     git --git-dir=<mirror of runpod-workers/worker-comfyui> archive 5.8.5 \\
         | tar -x -C /tmp/worker-comfyui-5.8.5
@@ -15,7 +17,8 @@ Real-ComfyUI mode (issue 14; also `bench/overhead.py --worker-comfyui DIR`):
 
 Both workers run in this process against the same real ComfyUI and take turns job by job
 (which of the two goes first alternates), 2 untimed jobs each first, --gap s of idle before
-each job. Every job gets its own seed and filename_prefix (`overhead.vary_job`), for both.
+each job. Every job gets its own seed and filename_prefix (`_overhead_common.vary_job`), for
+both.
 Overhead per job = its wall time minus ComfyUI's execution of that very job: for
 worker-comfyui from its prompt id's /history entry (it never deletes it); for this worker the
 `timings_ms.execution` it reports, which it takes from the same entry before its cleanup
@@ -24,8 +27,9 @@ after each of its jobs, so it does not overlap worker-comfyui's next job.
 
 worker-comfyui is not vendored here: its handler.py is loaded from --worker-dir, in a
 separate virtual environment that has its requirements (runpod, requests, websocket-client),
-plus pillow for `overhead.workloads()`. The ComfyUI double is started by overhead.comfyui(),
-in its own process, with --double-python (our venv's interpreter, which has aiohttp).
+plus pillow for `_overhead_common.workloads()`. The ComfyUI double is started by
+`_overhead_common.comfyui()`, in its own process, with --double-python (our venv's interpreter,
+which has aiohttp).
 
 Each workload runs --jobs + 2 times (the first 2 dropped) through its synchronous
 `handler(job)` in this process, as its SDK job loop would call it. Wall time is taken around
@@ -55,10 +59,8 @@ the double executes the save nodes for it too; the default sends the identical i
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import copy
-import importlib.util
 import json
 import os
 import platform
@@ -76,29 +78,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-import overhead  # bench/overhead.py: workloads() and comfyui()
-
-
-def load_worker(worker_dir: Path, host: str, pid_file: Path) -> ModuleType:
-    """worker-comfyui's handler.py as module `wc_handler` (not `handler`: ours is on sys.path)."""
-    sys.path.insert(0, str(worker_dir / "src"))  # network_volume.py; the image copies it to /
-    spec = importlib.util.spec_from_file_location("wc_handler", worker_dir / "handler.py")
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"no handler.py in {worker_dir}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["wc_handler"] = module
-    spec.loader.exec_module(module)
-    module.COMFY_HOST = host
-    module.COMFY_PID_FILE = str(pid_file)
-    return module
-
-
-def execution_ms(base_url: str, prompt_id: str) -> float:
-    with urllib.request.urlopen(f"{base_url}/history/{prompt_id}", timeout=10) as response:
-        entry = json.load(response)[prompt_id]
-    messages = {name: data for name, data in entry["status"]["messages"]}
-    return float(messages["execution_success"]["timestamp"]
-                 - messages["execution_start"]["timestamp"])
+from _overhead_common import (  # noqa: E402
+    comfyui, execution_ms, load_worker, recording_prompt_ids, side_by_side, workloads,
+)
 
 
 def with_fresh_outputs(job_input: dict[str, Any]) -> dict[str, Any]:
@@ -110,24 +92,6 @@ def with_fresh_outputs(job_input: dict[str, Any]) -> dict[str, Any]:
         if isinstance(prefix, str):
             node["inputs"]["filename_prefix"] = f"{prefix}-{tag}"
     return fresh
-
-
-@contextlib.contextmanager
-def recording_prompt_ids(worker: ModuleType, prompt_ids: list[str]) -> Iterator[None]:
-    """While inside, every prompt worker-comfyui queues has its id appended to `prompt_ids`:
-    each job's own history entry is then read, never "the latest" one."""
-    queue_workflow = worker.queue_workflow
-
-    def recording_queue_workflow(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        queued = queue_workflow(*args, **kwargs)
-        prompt_ids.append(queued["prompt_id"])
-        return queued
-
-    worker.queue_workflow = recording_queue_workflow
-    try:
-        yield
-    finally:
-        worker.queue_workflow = queue_workflow
 
 
 def measure(worker: ModuleType, base_url: str, job_input: dict[str, Any],
@@ -150,110 +114,6 @@ def measure(worker: ModuleType, base_url: str, job_input: dict[str, Any],
                     walls.append(wall)
                     executions.append(execution_ms(base_url, prompt_ids[-1]))
     return walls, executions
-
-
-def _theirs_once(worker: ModuleType, base_url: str, job_input: dict[str, Any],
-                 tag: str) -> tuple[float, float]:
-    """One worker-comfyui job: its wall time and ComfyUI's execution time from its own prompt
-    id's history entry (worker-comfyui never deletes history, so it is still there)."""
-    prompt_ids: list[str] = []
-    with recording_prompt_ids(worker, prompt_ids), open(os.devnull, "w") as devnull, \
-            contextlib.redirect_stdout(devnull):
-        started = time.perf_counter()
-        result = worker.handler({"id": tag, "input": job_input})
-        wall = (time.perf_counter() - started) * 1000
-    if "error" in result or not result.get("images"):
-        raise SystemExit(f"worker-comfyui job failed: {json.dumps(result)[:2000]}")
-    return wall, execution_ms(base_url, prompt_ids[-1])
-
-
-def _ours_once(runner: asyncio.Runner, job_input: dict[str, Any], tag: str) -> tuple[float, float]:
-    """One job through this worker's handler: its wall time and the `timings_ms.execution` it
-    reports (its own prompt's history entry, read before its cleanup deletes it)."""
-    import handler
-
-    started = time.perf_counter()
-    result = runner.run(handler.handler({"id": tag, "input": job_input}))
-    wall = (time.perf_counter() - started) * 1000
-    if "error" in result:
-        raise SystemExit(f"job failed: {json.dumps(result)[:2000]}")
-    handler._get_worker().drain_cleanups()  # untimed: its cleanup does not overlap theirs
-    return wall, float(result["timings_ms"]["execution"])
-
-
-def alternate(worker: ModuleType, base_url: str, job_input: dict[str, Any], runs: int,
-              warm: int = 2, gap_s: float = 0.5) -> dict[str, list[tuple[float, float]]]:
-    """`runs` timed jobs per worker (after `warm` untimed ones each) on the same ComfyUI, the
-    two workers taking turns job by job (which goes first alternates); every job gets its own
-    seed and filename_prefix (`overhead.vary_job`). (wall ms, execution ms) per job.
-
-    `gap_s` of idle before each job, so each starts on an idle ComfyUI: after a job ComfyUI's
-    prompt loop may run gc.collect() and empty caches (at most every 10 s) before it takes the
-    next prompt. Outliers of 0.3-0.4 s outside the recorded execution remain for both workers
-    even so (cause not pinned down); the per-job lists show them, the medians leave them out."""
-    figures: dict[str, list[tuple[float, float]]] = {"ours": [], "theirs": []}
-    with asyncio.Runner() as runner:
-        for index in range(warm + runs):
-            order = ("ours", "theirs") if index % 2 == 0 else ("theirs", "ours")
-            for who in order:
-                time.sleep(gap_s)
-                this_input = overhead.vary_job(job_input, 1000 + 2 * index + (who == "theirs"))
-                tag = f"{who}-{index}-{uuid.uuid4().hex[:6]}"
-                pair = (_ours_once(runner, this_input, tag) if who == "ours"
-                        else _theirs_once(worker, base_url, this_input, tag))
-                if index >= warm:
-                    figures[who].append(pair)
-    return figures
-
-
-def real_comfyui(worker: ModuleType, url: str, runs: int, checkpoint: str | None,
-                 gap_s: float = 0.5) -> None:
-    """The side-by-side table: per workload, each worker's median wall, execution and
-    overhead (wall - execution, per job), and ours / theirs of the overhead medians."""
-    print(f"{'workload':34} {'ours wall':>9} {'exec':>7} {'overhead':>9} | "
-          f"{'wc wall':>9} {'exec':>7} {'overhead':>9} | {'ratio':>5}")
-    for name, job_input in overhead.workloads(checkpoint).items():
-        figures = alternate(worker, url, job_input, runs, gap_s=gap_s)
-        medians = {}
-        for who, pairs in figures.items():
-            medians[who] = (statistics.median(w for w, _ in pairs),
-                            statistics.median(e for _, e in pairs),
-                            statistics.median(w - e for w, e in pairs))
-        ours, theirs = medians["ours"], medians["theirs"]
-        print(f"{name:34} {ours[0]:9.1f} {ours[1]:7.1f} {ours[2]:9.1f} | "
-              f"{theirs[0]:9.1f} {theirs[1]:7.1f} {theirs[2]:9.1f} | {ours[2] / theirs[2]:5.2f}",
-              flush=True)
-        for who, pairs in figures.items():
-            print(f"{'':4}{who} overheads ms: {' '.join(f'{w - e:.0f}' for w, e in pairs)}")
-
-
-def side_by_side(worker: ModuleType, url: str, runs: int, *, checkpoint: str | None,
-                 comfyui_dirs: Path | None, gap_s: float) -> None:
-    """The real-ComfyUI mode (also `bench/overhead.py --worker-comfyui`): this worker attached
-    to `url` (with ComfyUI's folders when `comfyui_dirs` holds them), then the table."""
-    os.environ["COMFYUI_URL"] = url
-    if comfyui_dirs:
-        for folder in ("input", "output", "temp"):
-            os.environ[f"COMFYUI_{folder.upper()}_DIR"] = str(comfyui_dirs / folder)
-    print(f"ComfyUI: {url}; this worker's files via "
-          f"{'ComfyUI folders' if comfyui_dirs else 'HTTP'}; {runs} jobs per worker per "
-          f"workload, alternating, {gap_s:g} s idle before each; medians; overhead = wall - "
-          f"ComfyUI's execution of that job\n")
-    real_comfyui(worker, url, runs, checkpoint, gap_s)
-
-
-def run_real(worker_dir: Path, url: str, runs: int, *, checkpoint: str | None,
-             comfyui_dirs: Path | None, gap_s: float) -> None:
-    """Load worker-comfyui from `worker_dir` against `url`, then `side_by_side`."""
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}; worker-comfyui: {worker_dir.resolve()}")
-    with tempfile.TemporaryDirectory(prefix="wc-bench-") as scratch:
-        urllib.request.urlopen(f"{url}/system_stats", timeout=10).close()
-        pid_file = Path(scratch) / "comfyui.pid"
-        pid_file.write_text(str(os.getpid()))
-        worker = load_worker(worker_dir.resolve(), url.split("://", 1)[-1].rstrip("/"), pid_file)
-        side_by_side(worker, url, runs, checkpoint=checkpoint, comfyui_dirs=comfyui_dirs,
-                     gap_s=gap_s)
 
 
 def main() -> None:
@@ -285,7 +145,7 @@ def main() -> None:
     worker_dir: Path = args.worker_dir.resolve()
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
-    with overhead.comfyui(args.comfyui_url, python=args.double_python) as url, \
+    with comfyui(args.comfyui_url, python=args.double_python) as url, \
             tempfile.TemporaryDirectory(prefix="wc-bench-") as scratch:
         # With a live pid file its check_server polls until ComfyUI answers, without limit.
         urllib.request.urlopen(f"{url}/system_stats", timeout=10).close()
@@ -303,7 +163,7 @@ def main() -> None:
               f"{args.jobs} jobs per workload, medians; "
               f"{'a unique filename_prefix per job' if args.fresh_outputs else 'identical input per job'}\n")
         print(f"{'workload':40} {'wall ms':>9} {'comfy ms':>9} {'overhead ms':>12}")
-        for name, job_input in overhead.workloads().items():
+        for name, job_input in workloads().items():
             walls, executions = measure(worker, url, job_input, args.jobs, args.fresh_outputs)
             overheads = [w - e for w, e in zip(walls, executions)]
             print(f"{name:40} {statistics.median(walls):9.1f} "

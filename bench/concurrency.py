@@ -1,4 +1,4 @@
-"""Throughput of I/O-heavy jobs with 1 and with 2 jobs in flight (issue 5, item 7).
+"""Jobs per second with 1 and with 2 jobs in flight, their ratio and its bound (issue 5, item 7).
 
     python bench/concurrency.py [--jobs 20] [--repeats 3] [--node-delays 0.05,0.15]
                                 [--size 1024] [--format webp]

@@ -1,4 +1,4 @@
-"""What ComfyUI's own HTTP answers cost: the floor under any worker that is attached by URL only.
+"""Milliseconds ComfyUI's own /view and /history answers cost: the floor under a URL-only worker.
 
     python bench/http_floor.py --comfyui-url http://127.0.0.1:8188 [--rounds 30]
 

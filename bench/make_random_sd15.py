@@ -1,4 +1,4 @@
-"""Write an SD1.5 checkpoint with seeded random weights, for benchmarks on a CPU.
+"""No figure: writes an SD1.5 checkpoint with seeded random weights, for benchmarks on a CPU.
 
     /work/comfyui-venv/bin/python bench/make_random_sd15.py --comfyui-dir /work/comfyui \\
         --out /work/models/checkpoints/random-sd15.safetensors [--seed 0]

@@ -1,4 +1,4 @@
-"""Peak memory of a job whose outputs are a 4 x 2048x2048 PNG batch (issue 3, item 5).
+"""Peak memory of a job with a 4 x 2048x2048 PNG batch out, inline and via S3 (issue 3, item 5).
 
     python bench/memory.py [--repeats 3]
 

@@ -1,4 +1,4 @@
-"""A 1 GiB model fetch over loopback: throughput against curl, and peak memory (issue 13).
+"""A 1 GiB model fetch over loopback: its throughput as a share of curl's, and peak memory.
 
     python bench/model_fetch.py [--size-mib 1024] [--repeats 3] [--dir /tmp]
 

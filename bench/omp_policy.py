@@ -1,4 +1,4 @@
-"""ComfyUI's execution of txt2img on the CPU under each OpenMP wait policy, launched by the worker.
+"""Median txt2img execution on the CPU per OpenMP wait policy, ComfyUI launched by the worker.
 
     COMFYUI_DIR=/path/to/ComfyUI COMFYUI_PYTHON=/path/to/its/python \\
         [COMFYUI_ARGS="--extra-model-paths-config models.yaml"] \\
@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _double import machine  # noqa: E402
-from warmup import _free_port, _jobs  # noqa: E402
+from _real_comfyui import free_port, txt2img_jobs  # noqa: E402
 
 from comfy_runtime.comfyui.supervision import launch_comfyui  # noqa: E402
 from comfy_runtime.settings import Settings  # noqa: E402
@@ -41,11 +41,11 @@ def executions_ms(policy: str, jobs: int, steps: int, size: int) -> list[float]:
         os.environ.pop("OMP_WAIT_POLICY", None)
     else:
         os.environ["OMP_WAIT_POLICY"] = policy
-    settings = Settings(comfyui_port=_free_port(), warmup_workflow="none")
+    settings = Settings(comfyui_port=free_port(), warmup_workflow="none")
     worker = Worker(settings, launch_comfyui(settings))
     try:
         worker.wait_ready()
-        times = asyncio.run(_jobs(worker, jobs + 1, steps, size))
+        times = asyncio.run(txt2img_jobs(worker, jobs + 1, steps, size))
     finally:
         worker.close()
     return [execution * 1000 for _, execution, _ in times[1:]]  # the first loads the model

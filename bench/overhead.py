@@ -1,4 +1,4 @@
-"""Handler overhead: wall time of a job minus the time ComfyUI spent executing it.
+"""Per-job overhead in ms: a job's wall time minus the time ComfyUI spent executing it.
 
     python bench/overhead.py [--jobs 30] [--comfyui-url http://127.0.0.1:8188]
     python bench/overhead.py --comfyui-url http://127.0.0.1:8190 \
@@ -21,16 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import io
 import os
 import platform
 import statistics
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,82 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-
-def _noise_png(size: int) -> bytes:
-    from PIL import Image
-
-    image = Image.frombytes("RGB", (size, size), os.urandom(size * size * 3))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=1)
-    return buffer.getvalue()
-
-
-def sd15_txt2img(checkpoint: str, size: int = 64, steps: int = 2) -> dict[str, Any]:
-    """txt2img as an API graph: `checkpoint` (e.g. bench/make_random_sd15.py's), size x size,
-    `steps` euler steps; `vary_job` gives each job its own seed so the sampler runs."""
-    return {"workflow": {
-        "3": {"class_type": "KSampler", "inputs": {"seed": 0, "steps": steps, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
-        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": 1}},
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse at dusk", "clip": ["4", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "bench", "images": ["8", 0]}}}}
-
-
-def vary_job(job_input: dict[str, Any], index: int) -> dict[str, Any]:
-    """The job with its own filename_prefix and seed, as distinct real jobs are, so ComfyUI's
-    cache does not skip its nodes (both workers get the same treatment)."""
-    nodes = {}
-    for node_id, node in job_input["workflow"].items():
-        inputs = dict(node.get("inputs", {}))
-        if isinstance(inputs.get("filename_prefix"), str):
-            inputs["filename_prefix"] = f"{inputs['filename_prefix']}-{uuid.uuid4().hex[:8]}"
-        if isinstance(inputs.get("seed"), int):
-            inputs["seed"] = index
-        nodes[node_id] = {**node, "inputs": inputs}
-    return {**job_input, "workflow": nodes}
-
-
-def workloads(checkpoint: str | None = None) -> dict[str, dict[str, Any]]:
-    """The measured jobs; with a `checkpoint` in ComfyUI's checkpoints, SD1.5 txt2img too."""
-    photo = base64.b64encode(_noise_png(1024)).decode()
-    extra = {"sd1.5 txt2img 64x64 2 steps": sd15_txt2img(checkpoint)} if checkpoint else {}
-    return {
-        "empty 512 -> save": {"workflow": {
-            "1": {"class_type": "EmptyImage", "inputs": {"width": 512, "height": 512, "batch_size": 1, "color": 0x808080}},
-            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench"}}}},
-        "empty 4x1024 -> save": {"workflow": {
-            "1": {"class_type": "EmptyImage", "inputs": {"width": 1024, "height": 1024, "batch_size": 4, "color": 0x808080}},
-            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench"}}}},
-        f"{len(photo) * 3 // 4 / 1e6:.1f} MB png input -> invert -> save": {
-            "images": [{"name": "photo.png", "image": photo}],
-            "workflow": {
-                "1": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}},
-                "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
-                "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "bench"}}}},
-        **extra,
-    }
-
-
-@contextmanager
-def comfyui(
-    url: str | None, python: str = sys.executable, *, tell_worker: bool = False
-) -> Iterator[str]:
-    """The ComfyUI to measure against: the given one, or the double in its own process (run
-    by `python`; with `tell_worker`, the worker is given its folders, as when it launched it)."""
-    if url:
-        yield url
-        return
-    from _double import double
-
-    with double(tell_worker=tell_worker, python=python) as running:
-        try:
-            yield running.url
-        finally:
-            if "handler" in sys.modules and sys.modules["handler"]._worker is not None:
-                sys.modules["handler"]._worker.close()  # its cleanups finish before ComfyUI goes
-                sys.modules["handler"]._worker = None
+from _overhead_common import comfyui, run_real, workloads  # noqa: E402
 
 
 async def measure(job_input: dict[str, Any], jobs: int) -> tuple[list[float], list[float]]:
@@ -154,11 +74,8 @@ def main() -> None:
     if args.worker_comfyui:
         if not args.comfyui_url:
             raise SystemExit("--worker-comfyui needs --comfyui-url (a real ComfyUI)")
-        import baseline_worker_comfyui as baseline
-
-        baseline.run_real(args.worker_comfyui, args.comfyui_url, args.runs,
-                          checkpoint=args.checkpoint, comfyui_dirs=args.comfyui_dirs,
-                          gap_s=args.gap)
+        run_real(args.worker_comfyui, args.comfyui_url, args.runs,
+                 checkpoint=args.checkpoint, comfyui_dirs=args.comfyui_dirs, gap_s=args.gap)
         return
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
     with comfyui(args.comfyui_url, tell_worker=not args.http_files) as url:

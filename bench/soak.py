@@ -1,4 +1,4 @@
-"""Soak: 200 sequential jobs leave ComfyUI's folders as they were and the worker's memory flat.
+"""Files and history entries left, and memory growth, over 200 sequential jobs (soak).
 
     python bench/soak.py [--jobs 200] [--no-tracemalloc]
 

@@ -1,4 +1,4 @@
-"""Time converting the largest recorded template with node definitions cached (target < 20 ms).
+"""Milliseconds to convert the largest recorded template, node definitions cached (target < 20).
 
     python bench/ui_format.py [--recordings DIR] [--object-info FILE] [--runs N]
 

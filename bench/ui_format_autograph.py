@@ -1,4 +1,4 @@
-"""Count exact frontend matches over the recordings: comfy_runtime.ui_format vs comfyui-autograph.
+"""Exact frontend matches over the recordings: comfy_runtime.ui_format vs comfyui-autograph.
 
     pip install comfyui-autograph==2.3.0   # only for this comparison; the worker never uses it
     python bench/ui_format_autograph.py [--recordings DIR] [--object-info FILE]

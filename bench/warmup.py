@@ -1,4 +1,4 @@
-"""Boot and first job: launch-to-ready against ComfyUI alone, first job versus a warm one.
+"""Launch-to-ready seconds against ComfyUI alone, and the first job as a multiple of a warm one.
 
     COMFYUI_DIR=/path/to/ComfyUI COMFYUI_PYTHON=/path/to/its/python \
         [COMFYUI_ARGS="--extra-model-paths-config models.yaml"] \
@@ -27,7 +27,6 @@ import asyncio
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,32 +40,9 @@ sys.path.insert(0, str(REPO))
 from comfy_runtime.comfyui.supervision import launch_comfyui, launch_command
 from comfy_runtime.settings import Settings
 from comfy_runtime.worker import Worker
-from handler import respond
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def _jobs(worker: Worker, count: int, steps: int, size: int
-                ) -> list[tuple[float, float, float]]:
-    """(wall s, ComfyUI's execution s, s from queueing to its start) of each job."""
-    times = []
-    for index in range(count):
-        # A new prompt each time: ComfyUI would otherwise serve the text encoding of warm jobs
-        # from its cache and flatter them against the first.
-        params = {"prompt": f"a lighthouse at dusk, painting number {index}", "steps": steps,
-                  "width": size, "height": size, "seed": index}
-        started = time.perf_counter()
-        result = respond(await worker.handle({"id": f"warm-{index}", "input": {"workflow": "txt2img", "params": params}}))
-        if "error" in result:
-            raise SystemExit(f"job failed: {result['error']}")
-        timings = result["timings_ms"]
-        times.append((time.perf_counter() - started, timings["execution"] / 1000,
-                      timings["queued"] / 1000))
-    return times
+sys.path.insert(0, str(REPO / "bench"))
+from _real_comfyui import free_port, txt2img_jobs  # noqa: E402
 
 
 def _alone_boot_s(settings: Settings) -> float:
@@ -106,7 +82,7 @@ def boots(count: int) -> tuple[float, float]:
     ours: list[float] = []
     for index in range(count):
         for who in ("alone", "worker") if index % 2 == 0 else ("worker", "alone"):
-            settings = Settings(comfyui_port=_free_port(), warmup_workflow="none")
+            settings = Settings(comfyui_port=free_port(), warmup_workflow="none")
             if who == "alone":
                 alone.append(_alone_boot_s(settings))
             else:
@@ -118,13 +94,13 @@ def run_mode(warmup: str, jobs: int, steps: int, size: int
              ) -> tuple[list[tuple[float, float, float]], float | None]:
     """Each job's (wall s, execution s, queued s) after a fresh launch and its warmup; the
     warmup's ms."""
-    settings = Settings(comfyui_port=_free_port(), warmup_workflow=warmup)
+    settings = Settings(comfyui_port=free_port(), warmup_workflow=warmup)
     process = launch_comfyui(settings)
     worker = Worker(settings, process)
     try:
         worker.wait_ready()
         asyncio.run(worker.warmup())
-        times = asyncio.run(_jobs(worker, jobs, steps, size))
+        times = asyncio.run(txt2img_jobs(worker, jobs, steps, size))
     finally:
         worker.close()
     return times, worker.warmup_ms

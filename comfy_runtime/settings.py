@@ -1,8 +1,9 @@
 """Every knob of the worker, read once from the environment.
 
-The README's settings table is this class's field list: each field's environment variable is
-its name in upper case, and its description is the table's text. Secrets are `SecretStr`, so
-they print as `**********` wherever a settings object is logged or returned.
+The settings table of docs/configuration.md is this class's field list: each field's
+environment variable is its name in upper case, and its description is the table's text.
+Secrets are `SecretStr`, so they print as `**********` wherever a settings object is logged or
+returned.
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ class Settings(BaseSettings):
 
 
 def markdown_table() -> str:
-    """The README's settings table, from the fields above (a test keeps the README current)."""
+    """The settings table, from the fields above (a test keeps the configuration page current)."""
     rows = ["| Variable | Default | What it does |", "| --- | --- | --- |"]
     for name, field in Settings.model_fields.items():
         if field.default_factory is not None:
@@ -243,18 +244,18 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-README_MARKERS = ("<!-- settings:start -->", "<!-- settings:end -->")
+CONFIGURATION_PAGE = REPO_ROOT / "docs" / "configuration.md"
+TABLE_MARKERS = ("<!-- settings:start -->", "<!-- settings:end -->")
 
 
-def readme_with_table(readme: str) -> str:
-    """`readme` with the text between the settings markers replaced by the current table."""
-    start, end = README_MARKERS
-    head, rest = readme.split(start, 1)
+def page_with_table(page: str) -> str:
+    """`page` with the text between the settings markers replaced by the current table."""
+    start, end = TABLE_MARKERS
+    head, rest = page.split(start, 1)
     _, tail = rest.split(end, 1)
     return f"{head}{start}\n{markdown_table()}\n{end}{tail}"
 
 
 if __name__ == "__main__":
-    # Rewrites the README's settings table from the class above.
-    readme_path = REPO_ROOT / "README.md"
-    readme_path.write_text(readme_with_table(readme_path.read_text()))
+    # Rewrites the configuration page's settings table from the class above.
+    CONFIGURATION_PAGE.write_text(page_with_table(CONFIGURATION_PAGE.read_text()))

@@ -588,7 +588,7 @@ def test_an_unexpected_exception_is_internal_error_and_the_worker_goes_on(
 
 
 def test_attached_with_only_comfyui_dir_cleans_the_jobs_files(comfy_double) -> None:
-    # The README says COMFYUI_DIR is enough for the worker to find ComfyUI's folders.
+    # docs/deployment.md says COMFYUI_DIR is enough for the worker to find ComfyUI's folders.
     settings = Settings(comfyui_url=comfy_double.url, comfyui_dir=comfy_double.root)
     worker = Worker(settings)
     try:
