@@ -365,6 +365,179 @@ const s2 = add('SaveImage', [800, 400]); con(gn2, 0, s2, 'images');
 return save();
 """,
     ),
+    "group_primitives_inside": (
+        "PrimitiveNodes inside a group node, not exposed: one drives the width of EmptyImage "
+        "and EmptyLatentImage, one the height of EmptyImage; a second instance whose primitive "
+        "widgets are set on the group node.",
+        """
+const p1 = add('PrimitiveNode', [-300, 0]); const p2 = add('PrimitiveNode', [-300, 200]);
+const img = add('EmptyImage', [0, 0]); const lat = add('EmptyLatentImage', [0, 300]);
+con(p1, 0, img, 'width'); con(p1, 0, lat, 'width'); con(p2, 0, img, 'height');
+p1.widgets[0].value = 40; p2.widgets[0].value = 24; set(lat, {batch_size: 2});
+const inv = add('ImageInvert', [300, 0]); con(img, 0, inv, 0);
+const s = add('SaveImage', [600, 0]); con(inv, 0, s, 'images');
+const pa = add('PreviewAny', [300, 300]); con(lat, 0, pa, 'source');
+await groupNode([p1, p2, img, lat], 'PrimSizes');
+const gn2 = LiteGraph.createNode('workflow>PrimSizes'); gn2.pos = [0, 600]; g.add(gn2);
+gn2.widgets[0].value = 72;
+const s2 = add('SaveImage', [600, 600]); con(gn2, 'IMAGE', s2, 'images');
+set(s2, {filename_prefix: 'second'});
+return save();
+""",
+    ),
+    "group_primitives_exposed": (
+        "The issue's shape: a group named 'EmptyLatentImage' holding two PrimitiveNodes (width, "
+        "height) that drive an EmptySD3LatentImage and also feed an EmptyImage outside, so the "
+        "primitives' outputs are listed in `external` next to the LATENT.",
+        """
+const p1 = add('PrimitiveNode', [-300, 0]); const p2 = add('PrimitiveNode', [-300, 200]);
+const lat = add('EmptySD3LatentImage', [0, 0]);
+con(p1, 0, lat, 'width'); con(p2, 0, lat, 'height');
+p1.widgets[0].value = 832; p2.widgets[0].value = 1216;
+const img = add('EmptyImage', [300, 300]); con(p1, 0, img, 'width'); con(p2, 0, img, 'height');
+const pa = add('PreviewAny', [300, 0]); con(lat, 0, pa, 'source');
+const s = add('SaveImage', [600, 300]); con(img, 0, s, 'images');
+await groupNode([p1, p2, lat], 'EmptyLatentImage');
+return save();
+""",
+    ),
+    "group_external_node_object": (
+        "A group whose `external` entry names the inner node by a copy of the node object instead "
+        "of its index (as some frontend versions saved it): built in the frontend, then the entry "
+        "rewritten. The output it names is linked only outside the group.",
+        """
+const img = add('EmptyImage', [0, 0]); set(img, {width: 16, height: 8});
+const inv = add('ImageInvert', [300, 0]); con(img, 0, inv, 0);
+const s = add('SaveImage', [600, 0]); con(inv, 0, s, 'images');
+await groupNode([img, inv], 'InvertPipe');
+const wf = save();
+const grp = wf.extra.groupNodes.InvertPipe;
+grp.external = grp.external.map((e) => [JSON.parse(JSON.stringify(grp.nodes[e[0]])), e[1], e[2]]);
+return wf;
+""",
+    ),
+    "group_external_node_object_hidden": (
+        "As group_external_node_object, but the rewritten entry names an output that is also "
+        "linked inside the group, so the frontend no longer sees it as external.",
+        """
+const img = add('EmptyImage', [0, 0]); set(img, {width: 16, height: 8});
+const inv = add('ImageInvert', [300, 0]); con(img, 0, inv, 0);
+const s = add('SaveImage', [600, 0]); con(inv, 0, s, 'images');
+const s2 = add('SaveImage', [600, 300]); con(img, 0, s2, 'images');
+set(s2, {filename_prefix: 'plain'});
+await groupNode([img, inv], 'InvertPipe');
+const wf = save();
+const grp = wf.extra.groupNodes.InvertPipe;
+grp.external = grp.external.map((e) => [JSON.parse(JSON.stringify(grp.nodes[e[0]])), e[1], e[2]]);
+return wf;
+""",
+    ),
+    "group_reroutes": (
+        "Reroutes as group members: one between two inner nodes, one at the end of the group "
+        "feeding a node outside, one fed from outside the group.",
+        """
+const img = add('EmptyImage', [0, 0]); set(img, {width: 20, height: 12});
+const r1 = add('Reroute', [250, 0]); const inv = add('ImageInvert', [350, 0]);
+const r2 = add('Reroute', [550, 0]);
+con(img, 0, r1, 0); con(r1, 0, inv, 0); con(inv, 0, r2, 0);
+const s = add('SaveImage', [700, 0]); con(r2, 0, s, 'images');
+const img2 = add('EmptyImage', [0, 300]); set(img2, {color: 255});
+const r3 = add('Reroute', [250, 300]); const inv2 = add('ImageInvert', [350, 300]);
+con(img2, 0, r3, 0); con(r3, 0, inv2, 0);
+const s2 = add('SaveImage', [700, 300]); con(inv2, 0, s2, 'images');
+set(s2, {filename_prefix: 'from_outside'});
+await groupNode([img, r1, inv, r2, r3, inv2], 'Rerouted');
+return save();
+""",
+    ),
+    "group_converted_widgets": (
+        "Widgets of inner nodes fed by links: from another inner node (PrimitiveInt inside -> "
+        "EmptyImage.width), and from a node outside (PrimitiveInt outside -> ImageScale.height "
+        "inside, linked to the group's widget input after grouping).",
+        """
+const pi = add('PrimitiveInt', [-300, 0]); set(pi, {value: 36, control_after_generate: 'fixed'});
+const img = add('EmptyImage', [0, 0]); con(pi, 0, img, 'width');
+const sc = add('ImageScale', [300, 0]); con(img, 0, sc, 'image');
+set(sc, {width: 18, height: 9});
+const s = add('SaveImage', [600, 0]); con(sc, 0, s, 'images');
+const gn = await groupNode([pi, img, sc], 'ScaledImage');
+const po = add('PrimitiveInt', [-300, 400]); set(po, {value: 11, control_after_generate: 'fixed'});
+const hi = gn.inputs.findIndex((i) => i.widget && /ImageScale height|^height$/.test(i.name));
+if (hi < 0) throw new Error('no height input on the group: ' + gn.inputs.map((i) => i.name));
+po.connect(0, gn, hi);
+return save();
+""",
+    ),
+    "group_member_modes": (
+        "Group members that are muted (an ImageInvert in the middle, a SaveImage at the end) or "
+        "bypassed at the group's output; a bypassed node outside feeding the group.",
+        """
+const img = add('EmptyImage', [0, 0]); set(img, {width: 10});
+const pre = add('ImageInvert', [150, 0]); pre.mode = 4; con(img, 0, pre, 0);
+const a = add('ImageInvert', [300, 0]); const b = add('ImageInvert', [450, 0]);
+const c = add('ImageInvert', [600, 0]); const sin = add('SaveImage', [600, 300]);
+con(pre, 0, a, 0); con(a, 0, b, 0); con(b, 0, c, 0); con(a, 0, sin, 'images');
+set(sin, {filename_prefix: 'inside'});
+const s = add('SaveImage', [800, 0]); con(c, 0, s, 'images');
+const gn = await groupNode([a, b, c, sin], 'ModePipe');
+const inner = g.extra.groupNodes.ModePipe.nodes;
+const idx = (t, k) => inner.map((n, i) => [n, i]).filter(([n]) => n.type === t)[k][1];
+inner[idx('ImageInvert', 1)].mode = 2;
+inner[idx('ImageInvert', 2)].mode = 4;
+inner[idx('SaveImage', 0)].mode = 2;
+return save();
+""",
+    ),
+    "group_in_subgraph": (
+        "A legacy group node placed inside a subgraph (the frontend refuses to queue it).",
+        """
+const img = add('EmptyImage', [0, 0]); const inv = add('ImageInvert', [300, 0]);
+con(img, 0, inv, 0);
+const s = add('SaveImage', [600, 0]);
+const gn = await groupNode([img, inv], 'Inner');
+con(gn, 0, s, 'images');
+subgraph([gn, s]);
+return save();
+""",
+    ),
+    "group_chained": (
+        "Two group nodes chained (the output of one feeds the other), and two instances of the "
+        "second; the second group holds a seed widget (KSampler-style control names).",
+        """
+const img = add('EmptyImage', [0, 0]); set(img, {width: 30, height: 20});
+const inv = add('ImageInvert', [300, 0]); con(img, 0, inv, 0);
+const sc = add('ImageScale', [450, 0]); con(inv, 0, sc, 'image');
+set(sc, {width: 15, height: 10});
+const inv2 = add('ImageInvert', [600, 0]); con(sc, 0, inv2, 0);
+const s = add('SaveImage', [800, 0]); con(inv2, 0, s, 'images');
+const a = await groupNode([img, inv], 'First');
+const b = await groupNode([sc, inv2], 'Second');
+const b2 = LiteGraph.createNode('workflow>Second'); b2.pos = [450, 400]; g.add(b2);
+con(a, 0, b2, 0); b2.widgets[1].value = 5;
+const s2 = add('SaveImage', [800, 400]); con(b2, 0, s2, 'images');
+set(s2, {filename_prefix: 'second_copy'});
+return save();
+""",
+    ),
+    "group_values_length": (
+        "Group node instances whose own widgets_values is shorter (two values) or longer (two "
+        "extra values) than the group's widgets; built in the frontend, then the lists edited.",
+        """
+const img = add('EmptyImage', [0, 0]); set(img, {width: 14, height: 6, color: 9});
+const sc = add('ImageScale', [300, 0]); con(img, 0, sc, 'image');
+set(sc, {width: 7, height: 3});
+const s = add('SaveImage', [600, 0]); con(sc, 0, s, 'images');
+const gn = await groupNode([img, sc], 'Sized');
+const gn2 = LiteGraph.createNode('workflow>Sized'); gn2.pos = [0, 400]; g.add(gn2);
+const s2 = add('SaveImage', [600, 400]); con(gn2, 0, s2, 'images');
+set(s2, {filename_prefix: 'long'});
+const wf = save();
+const one = wf.nodes.find((n) => n.id === gn.id); one.widgets_values = [33, 22];
+const two = wf.nodes.find((n) => n.id === gn2.id);
+two.widgets_values = [...two.widgets_values, 99, 'extra'];
+return wf;
+""",
+    ),
     "widget_input_links": (
         "Widgets fed by links from real nodes (PrimitiveInt, PrimitiveFloat, PrimitiveString, "
         "PrimitiveBoolean, StringConcatenate) next to widgets left as values; a widget input "

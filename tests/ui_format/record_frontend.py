@@ -87,15 +87,40 @@ HOOK_JS = """() => {
   };
 }"""
 
+# Per workflow: load, then convert. Both frontends swallow an error thrown while the graph is
+# being built (they show a dialog, log it and return), and 1.49.6 also drops a legacy group
+# node it fails to turn into a subgraph; graphToPrompt would then convert what was half
+# loaded. So the root graph's `configure` is wrapped to catch what it throws, and the page's
+# console is watched for the group-node conversion failure: either makes the recording an
+# error. The option names differ by version (1.27: show*Dialog; 1.49: deferWarnings,
+# skipAssetScans); each version ignores the other's.
 CONVERT_JS = """async (wf) => {
   window.__recErrors.length = 0;
   const errText = (e) => String((e && e.stack) ? e.stack : e).slice(0, 4000);
+  const root = app.rootGraph || app.graph;
+  const configure = root.configure;
+  let configureError = null;
+  root.configure = function (...args) {
+    try { return configure.apply(this, args); } catch (e) { configureError = e; throw e; }
+  };
   try {
-    app.graph.clear();
+    root.clear();
     await app.loadGraphData(wf, true, false, null,
-      {showMissingNodesDialog: false, showMissingModelsDialog: false});
+      {showMissingNodesDialog: false, showMissingModelsDialog: false,
+       deferWarnings: true, skipAssetScans: true, silentAssetErrors: true});
   } catch (e) {
     return {error: 'loadGraphData: ' + errText(e), console: [...window.__recErrors]};
+  } finally {
+    root.configure = configure;
+  }
+  if (configureError) {
+    return {error: 'loadGraphData (swallowed): ' + errText(configureError),
+            console: [...window.__recErrors]};
+  }
+  const dropped = window.__recErrors.find((t) => /Failed to convert group node/.test(t));
+  if (dropped) {
+    return {error: 'loadGraphData (group node dropped): ' + dropped.slice(0, 4000),
+            console: [...window.__recErrors]};
   }
   try {
     const p = await app.graphToPrompt();
