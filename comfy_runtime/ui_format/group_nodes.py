@@ -10,8 +10,15 @@ than the general ones: an input taken from outside names the node at the other e
 link as it is (even a Reroute or a muted node, which then drops out), and an output names the
 inner node that produces it even when that node is bypassed.
 
-Reproduced for inner nodes from ComfyUI's definitions; primitives, reroutes and upload
-widgets inside a group, and groups inside subgraphs, are refused.
+Members the frontend defines itself follow its own rules. A PrimitiveNode linked inside
+the group becomes one widget on the group (`value`, or `<title or type> value`; it takes the
+options of the last widget it feeds, plus a control widget); at queue time its value goes to
+every widget it feeds. A Reroute linked on both sides inside the group drops out; otherwise it
+becomes an input and an output of its link's type. An inner node fed by a Reroute loses that
+input, and a group output behind Reroutes names the node before them. Notes are skipped.
+`external` entries that name the node by a copy of it, not an index, never match a node,
+as in the frontend. Upload widgets inside a group, Reroutes that carry a widget value, and
+groups inside subgraphs are refused.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from .errors import UnsupportedStructure, problem
 from .graph import RawNode, _node
 
 PREFIX = "workflow>"
+PRIMITIVE, REROUTE = "PrimitiveNode", "Reroute"
+_SKIPPED_TYPES = frozenset({"Note", "MarkdownNote"})
 _PLAIN_KINDS = frozenset({"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO", "control", "filter"})
 _WIDGET_TYPES = frozenset({"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO"})
 
@@ -43,6 +52,8 @@ class GroupConfig:
     widget_to_inner: dict[str, tuple[int, str]] = field(default_factory=dict)
     # group output slot -> (inner index, inner output slot)
     output_to_inner: list[tuple[int, int]] = field(default_factory=list)
+    # inner PrimitiveNode index -> the (inner index, widget name) pairs it feeds
+    primitive_targets: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
 
 
 def _refuse(name: str, text: str) -> UnsupportedStructure:
@@ -67,8 +78,11 @@ class _Builder:
         self.seen_inputs: dict[str, int] = {}
         self.seen_outputs: set[str] = set()
         self.input_count = 0
-        self.links_from: dict[int, dict[int, bool]] = {}
-        self.external: dict[int, set[int]] = {}
+        # source index -> {slot -> the group's links out of it, in file order}
+        self.links_from: dict[int, dict[int, list[list[Any]]]] = {}
+        self.external: dict[int, dict[int, Any]] = {}
+        # inner PrimitiveNode index -> its group widget's [type, options], changed in place
+        self.primitive_specs: dict[int, list[Any]] = {}
         self._read_links()
 
     def _read_links(self) -> None:
@@ -77,9 +91,13 @@ class _Builder:
                 continue
             src, src_slot, dst, dst_slot = (int(x) for x in link[:4])
             self.config.links_to.setdefault(dst, {})[dst_slot] = (src, src_slot)
-            self.links_from.setdefault(src, {})[src_slot] = True
+            self.links_from.setdefault(src, {}).setdefault(src_slot, []).append(link)
         for ext in self.data.get("external") or []:
-            self.external.setdefault(int(ext[0]), set()).add(int(ext[1]))
+            if isinstance(ext[0], dict):
+                # Saved as a copy of the node: the editor keys it as "[object Object]", which
+                # matches no node, so the entry counts for nothing.
+                continue
+            self.external.setdefault(int(ext[0]), {})[int(ext[1])] = ext[2]
 
     def _input_name(self, node: RawNode, input_name: str) -> tuple[str, str]:
         custom = ((self.data.get("config") or {}).get(str(node.id)) or {}).get("input") or {}
@@ -87,8 +105,9 @@ class _Builder:
                       if s.get("name") == input_name), None)
         name = (custom.get(input_name) or {}).get("name") or label or input_name
         key, prefix = name, ""
-        if name in self.seen_inputs:
-            prefix = f"{node.data.get('title') or node.type} "
+        title = node.data.get("title")
+        if (node.type == PRIMITIVE and title) or name in self.seen_inputs:
+            prefix = f"{node.type if title is None else title} "
             key = name = f"{prefix}{input_name}"
             if name in self.seen_inputs:
                 name = f"{prefix}{self.seen_inputs[name]} {input_name}"
@@ -102,17 +121,94 @@ class _Builder:
         if input_name in ("seed", "noise_seed"):
             options["control_after_generate"] = f"{prefix}control_after_generate"
         self.required[name] = [raw[0], options]
+        if node.type == PRIMITIVE:
+            self.primitive_specs[int(node.id)] = self.required[name]
         return name
 
-    def node(self, node: RawNode, deferred: list[Any]) -> None:
+    def _info(self, node: RawNode) -> dict[str, Any] | None:
+        """The definition the frontend uses for a member, or None when it skips the member."""
+        if node.type == PRIMITIVE:
+            return self._primitive_info(node)
+        if node.type == REROUTE:
+            return self._reroute_info(node)
+        if node.type in _SKIPPED_TYPES:
+            return None
         if node.type not in self.defs:
             raise _refuse(self.name, f"group node holds '{node.type}', which is not supported "
                                      "inside a group node")
-        info = self.defs.object_info[node.type]
         node_def = self.defs.get(node.type)
         if any(w.kind not in _PLAIN_KINDS for w in node_def.widgets) or node_def.unsupported:
             raise _refuse(self.name, f"group node holds '{node.type}', whose widgets are not "
                                      "reproduced inside a group node")
+        return dict(self.defs.object_info[node.type])
+
+    def _primitive_info(self, node: RawNode) -> dict[str, Any] | None:
+        """A PrimitiveNode linked inside the group: one input `value` of its first link's type."""
+        links = self.links_from.get(int(node.id))
+        if not links:
+            return None
+        first = links[0][0]
+        kind = first[5] if len(first) > 5 else None
+        if kind == "COMBO":
+            widget = (node.data.get("outputs") or [{}])[0].get("widget") or {}
+            target = self.config.nodes[int(first[2])]
+            section = self.defs.object_info[target.type]["input"]
+            kind = ((section.get("required") or {}).get(widget.get("name"))
+                    or section["optional"][widget.get("name")])[0]
+        if not _is_widget([kind]):
+            raise _refuse(self.name, f"a PrimitiveNode inside the group feeds a {kind!r} input, "
+                                     "which has no widget")
+        return {"input": {"required": {"value": [kind, {}]}}, "output": [kind]}
+
+    def _reroute_info(self, node: RawNode) -> dict[str, Any] | None:
+        """A Reroute: dropped when linked on both sides inside (and not used outside),
+        otherwise one input and one output of the type its links carry."""
+        index = int(node.id)
+        links_from, links_to = self.links_from.get(index), self.config.links_to.get(index)
+        if links_to and links_from and not self.external.get(index, {}).get(0):
+            return None
+        kind: Any = "*"
+        if links_from:
+            for link in links_from[0]:
+                target = self.config.nodes[int(link[2])]
+                saved = (target.data.get("inputs") or [])[int(link[3])]
+                kind = saved.get("type") if kind == "*" else kind
+                if saved.get("widget"):
+                    raise _refuse(self.name, "a Reroute inside the group feeds a widget, whose "
+                                             "value is not reproduced inside a group node")
+        elif links_to:
+            src, slot = links_to[0]
+            kind = (self.config.nodes[src].data.get("outputs") or [])[slot].get("type")
+        else:
+            kind = next((lk[5] for lk in self.data.get("links") or []
+                         if len(lk) > 5 and lk[2] == index), "*")
+            if kind == "*":
+                kind = self.external.get(index, {}).get(0) or kind
+        if _is_widget([kind]):
+            raise _refuse(self.name, f"a Reroute inside the group carries a {kind!r} widget "
+                                     "value, which is not reproduced inside a group node")
+        return {"input": {"required": {kind: [kind, {"forceInput": True}]}}, "output": [kind]}
+
+    def _primitive_link(self, link: tuple[int, int], target: RawNode, input_name: str,
+                        raw: Any) -> None:
+        """The frontend's check of a link into a member: a PrimitiveNode at the other end
+        gives its group widget this widget's options and a control widget."""
+        src = link[0]
+        if self.config.nodes[src].type != PRIMITIVE:
+            return
+        spec = self.primitive_specs.get(src)
+        if spec is None:
+            raise _refuse(self.name, "a PrimitiveNode inside the group is defined after the "
+                                     "widget it feeds; the editor fails on it")
+        raw = list(raw) if isinstance(raw, (list, tuple)) else [raw]
+        options = raw[1] if len(raw) > 1 and isinstance(raw[1], dict) else {}
+        spec[1] = {**options, "control_after_generate": True}
+        self.config.primitive_targets.setdefault(src, []).append((int(target.id), input_name))
+
+    def node(self, node: RawNode, deferred: list[Any]) -> None:
+        info = self._info(node)
+        if info is None:
+            return
         section = info.get("input") or {}
         inputs = {**(section.get("required") or {}), **(section.get("optional") or {})}
         index = int(node.id)
@@ -134,6 +230,7 @@ class _Builder:
         input_map = self.config.input_map.setdefault(index, {})
         for i, input_name in enumerate(slots):
             if i in links_to:
+                self._primitive_link(links_to[i], node, input_name, inputs[input_name])
                 continue
             self._add_input(node, input_name, inputs[input_name])
             input_map[i] = self.input_count
@@ -149,6 +246,8 @@ class _Builder:
         for i, key in enumerate(sorted(converted, key=str)):
             input_name = converted[key]
             if n_slots + i in links_to:
+                self._primitive_link(links_to[n_slots + i], node, input_name,
+                                     inputs[input_name])
                 continue
             name = self._add_input(node, input_name, inputs[input_name])
             self.config.widget_to_inner[name] = (index, input_name)
@@ -160,7 +259,7 @@ class _Builder:
         custom = ((self.data.get("config") or {}).get(str(index)) or {}).get("output") or {}
         for slot, out_type in enumerate(info.get("output") or []):
             hidden = slot in self.links_from.get(index, {}) and \
-                slot not in self.external.get(index, set())
+                not self.external.get(index, {}).get(slot)
             visible = (custom.get(str(slot)) or {}).get("visible", not hidden)
             if visible:
                 self.config.output_to_inner.append((index, slot))
@@ -205,6 +304,6 @@ def missing_inner_types(workflow: dict[str, Any],
         for node in nodes if isinstance(nodes, list) else []:
             node_type = node.get("type") if isinstance(node, dict) else None
             if isinstance(node_type, str) and node_type not in defs \
-                    and node_type not in ("PrimitiveNode", "Reroute"):
+                    and node_type not in (PRIMITIVE, REROUTE, *_SKIPPED_TYPES):
                 missing.setdefault(node_type, []).append((None, f" inside group node '{name}'"))
     return missing

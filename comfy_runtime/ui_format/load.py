@@ -26,6 +26,8 @@ from .graph import Link, RawGraph, check_links, read_workflow
 from .group_nodes import PREFIX, group_configs, missing_inner_types
 from .values import UNDEFINED
 
+# What the editor-only members of a group node are (they never reach the API graph).
+_INNER_KINDS = {"PrimitiveNode": "primitive", "Reroute": "reroute"}
 # Input types for which the frontend can build a PrimitiveNode widget without a widget locator.
 _WIDGET_TYPES = frozenset({"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO", "MARKDOWN"})
 
@@ -214,10 +216,19 @@ def load(workflow: Any, defs: NodeDefinitions) -> tuple[Graph, dict[str, Graph]]
 
 
 def _expand_group(node: Node, defs: NodeDefinitions) -> None:
-    """Recreate the inner nodes from the group's data, then give them the instance's values."""
+    """Recreate the inner nodes from the group's data, then give them the instance's values
+    (a PrimitiveNode's value goes to the widgets it feeds)."""
     config = node.group
-    node.group_inner = [configure_comfy(raw, defs, root=False) for raw in config.nodes]
+    node.group_inner = [
+        Node(raw.id, raw.type, _INNER_KINDS.get(raw.type, "note"), raw.mode, [], [], raw=raw)
+        if raw.type in VIRTUAL_TYPES
+        else configure_comfy(raw, defs, root=False) for raw in config.nodes]
     for name, (index, inner_name) in config.widget_to_inner.items():
-        outer, inner = node.widget(name), node.group_inner[index].widget(inner_name)
-        if outer is not None and inner is not None:
-            inner.value = outer.value
+        outer = node.widget(name)
+        if outer is None:
+            continue
+        targets = config.primitive_targets.get(index) or [(index, inner_name)]
+        for target, target_name in targets:
+            inner = node.group_inner[target].widget(target_name)
+            if inner is not None:
+                inner.value = outer.value

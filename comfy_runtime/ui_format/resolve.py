@@ -190,22 +190,39 @@ class Resolver:
             origin_id, origin_slot = source.id, link.origin_slot
         else:
             inner = group.group.links_to.get(index, {}).get(slot)
-            if inner is None:
-                return None
+            if inner is None or group.group.nodes[inner[0]].type == "PrimitiveNode":
+                return None  # a primitive's value is already in the widget
             origin_id, origin_slot = f"{group.id}:{inner[0]}", inner[1]
         if origin_id not in self.nodes and origin_id.rsplit(":", 1)[-1] not in self.nodes:
             raise self._fail(dto, f"input {slot} comes from node {origin_id}, which is not there")
         return Origin(origin_id, origin_slot)
 
     def _group_output(self, dto: Dto, slot: int) -> Origin:
-        """A group's output names the inner node behind it (the first link decides)."""
+        """A group's output names the inner node behind it (the first link decides), past
+        the Reroutes inside that lead to it."""
         node = dto.node
-        assert node.group is not None
+        config = node.group
+        assert config is not None
         links = node.outputs[slot].links if 0 <= slot < len(node.outputs) else []
         link = dto.graph.links.get(links[0]) if links else None
-        if link is None or not 0 <= link.origin_slot < len(node.group.output_to_inner):
+        if link is None:
             raise self._fail(dto, f"group node output {slot} has no usable link")
-        index, inner_slot = node.group.output_to_inner[link.origin_slot]
+        if not 0 <= link.origin_slot < len(config.output_to_inner):
+            raise self._fail(dto, f"group node output {link.origin_slot} is not among the "
+                                  f"{len(config.output_to_inner)} outputs the group defines; "
+                                  "the editor fails to queue it")
+        index, inner_slot = config.output_to_inner[link.origin_slot]
+        seen: set[int] = set()
+        while config.nodes[index].type == "Reroute":
+            source = config.links_to.get(index, {}).get(0)
+            if index in seen or source is None \
+                    or config.input_map.get(index, {}).get(0) is not None \
+                    or config.nodes[source[0]].type == "PrimitiveNode":
+                raise self._fail(dto, f"group node output {link.origin_slot} leads through a "
+                                      "Reroute to no node inside the group; the editor fails "
+                                      "to queue it")
+            seen.add(index)
+            index, inner_slot = source
         return Origin(f"{dto.id}:{index}", inner_slot)
 
     def _bypass_index(self, dto: Dto, slot: int, want: Any) -> int:
