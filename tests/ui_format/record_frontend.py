@@ -37,7 +37,9 @@ is reused for all workflows, after waiting until ``window.app.graph`` exists and
 ``LiteGraph.registered_node_types.KSampler`` is defined (earlier, nodes come out without a
 class). ``recordings/index.json`` lists every name with ``ok`` or ``error`` and the versions that
 ``/system_stats`` reports. ``--object-info`` also saves ``GET /object_info`` of the same ComfyUI,
-key order kept.
+key order kept. The frontend version recorded is the page's own (ComfyUI started with
+``--front-end-root`` serves another than the one it pins); recordings made with another
+frontend than 1.27.10 go to their own folder (``--out tests/ui_format/recordings-<version>``).
 """
 
 from __future__ import annotations
@@ -192,6 +194,20 @@ async def open_frontend(comfyui_url: str, playwright: Any) -> tuple[Any, Any]:
     return browser, page
 
 
+async def page_frontend_version(comfyui_url: str) -> str | None:
+    """The version of the frontend the page really runs (ComfyUI's `/system_stats` names the
+    one it pins, which `--front-end-root` can override)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser, page = await open_frontend(comfyui_url, pw)
+        try:
+            version = await page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__ || null")
+        finally:
+            await browser.close()
+    return str(version) if version else None
+
+
 async def record(comfyui_url: str, items: list[dict[str, Any]], out: Path) -> dict[str, str]:
     from playwright.async_api import async_playwright
 
@@ -262,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         index = json.loads(index_path.read_text(encoding="utf-8"))
     index["versions"] = {
         "comfyui": stats.get("comfyui_version"),
-        "frontend": stats.get("required_frontend_version"),
+        "frontend": asyncio.run(page_frontend_version(url))
+        or stats.get("required_frontend_version"),
         "templates": stats.get("installed_templates_version"),
     }
     recordings = index.get("recordings", {})
