@@ -33,6 +33,10 @@ from .graph import RawNode, _node
 PREFIX = "workflow>"
 PRIMITIVE, REROUTE = "PrimitiveNode", "Reroute"
 _SKIPPED_TYPES = frozenset({"Note", "MarkdownNote"})
+# The editor makes such a Reroute a widget of the group that takes no input slot, so the
+# group's later inputs are wired one slot off (recorded: `height` queued from the `width` link).
+_REROUTE_WIDGET = ("a Reroute inside the group feeds a widget {}; the editor wires the group's "
+                   "inputs one slot off for it, so it would queue what the file does not mean")
 _PLAIN_KINDS = frozenset({"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO", "control", "filter"})
 _WIDGET_TYPES = frozenset({"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO"})
 
@@ -174,8 +178,8 @@ class _Builder:
                 saved = (target.data.get("inputs") or [])[int(link[3])]
                 kind = saved.get("type") if kind == "*" else kind
                 if saved.get("widget"):
-                    raise _refuse(self.name, "a Reroute inside the group feeds a widget, whose "
-                                             "value is not reproduced inside a group node")
+                    raise _refuse(self.name, _REROUTE_WIDGET.format(f"'{saved.get('name')}' of "
+                                                                    f"'{target.type}'"))
         elif links_to:
             src, slot = links_to[0]
             kind = (self.config.nodes[src].data.get("outputs") or [])[slot].get("type")
@@ -185,8 +189,7 @@ class _Builder:
             if kind == "*":
                 kind = self.external.get(index, {}).get(0) or kind
         if _is_widget([kind]):
-            raise _refuse(self.name, f"a Reroute inside the group carries a {kind!r} widget "
-                                     "value, which is not reproduced inside a group node")
+            raise _refuse(self.name, _REROUTE_WIDGET.format(f"of type {kind!r}"))
         return {"input": {"required": {kind: [kind, {"forceInput": True}]}}, "output": [kind]}
 
     def _primitive_link(self, link: tuple[int, int], target: RawNode, input_name: str,

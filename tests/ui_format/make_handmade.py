@@ -538,6 +538,66 @@ two.widgets_values = [...two.widgets_values, 99, 'extra'];
 return wf;
 """,
     ),
+    "group_primitive_kinds": (
+        "PrimitiveNodes inside a group with titles ('Size', and 'Mode' on a COMBO primitive "
+        "feeding upscale_method of two ImageScale nodes), a FLOAT primitive (ImageBlend "
+        "blend_factor: no control widget), and a Note inside the group.",
+        """
+const img = add('EmptyImage', [0, 0]); set(img, {height: 16});
+const a = add('ImageScale', [300, 0]); const b = add('ImageScale', [300, 300]);
+con(img, 0, a, 'image'); con(img, 0, b, 'image');
+const size = add('PrimitiveNode', [-300, 0]); size.title = 'Size';
+con(size, 0, img, 'width'); con(size, 0, a, 'width'); size.widgets[0].value = 48;
+const mode = add('PrimitiveNode', [-300, 300]); mode.title = 'Mode';
+con(mode, 0, a, 'upscale_method'); con(mode, 0, b, 'upscale_method');
+mode.widgets[0].value = 'bicubic';
+const bl = add('ImageBlend', [600, 0]); con(a, 0, bl, 'image1'); con(b, 0, bl, 'image2');
+const f = add('PrimitiveNode', [300, 600]); con(f, 0, bl, 'blend_factor');
+f.widgets[0].value = 0.25;
+const note = add('Note', [0, 600]); note.widgets[0].value = 'inside the group';
+const s = add('SaveImage', [900, 0]); con(bl, 0, s, 'images');
+await groupNode([size, mode, f, note, img, a, b, bl], 'Kinds');
+return save();
+""",
+    ),
+    "group_reroute_widget": (
+        "A Reroute inside a group that carries a widget value: PrimitiveInt -> Reroute -> "
+        "EmptyImage.width, all three grouped.",
+        """
+const pi = add('PrimitiveInt', [-300, 0]); set(pi, {value: 26, control_after_generate: 'fixed'});
+const r = add('Reroute', [-100, 0]); const img = add('EmptyImage', [0, 0]);
+con(pi, 0, r, 0); con(r, 0, img, 'width');
+const s = add('SaveImage', [300, 0]); con(img, 0, s, 'images');
+await groupNode([pi, r, img], 'RerouteWidget');
+return save();
+""",
+    ),
+    "group_reroute_widget_outside": (
+        "A Reroute inside a group that passes a widget value in from outside: PrimitiveInt "
+        "(outside) -> Reroute -> EmptyImage.width (both grouped).",
+        """
+const pi = add('PrimitiveInt', [-300, 0]); set(pi, {value: 26, control_after_generate: 'fixed'});
+const r = add('Reroute', [-100, 0]); const img = add('EmptyImage', [0, 0]);
+con(pi, 0, r, 0); con(r, 0, img, 'width');
+const s = add('SaveImage', [300, 0]); con(img, 0, s, 'images');
+await groupNode([r, img], 'RerouteWidgetIn');
+return save();
+""",
+    ),
+    "group_primitive_stale_links": (
+        "As group_primitives_inside, with the inner PrimitiveNodes' output link lists filled "
+        "in (link ids of the root graph), as a hand-edited or older file may hold them.",
+        """
+const p1 = add('PrimitiveNode', [-300, 0]); const img = add('EmptyImage', [0, 0]);
+con(p1, 0, img, 'width'); p1.widgets[0].value = 40;
+const s = add('SaveImage', [600, 0]); con(img, 0, s, 'images');
+await groupNode([p1, img], 'StaleLinks');
+const wf = save();
+const inner = wf.extra.groupNodes.StaleLinks.nodes[0];
+inner.outputs[0].links = [wf.links[0][0]];
+return wf;
+""",
+    ),
     "widget_input_links": (
         "Widgets fed by links from real nodes (PrimitiveInt, PrimitiveFloat, PrimitiveString, "
         "PrimitiveBoolean, StringConcatenate) next to widgets left as values; a widget input "
