@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -495,6 +496,98 @@ def test_group_node_with_an_unknown_inner_type_names_it() -> None:
     data["extra"]["groupNodes"]["Pipe"]["nodes"][0]["type"] = "CustomLoader"
     with pytest.raises(UnknownNodeTypes, match="CustomLoader"):
         convert(data)
+
+
+# Legacy group-node shapes (issue 24), each built in frontend 1.27.10 and recorded there:
+# "match" means exactly the frontend's output; otherwise the refusal must say why, and the
+# recording must show the frontend failing (or, where given, queueing what the file does not
+# mean: node, input, what it queued).
+GROUP_SHAPES: dict[str, str] = {
+    "group_primitives_inside": "match",
+    "group_primitives_exposed": "match",
+    "group_primitive_kinds": "match",
+    "group_primitive_stale_links": "holds a PrimitiveNode that lists output links; the editor",
+    "group_external_node_object": "match",
+    "group_external_node_object_hidden": "output 1 is not among the 1 outputs the group defines",
+    "group_reroutes": "match",
+    "group_reroute_widget": "match",
+    "group_reroute_widget_outside": "wires the group's inputs one slot off",
+    "group_converted_widgets": "match",
+    "group_member_modes": "match",
+    "group_in_subgraph": "legacy group node inside a subgraph",
+    "group_chained": "match",
+    "group_values_length": "match",
+}
+GROUP_MISQUEUED = {"group_reroute_widget_outside": ("5:1", "height", ["1", 0])}
+
+
+@pytest.mark.parametrize(("name", "expected"), GROUP_SHAPES.items())
+def test_group_node_shape_matches_the_frontend_or_is_refused_where_it_fails(
+        name: str, expected: str, recorded_object_info: dict[str, Any]) -> None:
+    path = RECORDINGS / f"handmade_{name}.json"
+    if not path.is_file():
+        pytest.skip(f"{path.name} is not in this checkout")
+    recording = json.loads(path.read_text(encoding="utf-8"))
+    if expected == "match":
+        assert _outcome(recording, recorded_object_info) == "match"
+        return
+    with pytest.raises(ConversionError, match=re.escape(expected)):
+        to_api(recording["workflow"], recorded_object_info)
+    if name in GROUP_MISQUEUED:
+        node, key, queued = GROUP_MISQUEUED[name]
+        assert recording["frontend_output"][node]["inputs"][key] == queued
+    else:
+        assert "frontend_error" in recording
+
+
+def test_group_primitive_value_reaches_every_widget_it_feeds() -> None:
+    data = _group_workflow()
+    group = data["extra"]["groupNodes"]["Pipe"]
+    group["nodes"].insert(0, {"id": -1, "type": "PrimitiveNode", "title": "Seed",
+                              "outputs": [{"name": "INT", "type": "INT", "links": [],
+                                           "widget": {"name": "seed"}}]})
+    group["nodes"].append({"id": -1, "type": "Sampler", "widgets_values": [1, "fixed", 2, 3.0],
+                           "inputs": [{"name": "model", "type": "MODEL", "link": None},
+                                      {"name": "positive", "type": "CONDITIONING", "link": None},
+                                      {"name": "seed", "type": "INT", "link": None,
+                                       "widget": {"name": "seed"}}]})
+    group["nodes"].append(dict(group["nodes"][-1]))
+    # Converted widget inputs count after the sockets: the seed is inner input 2.
+    group["links"] = [[1, 1, 2, 0, 1, "CLIP"], [0, 0, 3, 2, 7, "INT"], [0, 0, 4, 2, 7, "INT"]]
+    # Group widgets: the primitive's (with a control widget), then the members' own.
+    data["nodes"][0]["widgets_values"] = [77, "fixed", "b.safetensors", "a dog"]
+    out = convert(data)
+    assert out["5:3"]["inputs"]["seed"] == 77 and out["5:4"]["inputs"]["seed"] == 77
+    assert "5:0" not in out
+
+
+def test_group_external_entry_saved_as_a_node_object_counts_for_nothing() -> None:
+    data = _group_workflow()
+    group = data["extra"]["groupNodes"]["Pipe"]
+    group["external"] = [[dict(group["nodes"][0]), 1, "CLIP"]]
+    assert convert(data) == convert(_group_workflow())
+
+
+@pytest.mark.parametrize("path", [
+    ("external",), ("external", 0), ("links",), ("links", 0), ("nodes", 0, "outputs"),
+    ("nodes", 0), ("nodes", 1, "type"), ("nodes", 0, "outputs", 0, "widget")])
+@pytest.mark.parametrize("junk", [None, "x", 1.5, [], {}, [[1]], {"a": [1]}, True, -1])
+def test_malformed_group_data_is_refused_never_crashes(path: tuple[Any, ...], junk: Any) -> None:
+    data = _group_workflow()
+    group = data["extra"]["groupNodes"]["Pipe"]
+    group["nodes"][0]["type"] = "PrimitiveNode"
+    group["external"] = [[1, 0, "CONDITIONING"]]
+    target: Any = group
+    for key in path[:-1]:
+        target = target[key]
+    if isinstance(target, list) and path[-1] >= len(target):
+        target.append(junk)
+    else:
+        target[path[-1]] = junk
+    try:
+        convert(data)
+    except ConversionError:
+        pass
 
 
 def test_object_links_of_the_1_0_schema_are_read() -> None:
