@@ -1,6 +1,7 @@
 """Editor-format workflows to API graphs, exactly as ComfyUI's own frontend converts them.
 
     to_api(workflow, object_info)        the API graph `app.graphToPrompt()` would queue
+    count_nodes(workflow)                nodes it flattens to, counted before anything is built
     NodeDefinitions(object_info)         per-class layouts, computed once and reusable
     to_api_with_definitions(wf, defs)    the same conversion with cached definitions
     read_image_workflow(data)            (api prompt, editor workflow) from a ComfyUI image
@@ -16,14 +17,16 @@ from .errors import (
                      BrokenLink,
                      ConversionError,
                      Problem,
+                     TooManyNodes,
                      UnknownNodeTypes,
                      UnsupportedStructure,
                      WidgetMismatch,
 )
 from .image_meta import read_image_workflow
+from .size import count_nodes
 
 __all__ = [
-    "BrokenLink", "ConversionError", "NodeDefinitions", "Problem", "UnknownNodeTypes",
-    "UnsupportedStructure", "WidgetMismatch", "read_image_workflow", "to_api",
-    "to_api_with_definitions",
+    "BrokenLink", "ConversionError", "NodeDefinitions", "Problem", "TooManyNodes",
+    "UnknownNodeTypes", "UnsupportedStructure", "WidgetMismatch", "count_nodes",
+    "read_image_workflow", "to_api", "to_api_with_definitions",
 ]
