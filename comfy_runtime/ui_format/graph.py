@@ -173,7 +173,8 @@ def _io_slots(raw: Any, what: str) -> list[IOSlot]:
 def _graph(data: dict[str, Any], subgraph_id: str | None = None) -> RawGraph:
     nodes = data.get("nodes")
     if not isinstance(nodes, list):
-        raise _bad("'nodes' is not a list")
+        where = "" if subgraph_id is None else f"subgraph '{subgraph_id}': "
+        raise _bad(f"{where}'nodes' is not a list")
     graph = RawGraph([_node(n) for n in nodes], _links(data.get("links")), subgraph_id)
     seen: set[str] = set()
     for node in graph.nodes:
