@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import warnings
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -45,7 +46,10 @@ def _json_object(text: bytes | str, max_bytes: int) -> dict[str, Any] | None:
 
 def _inflate(data: bytes, max_bytes: int, key: str) -> bytes:
     inflater = zlib.decompressobj()
-    out = inflater.decompress(data, max_bytes + 1)
+    try:
+        out = inflater.decompress(data, max_bytes + 1)
+    except zlib.error as exc:
+        raise ValueError(f"the image's compressed '{key}' text is corrupt") from exc
     if len(out) > max_bytes:
         raise TooLarge(f"the image's compressed '{key}' text", max_bytes + 1, max_bytes)
     return out
@@ -110,7 +114,9 @@ def _from_exif(exif: bytes, max_bytes: int) -> dict[str, dict[str, Any] | None]:
     found: dict[str, dict[str, Any] | None] = {}
     table = Image.Exif()
     try:
-        table.load(exif)
+        with warnings.catch_warnings():  # Pillow warns of truncated tags: a broken block
+            warnings.simplefilter("ignore")
+            table.load(exif)
     except Exception:  # noqa: BLE001 (whatever Pillow's TIFF reader raises: no usable EXIF)
         log.debug("unreadable EXIF block", exc_info=True)
         return found
