@@ -167,6 +167,12 @@ class JobInput(BaseModel):
         description="Return the API graph the workflow converts to (`api_workflow`) without "
         "queueing anything.",
     )
+    strict_conversion: bool = Field(
+        False,
+        description="Refuse an editor-format workflow when ComfyUI's frontend is a version the "
+        "converter was never recorded against, instead of converting it as the nearest "
+        "recorded version and saying so in `errors`.",
+    )
 
 
 class OutputFile(BaseModel):

@@ -104,8 +104,8 @@ async def run_job(
     job_input = parse_job_input(raw_input)
     job = _Job(ctx, job_id, job_input, progress)
     if job_input.convert_only:
-        return ConvertedWorkflow(api_workflow=await job.step("converting its workflow",
-                                                             job.converted))
+        graph = await job.step("converting its workflow", job.converted)
+        return ConvertedWorkflow(api_workflow=graph, errors=job.warnings)
     return await job.run()
 
 
@@ -127,6 +127,7 @@ class _Job:
         self.finished: FinishedRun | None = None
         self.early: EarlyDownloads | None = None  # outputs fetched as their nodes finish
         self.models = JobModels()
+        self.warnings: list[str] = []  # non-fatal notes for the output's `errors`
         self._writers: list[Future[Any]] = []
         self._cancel = threading.Event()  # tells blocking steps (downloads) to give up
         self._lease = ctx.models.lease()  # the job's models, kept from eviction until cleanup
@@ -175,6 +176,7 @@ class _Job:
             max_nodes=self.ctx.settings.max_graph_nodes,
             max_file_bytes=self.ctx.settings.max_workflow_file_bytes,
             models=self.ctx.client.models,
+            warnings=self.warnings,
         )
 
     def _check(self, graph: dict[str, Any]) -> None:
@@ -309,7 +311,8 @@ class _Job:
         files += websocket_outputs(finished.frames, graph)
         if options.format:
             files = [convert_image(f, options.format, options.quality) for f in files]
-        output = JobOutput(prompt_id=finished.prompt_id, text=texts, models=self.models.used)
+        output = JobOutput(prompt_id=finished.prompt_id, text=texts, models=self.models.used,
+                           errors=list(self.warnings))
         if not files and not texts:
             output.errors.append(
                 "the workflow ran but produced no outputs (is there a SaveImage or other "

@@ -45,11 +45,15 @@ def resolve_workflow(
     max_nodes: int,
     max_file_bytes: int,
     models: ModelLookup | None = None,
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
     """The API graph a job will run; raises the job error that says why not.
 
     `read_file` fetches or decodes a workflow file within `max_file_bytes`; the editor
-    workflow's nodes, expanded, are counted against `max_nodes` before any is built."""
+    workflow's nodes, expanded, are counted against `max_nodes` before any is built. A
+    conversion that followed a frontend never recorded appends a note to `warnings` (or is
+    refused, with the job's `strict_conversion`)."""
+    strict = job_input.strict_conversion
     workflow: Any = job_input.workflow
     if isinstance(workflow, str) and is_workflow_file(workflow):
         workflow = graph_in_file(_read_workflow_file(workflow, read_file, max_file_bytes),
@@ -62,29 +66,48 @@ def resolve_workflow(
             )
         raw = workflow.raw()
         _check_size(raw, max_nodes)
-        return editor_to_api(raw, definitions, max_nodes)
+        return editor_to_api(raw, definitions, max_nodes, strict=strict, warnings=warnings)
     return registry.resolve(
         workflow,
         job_input.params,
         input_names=[item.name for item in job_input.images],
         models=models,
-        convert=lambda editor: editor_to_api(editor, definitions, max_nodes),
+        convert=lambda editor: editor_to_api(editor, definitions, max_nodes, strict=strict,
+                                             warnings=warnings),
     )
 
 
-def editor_to_api(workflow: dict[str, Any], definitions: DefinitionsCache,
-                  max_nodes: int) -> dict[str, Any]:
+def editor_to_api(workflow: dict[str, Any], definitions: DefinitionsCache, max_nodes: int,
+                  *, strict: bool = False, warnings: list[str] | None = None) -> dict[str, Any]:
     """The API graph ComfyUI's frontend would queue for `workflow`, or `WorkflowInvalid`."""
     try:
-        return ui_format.to_api_with_definitions(workflow, definitions.editor(), max_nodes)
+        graph = ui_format.to_api_with_definitions(workflow, definitions.editor(), max_nodes)
     except ui_format.UnknownNodeTypes:
         definitions.forget()  # classes installed since the definitions were fetched?
         try:
-            return ui_format.to_api_with_definitions(workflow, definitions.editor(), max_nodes)
+            graph = ui_format.to_api_with_definitions(workflow, definitions.editor(), max_nodes)
         except ui_format.ConversionError as exc:
             raise _refusal(exc) from None
     except ui_format.ConversionError as exc:
         raise _refusal(exc) from None
+    _note_frontend(definitions.frontend(), strict, warnings)
+    return graph
+
+
+def _note_frontend(choice: ui_format.FrontendChoice, strict: bool,
+                   warnings: list[str] | None) -> None:
+    """Say when the conversion followed a frontend other than the one ComfyUI serves."""
+    note = choice.note()
+    if note is None:
+        return
+    if strict:
+        raise WorkflowInvalid(
+            f"workflow: {note}; refused because the job asks for strict_conversion",
+            [{"field": "strict_conversion", "problem": "frontend never recorded",
+              "frontend": choice.asked, "converted_as": choice.follows}],
+        )
+    if warnings is not None and note not in warnings:
+        warnings.append(note)
 
 
 def _read_workflow_file(value: str, read_file: Callable[[str], bytes], max_bytes: int) -> bytes:

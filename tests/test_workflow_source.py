@@ -224,3 +224,32 @@ def test_a_huge_png_without_a_workflow_is_refused_unread(harness: WorkerHarness)
     result = harness.run({"workflow": _b64(shapes.png(4000, 4000))})
     assert result["error_code"] == "invalid_input", result
     assert "carries no ComfyUI workflow" in result["error"]
+
+
+def test_a_frontend_never_recorded_is_converted_as_the_nearest_and_said_so(
+        harness: WorkerHarness) -> None:
+    recorded = _recording("handmade_bypass_chain")
+    harness.double.faults.required_frontend_version = "1.27.19"  # a 0.3.6x-era patch release
+    result = harness.run({"workflow": recorded["workflow"], "convert_only": True})
+    assert _plain(result["api_workflow"]) == _plain(recorded["frontend_output"])
+    [note] = result["errors"]
+    assert "frontend 1.27.19" in note and "as frontend 1.27.10 does" in note, note
+
+
+def test_strict_conversion_refuses_a_frontend_never_recorded(harness: WorkerHarness) -> None:
+    harness.double.faults.required_frontend_version = "1.49.6"
+    result = harness.run({"workflow": _recording("handmade_bypass_chain")["workflow"],
+                          "strict_conversion": True})
+    assert result["error_code"] == "workflow_invalid", result
+    assert "1.49.6" in result["error"] and "strict_conversion" in result["error"]
+    assert result["details"][0]["converted_as"] == "1.48.7"
+    assert harness.double.prompts == []
+
+
+@pytest.mark.parametrize("version", ["1.27.10", None])
+def test_a_recorded_or_unnamed_frontend_converts_without_a_note(
+        harness: WorkerHarness, version: str | None) -> None:
+    harness.double.faults.required_frontend_version = version  # None: too old to name one
+    result = harness.run({"workflow": _recording("handmade_bypass_chain")["workflow"],
+                          "convert_only": True, "strict_conversion": True})
+    assert "errors" not in result and "api_workflow" in result, result

@@ -2,13 +2,15 @@
 
     to_api(workflow, object_info)        the API graph `app.graphToPrompt()` would queue
     count_nodes(workflow)                nodes it flattens to, counted before anything is built
-    NodeDefinitions(object_info)         per-class layouts, computed once and reusable
+    NodeDefinitions(object_info, frontend)  per-class layouts, computed once and reusable
+    choose_frontend(version)             the recorded frontend to follow for a pinned version
     to_api_with_definitions(wf, defs)    the same conversion with cached definitions
     read_image_workflow(data)            (api prompt, editor workflow) from a ComfyUI image
     load_json(text, max_bytes)           workflow JSON parsed within bounds (size, lists, depth)
 
-The behaviour reproduced is ComfyUI 0.3.64 with its pinned frontend (comfyui-frontend-package
-1.27.10). Anything that could come out different is refused with a `ConversionError`.
+The behaviour reproduced is that of each recorded frontend (`frontends.RECORDED`: 1.27.10 of
+ComfyUI 0.3.64, 1.48.7 of ComfyUI 0.33.0), chosen by `NodeDefinitions.frontend`. Anything
+that could come out different is refused with a `ConversionError`.
 This package depends on nothing else in comfy_runtime (pydantic and Pillow at most).
 """
 
@@ -24,12 +26,15 @@ from .errors import (
                      UnsupportedStructure,
                      WidgetMismatch,
 )
+from .frontends import FrontendChoice
+from .frontends import choose as choose_frontend
 from .image_meta import read_image_workflow
 from .json_text import load_json
 from .size import count_nodes
 
 __all__ = [
-    "BrokenLink", "ConversionError", "NodeDefinitions", "Problem", "TooLarge",
+    "BrokenLink", "ConversionError", "FrontendChoice", "NodeDefinitions", "Problem", "TooLarge",
     "TooManyNodes", "UnknownNodeTypes", "UnsupportedStructure", "WidgetMismatch",
-    "count_nodes", "load_json", "read_image_workflow", "to_api", "to_api_with_definitions",
+    "choose_frontend", "count_nodes", "load_json", "read_image_workflow", "to_api",
+    "to_api_with_definitions",
 ]

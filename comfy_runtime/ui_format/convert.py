@@ -14,6 +14,7 @@ from typing import Any
 
 from .configure import Graph, Node, Widget
 from .definitions import NodeDefinitions
+from .frontends import LEGACY
 from .errors import ConversionError, UnsupportedStructure, problem
 from .load import load
 from .replace import SAVE_NODE_TYPES, NodeIndex, apply_replacements
@@ -53,8 +54,8 @@ def _node_inputs(dto: Dto, resolver: Resolver, index: NodeIndex) -> dict[str, An
             inputs[widget.name] = _widget_value(dto, widget, index)
             if inputs[widget.name] is UNDEFINED:
                 del inputs[widget.name]  # JSON has no undefined: the key disappears
-    for index, slot in enumerate(dto.node.inputs):
-        origin = resolver.resolve_input(dto, index, set())
+    for position, slot in enumerate(dto.node.inputs):
+        origin = resolver.resolve_input(dto, position, set())
         if origin is None:
             continue
         if origin.is_widget:
@@ -125,12 +126,13 @@ def _convert(workflow: Any, definitions: NodeDefinitions, max_nodes: int) -> dic
 
 
 def to_api(workflow: dict[str, Any], object_info: dict[str, Any],
-           max_nodes: int = DEFAULT_MAX_NODES) -> dict[str, Any]:
+           max_nodes: int = DEFAULT_MAX_NODES, frontend: str = LEGACY) -> dict[str, Any]:
     """Convert an editor-format workflow to the API graph ComfyUI's frontend would queue.
 
     `object_info` is ComfyUI's `/object_info`. Raises a `ConversionError` subclass, with
     `details`, whenever the result could differ from the frontend's; `_meta` is not written.
     A workflow that flattens to more than `max_nodes` nodes is refused (`TooManyNodes`)
-    before anything is built.
+    before anything is built. `frontend` is the recorded frontend version to follow
+    (`frontends.RECORDED`; `frontends.choose` picks one for any version).
     """
-    return to_api_with_definitions(workflow, NodeDefinitions(object_info), max_nodes)
+    return to_api_with_definitions(workflow, NodeDefinitions(object_info, frontend), max_nodes)

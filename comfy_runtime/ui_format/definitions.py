@@ -17,8 +17,11 @@ Definitions are computed once per class and cached on the `NodeDefinitions` obje
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from .frontends import LEGACY
 
 # Widget types whose value the frontend computes in the browser (canvas, camera, 3D scene,
 # microphone, DOM editors): the converter cannot know it, so nodes using them are refused.
@@ -43,6 +46,11 @@ _AUDIO_PLAYER_NODES = frozenset({
     "LoadAudio", "SaveAudio", "PreviewAudio", "SaveAudioMP3", "SaveAudioOpus",
 })
 _LEGACY_SEED_NAMES = ("seed", "noise_seed")
+# ComfyUI's V3 node schema marks inputs the frontend builds itself (dynamic combos with nested
+# inputs, growing input lists, type-matched and multi-typed sockets) with types of this form.
+_V3_KIND = re.compile(r"^COMFY_[A-Z0-9_]+_V3$")
+# Options that make newer frontends build something other than the plain widget or socket.
+_LAYOUT_OPTIONS = ("component", "template")
 _MEDIA_UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
 
 
@@ -145,6 +153,25 @@ def _ordered(specs: list[_Spec], order: dict[str, Any] | None) -> list[_Spec]:
     return result
 
 
+def unknown_kind(spec: _Spec) -> str | None:
+    """Why the converter cannot know what the frontend builds for this input, or None.
+
+    A V3 kind, a widget type the converter does not know, or an option that changes the
+    layout: the widgets (and so which saved value lands where) or the sockets could differ
+    from the frontend's, so a node using one is refused rather than converted differently."""
+    widget_type = spec.options.get("widgetType")
+    if _V3_KIND.match(spec.type):
+        kind = spec.type
+    elif widget_type is not None and widget_type not in _WIDGET_TYPES:
+        kind = f"{spec.type} shown as a {widget_type} widget"
+    elif any(key in spec.options for key in _LAYOUT_OPTIONS):
+        used = [key for key in _LAYOUT_OPTIONS if key in spec.options]
+        kind = f"{spec.type} with the '{used[0]}' option"
+    else:
+        return None
+    return f"input '{spec.name}' is of kind {kind}, which the converter does not reproduce"
+
+
 def _is_widget(spec: _Spec) -> bool:
     kind = spec.options.get("widgetType") or spec.type
     return kind in _WIDGET_TYPES and not spec.options.get("forceInput")
@@ -217,7 +244,7 @@ def _widgets_for(spec: _Spec) -> list[WidgetSpec]:
     raise AssertionError(kind)
 
 
-def build_node_def(class_type: str, info: dict[str, Any]) -> NodeDef:
+def build_node_def(class_type: str, info: dict[str, Any], frontend: str = LEGACY) -> NodeDef:
     """Compute the frontend's widgets, input slots and outputs for one class."""
     declared = _declared_specs(class_type, info)
     ordered = _ordered(declared, info.get("input_order"))
@@ -226,6 +253,11 @@ def build_node_def(class_type: str, info: dict[str, Any]) -> NodeDef:
     widget_inputs: list[InputDef] = []
     unsupported: str | None = None
     for spec in ordered:
+        unknown = unknown_kind(spec)
+        if unknown is not None:
+            unsupported = unsupported or unknown
+            sockets.append(InputDef(spec.name, spec.type))
+            continue
         if not _is_widget(spec):
             sockets.append(InputDef(spec.name, spec.type))
             continue
@@ -234,7 +266,7 @@ def build_node_def(class_type: str, info: dict[str, Any]) -> NodeDef:
             unsupported = unsupported or (
                 f"input '{spec.name}' uses a {kind} widget, whose value the browser computes")
             continue
-        if spec.options.get("multi_select"):
+        if spec.options.get("multi_select") or spec.options.get("multiselect"):
             unsupported = unsupported or f"input '{spec.name}' is a multi-select widget"
             continue
         widgets.extend(_widgets_for(spec))
@@ -260,6 +292,7 @@ class NodeDefinitions:
     """ComfyUI's `/object_info`, with each class's frontend layout computed once."""
 
     object_info: dict[str, Any]
+    frontend: str = LEGACY  # the recorded frontend version followed (`frontends.RECORDED`)
     _cache: dict[str, NodeDef] = field(default_factory=dict)
 
     def __contains__(self, class_type: object) -> bool:
@@ -268,6 +301,6 @@ class NodeDefinitions:
     def get(self, class_type: str) -> NodeDef:
         found = self._cache.get(class_type)
         if found is None:
-            found = build_node_def(class_type, self.object_info[class_type])
+            found = build_node_def(class_type, self.object_info[class_type], self.frontend)
             self._cache[class_type] = found
         return found

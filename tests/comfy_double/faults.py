@@ -39,6 +39,9 @@ class Faults:
     """/view answers 404 even for files that exist."""
     response_delay_s: float = 0.0
     """Every HTTP response (not the websocket) is delayed this long."""
+    required_frontend_version: str | None = "1.27.10"
+    """The frontend `/system_stats` says this ComfyUI pins (0.3.64's); another version plays
+    a newer or older ComfyUI, None one too old to name it (the field is left out)."""
     drop_ws_after: int | None = None
     """Close the prompt's websocket after N per-prompt messages; the run goes on."""
     garbled_ws_text: bool = False

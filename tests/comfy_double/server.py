@@ -275,14 +275,18 @@ class Routes:
 
     async def system_stats(self, request: web.Request) -> web.Response:
         ram_total, ram_free = _memory()
+        system: dict[str, Any] = {
+            "os": os.name, "ram_total": ram_total, "ram_free": ram_free,
+            "comfyui_version": COMFYUI_VERSION,
+            "required_frontend_version": self.s.faults.required_frontend_version,
+            "installed_templates_version": "0.1.95", "required_templates_version": "0.1.95",
+            "python_version": sys.version, "pytorch_version": "2.14.1+cu130",
+            "embedded_python": False, "argv": self.s.argv,
+        }
+        if system["required_frontend_version"] is None:
+            del system["required_frontend_version"]
         return web.json_response({
-            "system": {
-                "os": os.name, "ram_total": ram_total, "ram_free": ram_free,
-                "comfyui_version": COMFYUI_VERSION, "required_frontend_version": "1.27.10",
-                "installed_templates_version": "0.1.95", "required_templates_version": "0.1.95",
-                "python_version": sys.version, "pytorch_version": "2.14.1+cu130",
-                "embedded_python": False, "argv": self.s.argv,
-            },
+            "system": system,
             "devices": [{"name": "cpu", "type": "cpu", "index": None, "vram_total": ram_total,
                          "vram_free": ram_free, "torch_vram_total": ram_total,
                          "torch_vram_free": ram_free}],

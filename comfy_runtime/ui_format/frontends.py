@@ -1,0 +1,71 @@
+"""Which recorded frontend the converter follows for the frontend a ComfyUI pins.
+
+ComfyUI serves its own frontend (`comfyui-frontend-package`) and `/system_stats` names the
+version it requires (`system.required_frontend_version`; ComfyUIs older than that field ship
+1.27-era frontends). What an editor workflow means is what that frontend queues, and
+frontends differ: the converter reproduces each version in `RECORDED`, checked against that
+version's own conversions (`tests/ui_format/recordings*`). Any other version is converted as
+the nearest recorded one, and the caller is told it was not recorded.
+
+    choose(version)    -> FrontendChoice(version followed, version asked for, recorded?)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+LEGACY = "1.27.10"
+"""The frontend of ComfyUI 0.3.64, and what a ComfyUI that names none is taken to serve."""
+RECORDED = (LEGACY, "1.48.7")
+"""Frontend versions the converter was recorded against, oldest first."""
+
+_VERSION = re.compile(r"^\s*v?(\d{1,6})\.(\d{1,6})\.(\d{1,6})")
+
+
+@dataclass(frozen=True)
+class FrontendChoice:
+    """The frontend behaviour followed (`follows`), for the one asked for (`asked`)."""
+
+    follows: str
+    asked: str | None
+    recorded: bool
+
+    def note(self) -> str | None:
+        """What to tell the user when the asked version was never recorded, else None."""
+        if self.recorded:
+            return None
+        asked = f"frontend {self.asked}" if self.asked else "a frontend of unknown version"
+        return (f"ComfyUI serves {asked}, which the editor-format converter was never "
+                f"recorded against; converted as frontend {self.follows} does, the nearest "
+                "recorded version")
+
+
+def version_key(version: str) -> tuple[int, int, int] | None:
+    """(major, minor, patch) of a version text, or None when it is not one."""
+    found = _VERSION.match(version)
+    return None if found is None else (int(found[1]), int(found[2]), int(found[3]))
+
+
+def choose(version: str | None) -> FrontendChoice:
+    """The recorded frontend to follow for `version` (None: a ComfyUI that names none, so
+    the frontend it ships is the legacy one's generation)."""
+    if version is None:
+        return FrontendChoice(LEGACY, None, True)
+    version = version.strip()
+    if version in RECORDED:
+        return FrontendChoice(version, version, True)
+    key = version_key(version)
+    if key is None:
+        return FrontendChoice(RECORDED[-1], version, False)
+    # Nearest by (major, minor) distance, then patch; ties go to the older behaviour.
+    recorded = [(v, version_key(v)) for v in RECORDED]
+    best = min(recorded, key=lambda item: (
+        abs((item[1][0] - key[0]) * 1000 + item[1][1] - key[1]), abs(item[1][2] - key[2]),
+        item[1]) if item[1] else (10**9, 0, (0, 0, 0)))
+    return FrontendChoice(best[0], version, False)
+
+
+def is_legacy(follows: str) -> bool:
+    """Whether `follows` is the 1.27 generation (widgets as 0.3.64's frontend made them)."""
+    return follows == LEGACY
