@@ -57,6 +57,7 @@ class Node:
     unsupported: str | None = None  # why this node cannot be written to the API graph
     group: Any = None  # a legacy group node's GroupConfig
     group_inner: list[Node] = field(default_factory=list)  # its inner nodes, per instance
+    v3: bool = False  # has V3 inputs (slots the saved node names; no bypass rule known)
     _index: dict[str, Widget] = field(default_factory=dict, repr=False, compare=False)
     _indexed: list[Widget] | None = field(default=None, repr=False, compare=False)
     _indexed_count: int = field(default=-1, repr=False, compare=False)
@@ -147,6 +148,49 @@ def _assign(node: RawNode, widgets: list[Widget], values: Any, migrate: NodeDef 
             _check(node, widget)
 
 
+def _assign_dynamic(node: RawNode, specs: tuple[WidgetSpec, ...], values: Any) -> list[Widget]:
+    """Widgets of a node with V3 inputs, values assigned in order: each dynamic combo, once
+    it holds its value, adds the chosen option's widgets right after itself, and the next
+    saved values go to those (a short list leaves defaults, the default option included)."""
+    if values is None:
+        values = []
+    if not isinstance(values, list):
+        raise _mismatch(node, f"widgets_values is a {type(values).__name__}, not a list")
+    result: list[Widget] = []
+    pending = list(reversed(specs))
+    position = 0
+    while pending:
+        spec = pending.pop()
+        widget = Widget(spec, spec.default)
+        if spec.has_slot:
+            if position < len(values) and not spec.fixed:
+                widget.value = values[position]
+                _check(node, widget)
+            position += 1
+        result.append(widget)
+        if spec.choices is not None:
+            chosen = dict(spec.choices).get(widget.value)
+            if chosen is None:
+                raise _mismatch(node, f"saved value {widget.value!r} is not an option of the "
+                                      f"dynamic combo '{widget.name}'")
+            pending.extend(reversed(chosen))
+    return result
+
+
+def _custom_combo(node: RawNode, values: Any) -> list[Widget]:
+    """CustomCombo in newer frontends: its choice, the choice's index and one text box per
+    option (the last one empty, for the next option), all saved and queued in that order."""
+    if not isinstance(values, list) or len(values) < 3 or not isinstance(values[1], int) \
+            or isinstance(values[1], bool) or not all(isinstance(v, str) for v in values[2:]) \
+            or not 0 <= values[1] < len(values) - 2 or values[2 + values[1]] != values[0]:
+        raise _mismatch(node, "CustomCombo's saved values are not its choice, the choice's "
+                              "index and its options, as its editor extension reads them")
+    names = ["choice", "index", *(f"option{i}" for i in range(1, len(values) - 1))]
+    kinds = ["COMBO", "INT", *(["STRING"] * (len(values) - 2))]
+    return [Widget(WidgetSpec(name, kind, True, True, value), value)
+            for name, kind, value in zip(names, kinds, values)]
+
+
 def _check(node: RawNode, widget: Widget) -> None:
     if not _fits(widget.spec, widget.value):
         raise _mismatch(node, f"saved value {widget.value!r} does not fit the "
@@ -178,7 +222,11 @@ def configure_comfy(raw: RawNode, defs: NodeDefinitions, root: bool,
     """A node the frontend builds from a definition (ComfyUI's, or a group node's)."""
     node_def = node_def or defs.get(raw.type)
     widgets = [Widget(spec, spec.default) for spec in node_def.widgets]
-    if node_def.unsupported is None:
+    if node_def.unsupported is None and node_def.extension == "CustomCombo":
+        widgets = _custom_combo(raw, raw.data.get("widgets_values"))
+    elif node_def.unsupported is None and node_def.v3:
+        widgets = _assign_dynamic(raw, node_def.widgets, raw.data.get("widgets_values"))
+    elif node_def.unsupported is None:
         # A node with a browser-only widget is refused only if it reaches the API graph
         # (muted and bypassed ones do not), so its values are not read here.
         _assign(raw, widgets, raw.data.get("widgets_values"), node_def)
@@ -190,7 +238,7 @@ def configure_comfy(raw: RawNode, defs: NodeDefinitions, root: bool,
                 widget.value = widget.value[7:]
     return Node(raw.id, raw.type, "comfy", raw.mode, _comfy_inputs(node_def, saved_inputs(raw)),
                 _comfy_outputs(node_def, saved_outputs(raw)), widgets, raw=raw,
-                unsupported=node_def.unsupported)
+                unsupported=node_def.unsupported, v3=node_def.v3)
 
 
 def configure_virtual(raw: RawNode) -> Node:
@@ -248,9 +296,12 @@ def _promote(node: Node, slot: InSlot, sub_input: IOSlot | None, sub: Graph) -> 
     for link_id in sub_input.link_ids:
         link = sub.links.get(link_id)
         inner = sub.nodes.get(link.target_id) if link else None
-        if link is None or inner is None or not 0 <= link.target_slot < len(inner.inputs):
+        if link is None or inner is None:
             continue
-        widget = inner.widget(inner.inputs[link.target_slot].widget)
+        # The input that holds the link: the saved slot number counts the saved inputs, which
+        # newer editors write without the unlinked widget inputs (so it may point elsewhere).
+        held = next((s for s in inner.inputs if s.link == link.id), None)
+        widget = inner.widget(held.widget) if held is not None else None
         if widget is None:
             continue
         node.widgets.append(Widget(replace(widget.spec, name=sub_input.name), widget.value))

@@ -14,7 +14,7 @@ from typing import Any
 
 from .configure import Graph, Node, Widget
 from .definitions import NodeDefinitions
-from .frontends import LEGACY
+from .frontends import LEGACY, is_legacy
 from .errors import ConversionError, UnsupportedStructure, problem
 from .load import load
 from .replace import SAVE_NODE_TYPES, NodeIndex, apply_replacements
@@ -82,6 +82,13 @@ def _title(node: Node, definitions: NodeDefinitions) -> str:
     return str(info.get("display_name") or _DEFAULT_TITLES.get(node.type, node.type))
 
 
+def _inside_inactive(dto: Dto, nodes: dict[str, Dto]) -> bool:
+    """Whether a subgraph instance around the node is muted or bypassed: newer frontends
+    leave its whole contents out (1.27 queued them)."""
+    return any(nodes[":".join(dto.path[:depth])].node.mode in (NEVER, BYPASS)
+               for depth in range(1, len(dto.path) + 1))
+
+
 def _drop_dangling(output: dict[str, dict[str, Any]]) -> None:
     for entry in output.values():
         inputs = entry["inputs"]
@@ -113,8 +120,10 @@ def _convert(workflow: Any, definitions: NodeDefinitions, max_nodes: int) -> dic
     resolver = Resolver(nodes)
     index = NodeIndex(root, lambda node: _title(node, definitions))
     output: dict[str, dict[str, Any]] = {}
+    skips_inner = not is_legacy(definitions.frontend)
     for dto in nodes.values():
-        if dto.node.is_virtual or dto.node.mode in (NEVER, BYPASS):
+        if dto.node.is_virtual or dto.node.mode in (NEVER, BYPASS) or (
+                dto.instance is not None and skips_inner and _inside_inactive(dto, nodes)):
             continue
         output[dto.id] = {"inputs": _node_inputs(dto, resolver, index),
                           "class_type": dto.node.type,

@@ -18,29 +18,17 @@ Definitions are computed once per class and cached on the `NodeDefinitions` obje
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .frontends import LEGACY
+from .frontends import LEGACY, is_legacy, widget_types
 
-# Widget types whose value the frontend computes in the browser (canvas, camera, 3D scene,
-# microphone, DOM editors): the converter cannot know it, so nodes using them are refused.
-_BROWSER_WIDGETS = frozenset({
-    "MARKDOWN", "FILEUPLOAD", "COLOR", "IMAGECOMPARE", "TREESELECT", "MULTISELECT", "CHART",
-    "GALLERIA", "SELECTBUTTON", "TEXTAREA", "LOAD_3D", "LOAD_3D_ANIMATION",
-    "WEBCAM",
-})
 # 3D viewers the frontend adds to these nodes as an `image` input; they have no value source,
 # so they hold a saved value slot but always write "".
 _VIEWER_NODES = {
     "SaveGLB": "PREVIEW_3D", "Preview3D": "PREVIEW_3D",
     "Preview3DAnimation": "PREVIEW_3D_ANIMATION",
 }
-_VALUE_WIDGETS = frozenset({"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO"})
-_UPLOAD_WIDGETS = frozenset({"IMAGEUPLOAD", "AUDIOUPLOAD"})
-_WIDGET_TYPES = _BROWSER_WIDGETS | _VALUE_WIDGETS | _UPLOAD_WIDGETS | {
-    "AUDIO_UI", "AUDIO_RECORD", "PREVIEW_3D", "PREVIEW_3D_ANIMATION"}
-
 # Nodes the frontend's audio extension gives a player widget (by class name, not by input).
 _AUDIO_PLAYER_NODES = frozenset({
     "LoadAudio", "SaveAudio", "PreviewAudio", "SaveAudioMP3", "SaveAudioOpus",
@@ -51,6 +39,8 @@ _LEGACY_SEED_NAMES = ("seed", "noise_seed")
 _V3_KIND = re.compile(r"^COMFY_[A-Z0-9_]+_V3$")
 # Options that make newer frontends build something other than the plain widget or socket.
 _LAYOUT_OPTIONS = ("component", "template")
+# Classes whose widgets newer frontends' extensions build from the saved values (`configure`).
+_EXTENSION_NODES = frozenset({"CustomCombo"})
 _MEDIA_UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
 
 
@@ -65,6 +55,8 @@ class WidgetSpec:
     default: Any = None
     dynamic_prompts: bool = False
     fixed: bool = False  # the widget ignores assigned values and always reads `default`
+    # A dynamic combo (V3): per option key, the widgets its inputs add right after it.
+    choices: tuple[tuple[str, tuple[WidgetSpec, ...]], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +80,8 @@ class NodeDef:
     migration: tuple[tuple[str, bool, int], ...]
     unsupported: str | None = None
     custom: bool = False  # from a custom node package (its own editor code may differ)
+    v3: bool = False  # has V3 inputs: sockets and widgets beyond the definition's own
+    extension: str | None = None  # newer frontends: an editor extension builds its widgets
 
 
 @dataclass
@@ -153,7 +147,7 @@ def _ordered(specs: list[_Spec], order: dict[str, Any] | None) -> list[_Spec]:
     return result
 
 
-def unknown_kind(spec: _Spec) -> str | None:
+def unknown_kind(spec: _Spec, frontend: str = LEGACY) -> str | None:
     """Why the converter cannot know what the frontend builds for this input, or None.
 
     A V3 kind, a widget type the converter does not know, or an option that changes the
@@ -162,7 +156,7 @@ def unknown_kind(spec: _Spec) -> str | None:
     widget_type = spec.options.get("widgetType")
     if _V3_KIND.match(spec.type):
         kind = spec.type
-    elif widget_type is not None and widget_type not in _WIDGET_TYPES:
+    elif widget_type is not None and widget_type not in widget_types(frontend)[0]:
         kind = f"{spec.type} shown as a {widget_type} widget"
     elif any(key in spec.options for key in _LAYOUT_OPTIONS):
         used = [key for key in _LAYOUT_OPTIONS if key in spec.options]
@@ -172,9 +166,9 @@ def unknown_kind(spec: _Spec) -> str | None:
     return f"input '{spec.name}' is of kind {kind}, which the converter does not reproduce"
 
 
-def _is_widget(spec: _Spec) -> bool:
+def _is_widget(spec: _Spec, frontend: str = LEGACY) -> bool:
     kind = spec.options.get("widgetType") or spec.type
-    return kind in _WIDGET_TYPES and not spec.options.get("forceInput")
+    return kind in widget_types(frontend)[0] and not spec.options.get("forceInput")
 
 
 def _has_control(spec: _Spec) -> bool:
@@ -228,7 +222,7 @@ def _widgets_for(spec: _Spec) -> list[WidgetSpec]:
             widgets.append(_control())
             widgets.append(WidgetSpec("control_filter_list", "filter", True, False, ""))
         return widgets
-    if kind in _UPLOAD_WIDGETS:
+    if kind in ("IMAGEUPLOAD", "AUDIOUPLOAD"):
         default = "image" if kind == "IMAGEUPLOAD" else None
         return [WidgetSpec(spec.name, "button", True, False, default)]
     if kind in ("PREVIEW_3D", "PREVIEW_3D_ANIMATION"):
@@ -238,41 +232,122 @@ def _widgets_for(spec: _Spec) -> list[WidgetSpec]:
         # button holds a saved value but is not queued.
         return [WidgetSpec(spec.name, "viewer", True, True, "", fixed=True),
                 WidgetSpec(spec.name, "button", True, False, "")]
+    if kind == "IMAGECOMPARE":
+        # Newer frontends: not saved, queued as two empty image URLs until the node has run.
+        return [WidgetSpec(spec.name, "viewer", False, True, ["", ""], fixed=True)]
     if kind == "AUDIO_UI":
         # A DOM widget with no value source: not saved, and written to the prompt as "".
         return [WidgetSpec(spec.name, "player", False, True, "", fixed=True)]
     raise AssertionError(kind)
 
 
+def _v3_widgets(spec: _Spec, frontend: str, depth: int = 0) -> list[WidgetSpec] | str:
+    """The widgets a V3 input starts with as newer frontends build it, or why not reproduced.
+
+    A dynamic combo is a combo of its option keys; the chosen option's inputs follow it,
+    named `<combo>.<input>` (nested combos again). An autogrow list and a type-matched input
+    are sockets only: the editor saves each of their slots by name, links included, so the
+    saved slots carry them. Anything holding a widget inside an autogrow list is refused."""
+    if spec.type == "COMFY_MATCHTYPE_V3":
+        return []
+    if spec.type == "COMFY_AUTOGROW_V3":
+        template = spec.options.get("template")
+        inner = template.get("input") if isinstance(template, dict) else None
+        raws = [raw for section in (inner or {}).values() if isinstance(section, dict)
+                for raw in section.values()]
+        specs = [_spec(spec.name, raw, False) for raw in raws]
+        if not specs or any(unknown_kind(s, frontend) or _is_widget(s, frontend)
+                            for s in specs):
+            return f"input '{spec.name}' is of kind {spec.type} holding widgets"
+        return []
+    options = spec.options.get("options")
+    if spec.type != "COMFY_DYNAMICCOMBO_V3" or depth > 8 or not isinstance(options, list):
+        return f"input '{spec.name}' is of kind {spec.type}"
+    choices: list[tuple[str, tuple[WidgetSpec, ...]]] = []
+    for option in options:
+        key, inputs = option.get("key"), option.get("inputs") or {}
+        if not isinstance(key, str) or not isinstance(inputs, dict):
+            return f"input '{spec.name}' is a dynamic combo with a malformed option"
+        widgets: list[WidgetSpec] = []
+        for section in ("required", "optional"):
+            for name, raw in (inputs.get(section) or {}).items():
+                sub = _spec(f"{spec.name}.{name}", raw, section == "optional")
+                found = _layout(sub, frontend, depth + 1)
+                if isinstance(found, str):
+                    return found
+                widgets.extend(found)
+        choices.append((key, tuple(widgets)))
+    combo = _Spec(spec.name, "COMBO", {**spec.options, "options": [k for k, _ in choices]},
+                  spec.optional)
+    first, *rest = _widgets_for(combo)
+    return [replace(first, choices=tuple(choices)), *rest]
+
+
+def _layout(spec: _Spec, frontend: str, depth: int) -> list[WidgetSpec] | str:
+    """Widgets of one input inside a V3 input, or why it is refused."""
+    if _V3_KIND.match(spec.type):
+        return _v3_widgets(spec, frontend, depth)
+    unknown = unknown_kind(spec, frontend)
+    if unknown is not None:
+        return unknown
+    if not _is_widget(spec, frontend):
+        return []
+    kind = spec.options.get("widgetType") or spec.type
+    if kind in widget_types(frontend)[1] or spec.options.get("multiselect"):
+        return f"input '{spec.name}' uses a {kind} widget, whose value the browser computes"
+    return _widgets_for(spec)
+
+
+@dataclass
+class _Layout:
+    widgets: list[WidgetSpec] = field(default_factory=list)
+    sockets: list[InputDef] = field(default_factory=list)
+    widget_inputs: list[InputDef] = field(default_factory=list)
+    unsupported: str | None = None
+    v3: bool = False
+
+    def refuse(self, text: str) -> None:
+        self.unsupported = self.unsupported or text
+
+
+def _add(layout: _Layout, spec: _Spec, frontend: str) -> None:
+    """One declared input's widgets and slot, or why the node is refused."""
+    if _V3_KIND.match(spec.type) and not is_legacy(frontend):
+        layout.v3 = True
+        found = _v3_widgets(spec, frontend)
+        if isinstance(found, str):
+            layout.refuse(f"{found}, which the converter does not reproduce")
+        else:
+            layout.widgets.extend(found)
+        return
+    unknown = unknown_kind(spec, frontend)
+    if unknown is not None or not _is_widget(spec, frontend):
+        if unknown is not None:
+            layout.refuse(unknown)
+        layout.sockets.append(InputDef(spec.name, spec.type))
+        return
+    kind = spec.options.get("widgetType") or spec.type
+    if kind in widget_types(frontend)[1]:
+        layout.refuse(f"input '{spec.name}' uses a {kind} widget, whose value the browser "
+                      "computes")
+    elif spec.options.get("multi_select") or spec.options.get("multiselect"):
+        layout.refuse(f"input '{spec.name}' is a multi-select widget")
+    else:
+        layout.widgets.extend(_widgets_for(spec))
+        layout.widget_inputs.append(InputDef(spec.name, spec.type, spec.name))
+
+
 def build_node_def(class_type: str, info: dict[str, Any], frontend: str = LEGACY) -> NodeDef:
     """Compute the frontend's widgets, input slots and outputs for one class."""
     declared = _declared_specs(class_type, info)
-    ordered = _ordered(declared, info.get("input_order"))
-    widgets: list[WidgetSpec] = []
-    sockets: list[InputDef] = []
-    widget_inputs: list[InputDef] = []
-    unsupported: str | None = None
-    for spec in ordered:
-        unknown = unknown_kind(spec)
-        if unknown is not None:
-            unsupported = unsupported or unknown
-            sockets.append(InputDef(spec.name, spec.type))
-            continue
-        if not _is_widget(spec):
-            sockets.append(InputDef(spec.name, spec.type))
-            continue
-        kind = spec.options.get("widgetType") or spec.type
-        if kind in _BROWSER_WIDGETS:
-            unsupported = unsupported or (
-                f"input '{spec.name}' uses a {kind} widget, whose value the browser computes")
-            continue
-        if spec.options.get("multi_select") or spec.options.get("multiselect"):
-            unsupported = unsupported or f"input '{spec.name}' is a multi-select widget"
-            continue
-        widgets.extend(_widgets_for(spec))
-        widget_inputs.append(InputDef(spec.name, spec.type, spec.name))
-    if class_type == "PreviewAny":
-        # Its extension appends a read-only text box after the definition's widgets.
+    layout = _Layout()
+    for spec in _ordered(declared, info.get("input_order")):
+        _add(layout, spec, frontend)
+    widgets = layout.widgets
+    if not is_legacy(frontend):  # newer frontends no longer queue the audio player
+        widgets = [replace(w, in_prompt=False) if w.kind == "player" else w for w in widgets]
+    if class_type == "PreviewAny" and is_legacy(frontend):
+        # Its extension appends a read-only text box after the widgets (1.27 queues it as "").
         widgets.append(WidgetSpec("preview", "viewer", False, True, "", fixed=True))
     names = {w.name for w in widgets}
     migration = tuple(
@@ -283,8 +358,10 @@ def build_node_def(class_type: str, info: dict[str, Any], frontend: str = LEGACY
     )
     outputs = tuple(_type_name(t) for t in info.get("output") or [])
     custom = str(info.get("python_module") or "").startswith("custom_nodes")
-    return NodeDef(class_type, tuple(widgets), tuple(sockets + widget_inputs), outputs,
-                   migration, unsupported, custom)
+    extension = class_type if class_type in _EXTENSION_NODES and not is_legacy(frontend) \
+        else None
+    return NodeDef(class_type, tuple(widgets), tuple(layout.sockets + layout.widget_inputs),
+                   outputs, migration, layout.unsupported, custom, layout.v3, extension)
 
 
 @dataclass

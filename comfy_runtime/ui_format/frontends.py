@@ -7,7 +7,8 @@ frontends differ: the converter reproduces each version in `RECORDED`, checked a
 version's own conversions (`tests/ui_format/recordings*`). Any other version is converted as
 the nearest recorded one, and the caller is told it was not recorded.
 
-    choose(version)    -> FrontendChoice(version followed, version asked for, recorded?)
+    choose(version)        -> FrontendChoice(version followed, version asked for, recorded?)
+    widget_types(follows)  -> (input types that are widgets, those the browser fills in)
 """
 
 from __future__ import annotations
@@ -64,6 +65,34 @@ def choose(version: str | None) -> FrontendChoice:
         abs((item[1][0] - key[0]) * 1000 + item[1][1] - key[1]), abs(item[1][2] - key[2]),
         item[1]) if item[1] else (10**9, 0, (0, 0, 0)))
     return FrontendChoice(best[0], version, False)
+
+
+_VALUE_WIDGETS = frozenset({"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO"})
+_UPLOAD_WIDGETS = frozenset({"IMAGEUPLOAD", "AUDIOUPLOAD"})
+# Widget types whose value the frontend computes in the browser (canvas, camera, 3D scene,
+# microphone, DOM editors): the converter cannot know it, so nodes using them are refused.
+_LEGACY_BROWSER_WIDGETS = frozenset({
+    "MARKDOWN", "FILEUPLOAD", "COLOR", "IMAGECOMPARE", "TREESELECT", "MULTISELECT", "CHART",
+    "GALLERIA", "SELECTBUTTON", "TEXTAREA", "LOAD_3D", "LOAD_3D_ANIMATION",
+    "WEBCAM",
+})
+_LEGACY_WIDGETS = _LEGACY_BROWSER_WIDGETS | _VALUE_WIDGETS | _UPLOAD_WIDGETS | {
+    "AUDIO_UI", "AUDIO_RECORD", "PREVIEW_3D", "PREVIEW_3D_ANIMATION"}
+# 1.48.7's widget registry (`app.widgets` in its page); every other input type is a socket.
+_NEWER_BROWSER_WIDGETS = frozenset({
+    "WEBCAM", "LOAD_3D", "LOAD_3D_ADVANCED", "MARKDOWN", "COLOR", "BOUNDING_BOX", "CHART",
+    "GALLERIA", "PAINTER", "COMPOSITOR", "TEXTAREA", "CURVE", "RANGE", "BOUNDING_BOXES",
+    "COLORS",
+})
+_NEWER_WIDGETS = _NEWER_BROWSER_WIDGETS | _VALUE_WIDGETS | _UPLOAD_WIDGETS | {
+    "AUDIO_UI", "AUDIO_RECORD", "PREVIEW_3D", "IMAGECOMPARE"}
+
+
+def widget_types(follows: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(input types the frontend makes widgets of, those whose value the browser computes)."""
+    if is_legacy(follows):
+        return _LEGACY_WIDGETS, _LEGACY_BROWSER_WIDGETS
+    return _NEWER_WIDGETS, _NEWER_BROWSER_WIDGETS
 
 
 def is_legacy(follows: str) -> bool:

@@ -21,6 +21,7 @@ from .configure import (
     takes_target_value,
 )
 from .definitions import NodeDefinitions
+from .frontends import is_legacy
 from .errors import UnknownNodeTypes, UnsupportedStructure, problem
 from .graph import IOSlot, Link, RawGraph, check_links, read_workflow, saved_outputs
 from .group_nodes import PREFIX, group_configs, missing_inner_types
@@ -62,6 +63,26 @@ def _unknown_types(graphs: list[RawGraph], known: set[str], defs: NodeDefinition
                            details)
 
 
+def _refuse_newer_rewrites(root: RawGraph, subs: dict[str, RawGraph], groups: set[str]) -> None:
+    """Refuse what newer frontends rewrite on load in ways not reproduced yet: they turn
+    legacy group nodes into subgraphs (fresh ids, other links), and renumber subgraph nodes
+    whose ids repeat a root node's (from the workflow's last node id on)."""
+    for node in root.nodes:
+        if node.type in groups:
+            text = (f"legacy group node '{node.type}': this frontend turns it into a subgraph "
+                    "when loading, which the converter does not reproduce")
+            raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
+    seen = {node.id for node in root.nodes}
+    for sub in subs.values():
+        for node in sub.nodes:
+            if node.id in seen:
+                text = (f"node id {node.id} of subgraph '{sub.name}' repeats a node id of the "
+                        "workflow or of another subgraph; this frontend renumbers it when "
+                        "loading, which the converter does not reproduce")
+                raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
+        seen.update(node.id for node in sub.nodes)
+
+
 class _Loader:
     def __init__(self, workflow: Any, defs: NodeDefinitions, max_nodes: int) -> None:
         self.defs = defs
@@ -74,6 +95,8 @@ class _Loader:
         members = {name: len(config.nodes) for name, config in self.groups.items()}
         check_count(expanded_count(self.root_raw, self.sub_raw, members), max_nodes)
         self._order = {sub_id: index for index, sub_id in enumerate(self.sub_raw)}
+        if not is_legacy(defs.frontend):
+            _refuse_newer_rewrites(self.root_raw, self.sub_raw, set(self.groups))
         for raw in (self.root_raw, *self.sub_raw.values()):
             check_links(raw)
         self.subgraphs: dict[str, Graph] = {}

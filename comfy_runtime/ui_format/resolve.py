@@ -161,6 +161,9 @@ class Resolver:
         if node.kind != "group":
             self._enter(dto, "O", slot, visited)
         if node.mode == BYPASS:
+            if node.v3:
+                raise self._fail(dto, "bypassed node with V3 inputs: which input it passes "
+                                      "through is not reproduced")
             index = self._bypass_index(dto, slot, want)
             return None if index == -1 else self.resolve_input(dto, index, visited)
         if node.kind == "subgraph":

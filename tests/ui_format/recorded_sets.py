@@ -44,7 +44,7 @@ class RecordedSet:
     def items(self) -> Iterator[dict[str, Any]]:
         if self.recordings.is_dir():
             for path in sorted(self.recordings.glob("*.json")):
-                if path.name != "index.json":
+                if path.name not in ("index.json", "object_info.json"):
                     yield json.loads(path.read_text(encoding="utf-8"))
             return
         with gzip.open(self.recordings, "rt", encoding="utf-8") as lines:
