@@ -57,7 +57,7 @@ class Node:
     unsupported: str | None = None  # why this node cannot be written to the API graph
     group: Any = None  # a legacy group node's GroupConfig
     group_inner: list[Node] = field(default_factory=list)  # its inner nodes, per instance
-    v3: bool = False  # has V3 inputs (slots the saved node names; no bypass rule known)
+    v3: bool = False  # V3 inputs whose slots are not all saved: no bypass rule known
     _index: dict[str, Widget] = field(default_factory=dict, repr=False, compare=False)
     _indexed: list[Widget] | None = field(default=None, repr=False, compare=False)
     _indexed_count: int = field(default=-1, repr=False, compare=False)
@@ -236,9 +236,17 @@ def configure_comfy(raw: RawNode, defs: NodeDefinitions, root: bool,
             if widget.name == "sampler_name" and isinstance(widget.value, str) \
                     and widget.value.startswith("sample_"):
                 widget.value = widget.value[7:]
-    return Node(raw.id, raw.type, "comfy", raw.mode, _comfy_inputs(node_def, saved_inputs(raw)),
+    saved = saved_inputs(raw)
+    v3_slots_unknown = False
+    if node_def.v3:
+        # V3 slots change with links and chosen options; the saved slots are the editor's own
+        # when they hold every defined input (else which one a bypass passes is not known).
+        names = {slot.name for slot in saved}
+        v3_slots_unknown = any(d.name not in names for d in node_def.inputs)
+    inputs = saved if node_def.v3 and not v3_slots_unknown else _comfy_inputs(node_def, saved)
+    return Node(raw.id, raw.type, "comfy", raw.mode, inputs,
                 _comfy_outputs(node_def, saved_outputs(raw)), widgets, raw=raw,
-                unsupported=node_def.unsupported, v3=node_def.v3)
+                unsupported=node_def.unsupported, v3=v3_slots_unknown)
 
 
 def configure_virtual(raw: RawNode) -> Node:

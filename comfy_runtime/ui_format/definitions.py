@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .frontends import LEGACY, is_legacy, widget_types
+from .frontends import LEGACY, SAVED_VALUE_WIDGETS, is_legacy, widget_types
 
 # 3D viewers the frontend adds to these nodes as an `image` input; they have no value source,
 # so they hold a saved value slot but always write "".
@@ -232,6 +232,9 @@ def _widgets_for(spec: _Spec) -> list[WidgetSpec]:
         # button holds a saved value but is not queued.
         return [WidgetSpec(spec.name, "viewer", True, True, "", fixed=True),
                 WidgetSpec(spec.name, "button", True, False, "")]
+    if kind in SAVED_VALUE_WIDGETS:  # newer frontends' editors (colour, curve, canvas ...)
+        default = opts.get("default")
+        return [WidgetSpec(spec.name, "editor", True, True, "" if default is None else default)]
     if kind == "IMAGECOMPARE":
         # Newer frontends: not saved, queued as two empty image URLs until the node has run.
         return [WidgetSpec(spec.name, "viewer", False, True, ["", ""], fixed=True)]

@@ -80,12 +80,14 @@ _LEGACY_WIDGETS = _LEGACY_BROWSER_WIDGETS | _VALUE_WIDGETS | _UPLOAD_WIDGETS | {
     "AUDIO_UI", "AUDIO_RECORD", "PREVIEW_3D", "PREVIEW_3D_ANIMATION"}
 # 1.48.7's widget registry (`app.widgets` in its page); every other input type is a socket.
 _NEWER_BROWSER_WIDGETS = frozenset({
-    "WEBCAM", "LOAD_3D", "LOAD_3D_ADVANCED", "MARKDOWN", "COLOR", "BOUNDING_BOX", "CHART",
-    "GALLERIA", "PAINTER", "COMPOSITOR", "TEXTAREA", "CURVE", "RANGE", "BOUNDING_BOXES",
-    "COLORS",
+    "WEBCAM", "LOAD_3D", "LOAD_3D_ADVANCED", "MARKDOWN", "BOUNDING_BOX", "CHART", "GALLERIA",
+    "TEXTAREA", "RANGE",
 })
-_NEWER_WIDGETS = _NEWER_BROWSER_WIDGETS | _VALUE_WIDGETS | _UPLOAD_WIDGETS | {
-    "AUDIO_UI", "AUDIO_RECORD", "PREVIEW_3D", "IMAGECOMPARE"}
+SAVED_VALUE_WIDGETS = frozenset({
+    "COLOR", "CURVE", "COMPOSITOR", "PAINTER", "BOUNDING_BOXES", "COLORS"})
+"""Editor widgets of 1.48.7 that queue the value saved with the workflow, as recorded."""
+_NEWER_WIDGETS = _NEWER_BROWSER_WIDGETS | _VALUE_WIDGETS | _UPLOAD_WIDGETS \
+    | SAVED_VALUE_WIDGETS | {"AUDIO_UI", "AUDIO_RECORD", "PREVIEW_3D", "IMAGECOMPARE"}
 
 
 def widget_types(follows: str) -> tuple[frozenset[str], frozenset[str]]:

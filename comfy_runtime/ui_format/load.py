@@ -8,6 +8,7 @@ their targets, and subgraph instances push their promoted values into the widget
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from .configure import (
@@ -63,24 +64,40 @@ def _unknown_types(graphs: list[RawGraph], known: set[str], defs: NodeDefinition
                            details)
 
 
-def _refuse_newer_rewrites(root: RawGraph, subs: dict[str, RawGraph], groups: set[str]) -> None:
-    """Refuse what newer frontends rewrite on load in ways not reproduced yet: they turn
-    legacy group nodes into subgraphs (fresh ids, other links), and renumber subgraph nodes
-    whose ids repeat a root node's (from the workflow's last node id on)."""
+def _newer_rewrites(workflow: Any, root: RawGraph, subs: dict[str, RawGraph],
+                    groups: set[str]) -> None:
+    """What newer frontends change on load: they turn legacy group nodes into subgraphs (fresh
+    ids, other links: refused, not reproduced), and give every subgraph node whose id an
+    earlier node already holds (root first, then definitions in file order) the next id after
+    the workflow's last node id, rewriting its links."""
     for node in root.nodes:
         if node.type in groups:
             text = (f"legacy group node '{node.type}': this frontend turns it into a subgraph "
                     "when loading, which the converter does not reproduce")
             raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
     seen = {node.id for node in root.nodes}
+    last: int | None = None
     for sub in subs.values():
+        renamed: dict[str, str] = {}
         for node in sub.nodes:
             if node.id in seen:
-                text = (f"node id {node.id} of subgraph '{sub.name}' repeats a node id of the "
-                        "workflow or of another subgraph; this frontend renumbers it when "
-                        "loading, which the converter does not reproduce")
-                raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
-        seen.update(node.id for node in sub.nodes)
+                last = _last_node_id(workflow, node) if last is None else last
+                last += 1
+                renamed[node.id] = node.id = str(last)
+            seen.add(node.id)
+        for link in sub.links.values() if renamed else ():
+            link.origin_id = renamed.get(link.origin_id, link.origin_id)
+            link.target_id = renamed.get(link.target_id, link.target_id)
+
+
+def _last_node_id(workflow: Any, node: Any) -> int:
+    state = workflow.get("state")
+    last = state.get("lastNodeId") if isinstance(state, dict) else workflow.get("last_node_id")
+    if isinstance(last, bool) or not isinstance(last, int) or not 0 <= last < 2**53:
+        text = ("subgraph node ids repeat and the workflow names no last node id to renumber "
+                "them from, as this frontend does")
+        raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
+    return last
 
 
 class _Loader:
@@ -95,8 +112,10 @@ class _Loader:
         members = {name: len(config.nodes) for name, config in self.groups.items()}
         check_count(expanded_count(self.root_raw, self.sub_raw, members), max_nodes)
         self._order = {sub_id: index for index, sub_id in enumerate(self.sub_raw)}
+        self._uses = Counter(node.type for raw in (self.root_raw, *self.sub_raw.values())
+                             for node in raw.nodes if node.type in self.sub_raw)
         if not is_legacy(defs.frontend):
-            _refuse_newer_rewrites(self.root_raw, self.sub_raw, set(self.groups))
+            _newer_rewrites(workflow, self.root_raw, self.sub_raw, set(self.groups))
         for raw in (self.root_raw, *self.sub_raw.values()):
             check_links(raw)
         self.subgraphs: dict[str, Graph] = {}
@@ -123,9 +142,13 @@ class _Loader:
         order = self._order
         for node in raw.nodes:
             if node.type in self.sub_raw:
-                if raw.subgraph_id is not None and order[node.type] > order[raw.subgraph_id]:
+                if raw.subgraph_id is not None and order[node.type] > order[raw.subgraph_id] \
+                        and (is_legacy(self.defs.frontend) or self._uses[node.type] > 1
+                             or node.mode != 0):
                     # The editor configures definitions in file order; an instance of a later
-                    # one is built before its contents exist and loses its saved values.
+                    # one is built before its contents exist: 1.27 loses its saved values;
+                    # 1.48 keeps them, but renumbers one used twice and queues the contents
+                    # of a muted or bypassed one.
                     text = (f"subgraph '{raw.name}' uses subgraph '{self.sub_raw[node.type].name}'"
                             ", which is defined after it")
                     raise UnsupportedStructure(text, [problem(node.id, node.type, text)])

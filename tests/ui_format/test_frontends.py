@@ -161,37 +161,74 @@ def test_autogrow_and_matched_sockets_are_queued_by_their_saved_names(
                                                 "images.image2": ["1", 0]}
 
 
-def test_passing_through_a_bypassed_v3_node_is_refused(object_info: dict[str, Any]) -> None:
-    workflow = {"version": 0.4, "links": [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"]],
-                "nodes": [
+def _bypassed_v3(saved_inputs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"version": 0.4, "links": [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"]],
+            "nodes": [
         {"id": 1, "type": "EmptyImage", "mode": 0, "widgets_values": [8, 8, 1, 0],
          "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1]}]},
         {"id": 2, "type": "BatchImagesNode", "mode": 4, "widgets_values": [],
-         "inputs": [{"name": "images.image0", "type": "IMAGE", "link": 1}],
-         "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [2]}]},
+         "inputs": saved_inputs, "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [2]}]},
         {"id": 3, "type": "PreviewImage", "mode": 0, "widgets_values": [],
          "inputs": [{"name": "images", "type": "IMAGE", "link": 2}], "outputs": []}]}
+
+
+def test_a_bypassed_v3_node_passes_through_its_saved_slots(object_info: dict[str, Any]) -> None:
+    workflow = _bypassed_v3([{"name": "images.image0", "type": "IMAGE", "link": 1}])
+    assert _api(workflow, object_info) == {"1": {"width": 8, "height": 8, "batch_size": 1,
+                                                 "color": 0}, "3": {"images": ["1", 0]}}
+
+
+def test_a_bypassed_v3_node_missing_a_defined_slot_is_refused(
+        object_info: dict[str, Any]) -> None:
+    workflow = _bypassed_v3([{"name": "images.image0", "type": "IMAGE", "link": 1}])
+    workflow["nodes"][1].update(type="ResizeImageMaskNode",
+                                widgets_values=["scale by multiplier", 2, "area"])
+    workflow["nodes"][1]["inputs"][0]["name"] = "image"
     with pytest.raises(UnsupportedStructure, match="bypassed node with V3 inputs"):
         _api(workflow, object_info)
 
 
-def test_an_unknown_widget_type_is_refused(object_info: dict[str, Any]) -> None:
+def test_subgraph_node_ids_that_repeat_are_renumbered_from_the_last_node_id(
+        object_info: dict[str, Any]) -> None:
+    """1.48.7 gives a subgraph node whose id the root already uses `last_node_id + 1`
+    (recorded: image_newbieimage_exp0_1-t2i and seven more templates); 1.27.10 does not."""
+    sub = {"id": "sub-1", "name": "Inner", "inputs": [], "outputs": [],
+           "links": [{"id": 1, "origin_id": 5, "origin_slot": 0, "target_id": 6,
+                      "target_slot": 0, "type": "IMAGE"}],
+           "nodes": [{"id": 5, "type": "EmptyImage", "mode": 0, "widgets_values": [8, 8, 1, 0],
+                      "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1]}]},
+                     {"id": 6, "type": "PreviewImage", "mode": 0,
+                      "inputs": [{"name": "images", "type": "IMAGE", "link": 1}]}]}
+    workflow = {"version": 0.4, "last_node_id": 9, "links": [],
+                "definitions": {"subgraphs": [sub]},
+                "nodes": [{"id": 5, "type": "sub-1", "mode": 0},
+                          {"id": 6, "type": "Note", "mode": 0}]}
+    assert sorted(_api(workflow, object_info)) == ["5:10", "5:11"]
+    assert _api(workflow, object_info)["5:11"] == {"images": ["5:10", 0]}
+    assert sorted(to_api(workflow, object_info, frontend=LEGACY)) == ["5:5", "5:6"]
+    del workflow["last_node_id"]
+    with pytest.raises(UnsupportedStructure, match="names no last node id"):
+        _api(workflow, object_info)
+
+
+def test_an_unknown_widget_type_is_refused() -> None:
     info = {"Painter": {"input": {"required": {
-        "canvas": ["STRING", {"widgetType": "PAINTER", "default": ""}]}}, "output": ["IMAGE"]}}
-    with pytest.raises(UnsupportedStructure, match="STRING shown as a PAINTER widget"):
-        to_api(_one_node("Painter", [], [""], ["IMAGE"]), info)
+        "canvas": ["STRING", {"widgetType": "SKETCHPAD", "default": ""}]}}, "output": ["IMAGE"]}}
+    for frontend in RECORDED:
+        with pytest.raises(UnsupportedStructure, match="STRING shown as a SKETCHPAD widget"):
+            to_api(_one_node("Painter", [], [""], ["IMAGE"]), info, frontend=frontend)
 
 
 def test_a_muted_node_of_an_unknown_kind_is_no_obstacle(object_info: dict[str, Any]) -> None:
     workflow = _one_node("BatchImagesNode", [], [], ["IMAGE"])
     workflow["nodes"][0]["mode"] = 2
-    assert to_api(workflow, object_info, frontend="1.48.7") == {}
+    assert to_api(workflow, object_info) == {}
 
 
 # --------------------------------------------------------------------------- recorded frontends
 
 NEWER = SETS[1]  # frontend 1.48.7 of ComfyUI 0.33.0 over templates 0.11.41 and the hand-made cases
-NEWER_TEMPLATES_EXACT = 458
+NEWER_TEMPLATES_EXACT = 485
 """Templates converted exactly under 1.48.7 today (of 499); the rest are refused with a reason."""
 
 
