@@ -37,7 +37,9 @@ is reused for all workflows, after waiting until ``window.app.graph`` exists and
 ``LiteGraph.registered_node_types.KSampler`` is defined (earlier, nodes come out without a
 class). ``recordings/index.json`` lists every name with ``ok`` or ``error`` and the versions that
 ``/system_stats`` reports. ``--object-info`` also saves ``GET /object_info`` of the same ComfyUI,
-key order kept. The frontend version recorded is the page's own (ComfyUI started with
+key order kept; ``--layouts FILE.json.gz`` what the frontend builds for a fresh node of each class
+(widgets: name, type, saved, queued; inputs: name, type, widget), which
+``test_frontends.py`` compares with the converter's layouts. The frontend version recorded is the page's own (ComfyUI started with
 ``--front-end-root`` serves another than the one it pins); recordings made with another
 frontend than 1.27.10 go to their own folder (``--out tests/ui_format/recordings-<version>``).
 """
@@ -131,6 +133,45 @@ CONVERT_JS = """async (wf) => {
     return {error: 'graphToPrompt: ' + errText(e), console: [...window.__recErrors]};
   }
 }"""
+
+
+# Per node class: the widgets and input slots the frontend builds for a fresh node (default
+# values, so a dynamic combo shows its default option): [name, type, saved in widgets_values,
+# queued] per widget; [name, type, widget name] per input.
+LAYOUTS_JS = """(types) => {
+  const out = {};
+  app.graph.clear();
+  for (const t of types) {
+    try {
+      const n = LiteGraph.createNode(t);
+      if (!n) { out[t] = {error: 'no node'}; continue; }
+      app.graph.add(n);
+      out[t] = {widgets: (n.widgets || []).map(w => [w.name, w.type, w.serialize !== false,
+                  !(w.options && w.options.serialize === false)]),
+                inputs: (n.inputs || []).map(i => [i.name, String(i.type),
+                  i.widget ? i.widget.name : null])};
+      app.graph.remove(n);
+    } catch (e) { out[t] = {error: String(e).slice(0, 200)}; }
+  }
+  return out;
+}"""
+
+
+async def record_layouts(comfyui_url: str, types: list[str], out: Path) -> None:
+    """What the frontend builds for a fresh node of every class, gzip-compressed JSON."""
+    import gzip
+
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser, page = await open_frontend(comfyui_url, pw)
+        try:
+            layouts = await page.evaluate(LAYOUTS_JS, types)
+        finally:
+            await browser.close()
+    with gzip.GzipFile(out, "wb", compresslevel=9, mtime=0) as stream:
+        stream.write(json.dumps(layouts, sort_keys=True, separators=(",", ":")).encode())
+    log.info("layouts: %d node classes -> %s", len(layouts), out)
 
 
 def is_editor_workflow(data: Any) -> bool:
@@ -250,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--object-info", type=Path, default=None,
                         help="also save GET /object_info here")
     parser.add_argument("--only", nargs="*", default=None, help="record only these names")
+    parser.add_argument("--layouts", type=Path, default=None,
+                        help="also save each class's fresh-node widgets and inputs (.json.gz)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
@@ -267,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             encoding="utf-8")
         log.info("object_info: %d node classes -> %s", len(info), args.object_info)
 
+    if args.layouts:
+        asyncio.run(record_layouts(url, list(http_json(f"{url}/object_info")), args.layouts))
     items = collect(templates_dir, handmade_dir)
     if args.only:
         items = [i for i in items if i["name"] in args.only or i["file"] in args.only]

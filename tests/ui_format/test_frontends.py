@@ -8,6 +8,7 @@ Real definitions: `/object_info` of ComfyUI 0.33.0 (`recordings-1.49.6/object_in
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -20,7 +21,9 @@ from comfy_runtime.ui_format import (
     choose_frontend,
     to_api,
 )
+from comfy_runtime.ui_format.configure import configure_comfy
 from comfy_runtime.ui_format.frontends import LEGACY, RECORDED
+from comfy_runtime.ui_format.graph import RawNode
 from tests.ui_format.recorded_sets import SETS, outcome, score
 
 OBJECT_INFO_0_33 = SETS[1].object_info
@@ -266,3 +269,40 @@ def test_the_legacy_recordings_still_hold() -> None:
     result = score(legacy)
     assert [len(result["template"][k]) for k in ("exact", "refused", "different")] == [169, 3, 0]
     assert result["handmade"]["different"] == []
+
+
+def _our_fresh_widgets(definitions: NodeDefinitions,
+                       class_type: str) -> list[tuple[str, bool, bool]]:
+    node_def = definitions.get(class_type)
+    raw = RawNode({"id": 1, "type": class_type}, "1", class_type, 0)
+    widgets = configure_comfy(raw, definitions, root=True).widgets
+    # Widgets that are neither saved nor queued change nothing; control widgets are saved but
+    # never queued, so only their place counts, not their name.
+    return [(w.name if w.spec.in_prompt else "-", w.spec.has_slot, w.spec.in_prompt)
+            for w in widgets if w.spec.has_slot or w.spec.in_prompt] if node_def else []
+
+
+def test_every_class_is_laid_out_as_the_newer_frontend_builds_it_or_refused() -> None:
+    """For each of ComfyUI 0.33.0's 849 classes, a fresh node's saved and queued widgets, in
+    order, and (V3 aside: their slots are read from the saved node) its input slots are what
+    frontend 1.48.7 builds (`recordings-1.48.7/layouts.json.gz`), or the class is refused."""
+    path = NEWER.recordings.parent / "layouts.json.gz"
+    layouts = json.loads(gzip.decompress(path.read_bytes()))
+    definitions = NodeDefinitions(NEWER.load_object_info(), frontend=NEWER.frontend)
+    differing, refused = {}, []
+    for class_type, theirs in sorted(layouts.items()):
+        node_def = definitions.get(class_type)
+        if node_def.unsupported:
+            refused.append(class_type)
+            continue
+        if node_def.extension:  # built from the saved values (CustomCombo): the recordings
+            continue
+        expected = [(w[0] if w[3] else "-", w[2], w[3]) for w in theirs["widgets"]
+                    if w[2] or w[3]]
+        ours = _our_fresh_widgets(definitions, class_type)
+        inputs_differ = not node_def.v3 and [i.name for i in node_def.inputs] != [
+            i[0] for i in theirs["inputs"]]
+        if ours != expected or inputs_differ:
+            differing[class_type] = (ours, expected)
+    assert differing == {}
+    assert len(layouts) == 849 and len(refused) < 40, refused
