@@ -24,9 +24,8 @@ from .errors import (
                      UnsupportedStructure,
                      WidgetMismatch,
 )
-from .image_meta import read_image_workflow
-from .json_text import load_json
-from .size import count_nodes
+from .image_meta import load_json, read_image_workflow
+from .load import count_nodes
 
 __all__ = [
     "BrokenLink", "ConversionError", "NodeDefinitions", "Problem", "TooLarge",
