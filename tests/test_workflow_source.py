@@ -13,8 +13,8 @@ import pytest
 
 from tests.harness import WorkerHarness
 from tests.images import open_image
-from tests.ui_format import hostile_shapes as shapes
 from tests.slow_server import slow_server
+from tests.ui_format import hostile_shapes as shapes
 
 UI = Path(__file__).parent / "ui_format"
 PNG = (UI / "comfyui_written.png").read_bytes()

@@ -28,9 +28,8 @@ from .errors import (
 )
 from .frontends import FrontendChoice
 from .frontends import choose as choose_frontend
-from .image_meta import read_image_workflow
-from .json_text import load_json
-from .size import count_nodes
+from .image_meta import load_json, read_image_workflow
+from .load import count_nodes
 
 __all__ = [
     "BrokenLink", "ConversionError", "FrontendChoice", "NodeDefinitions", "Problem", "TooLarge",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .configure import Graph, Node, Widget
+from .configure import Node, Widget
 from .definitions import NodeDefinitions
 from .frontends import LEGACY, is_legacy
 from .errors import ConversionError, UnsupportedStructure, problem
@@ -28,13 +28,13 @@ DEFAULT_MAX_NODES = 100_000
 MAX_GRAPH_NODES): far past any real workflow, short of what would take the converter long."""
 
 
-def _widget_value(dto: Dto, widget: Widget, index: NodeIndex) -> Any:
+def _widget_value(dto: Dto, widget: Widget, lookup: NodeIndex) -> Any:
     value = widget.value
     if dto.node.type in SAVE_NODE_TYPES and widget.name == "filename_prefix":
         if not isinstance(value, str):
             text = f"filename_prefix is not text ({value!r}); the editor fails to queue it"
             raise UnsupportedStructure(text, [problem(dto.id, dto.node.type, text)])
-        value = apply_replacements(value, index, dto.node)
+        value = apply_replacements(value, lookup, dto.node)
     if widget.spec.dynamic_prompts and isinstance(value, str):
         try:
             value = dynamic_prompt(value)
@@ -44,14 +44,14 @@ def _widget_value(dto: Dto, widget: Widget, index: NodeIndex) -> Any:
     return api_value(value)
 
 
-def _node_inputs(dto: Dto, resolver: Resolver, index: NodeIndex) -> dict[str, Any]:
+def _node_inputs(dto: Dto, resolver: Resolver, lookup: NodeIndex) -> dict[str, Any]:
     if dto.node.unsupported:
         text = f"{dto.node.unsupported}; it cannot be converted outside the browser"
         raise UnsupportedStructure(text, [problem(dto.id, dto.node.type, text)])
     inputs: dict[str, Any] = {}
     for widget in dto.node.widgets:
         if widget.name and widget.spec.in_prompt:
-            inputs[widget.name] = _widget_value(dto, widget, index)
+            inputs[widget.name] = _widget_value(dto, widget, lookup)
             if inputs[widget.name] is UNDEFINED:
                 del inputs[widget.name]  # JSON has no undefined: the key disappears
     for position, slot in enumerate(dto.node.inputs):
@@ -118,14 +118,14 @@ def _convert(workflow: Any, definitions: NodeDefinitions, max_nodes: int) -> dic
     root, _ = load(workflow, definitions, max_nodes)
     nodes = flatten(root)
     resolver = Resolver(nodes)
-    index = NodeIndex(root, lambda node: _title(node, definitions))
+    lookup = NodeIndex(root, lambda node: _title(node, definitions))
     output: dict[str, dict[str, Any]] = {}
     skips_inner = not is_legacy(definitions.frontend)
     for dto in nodes.values():
         if dto.node.is_virtual or dto.node.mode in (NEVER, BYPASS) or (
                 dto.instance is not None and skips_inner and _inside_inactive(dto, nodes)):
             continue
-        output[dto.id] = {"inputs": _node_inputs(dto, resolver, index),
+        output[dto.id] = {"inputs": _node_inputs(dto, resolver, lookup),
                           "class_type": dto.node.type,
                           "_meta": {"title": _title(dto.node, definitions)}}
     _drop_dangling(output)

@@ -1,4 +1,10 @@
-"""The workflow ComfyUI embeds in the images it writes, read without decoding a pixel.
+"""The workflow in a file ComfyUI wrote: JSON text parsed within bounds, or an image's metadata.
+
+JSON: Python's parser builds every list and object of a text at once, each costing about 60
+bytes against the 2 or 3 of the text (`[],`): a few MB of text can ask for gigabytes. So
+before parsing, the text's size is held to the caller's limit and its lists and objects (its
+`[` and `{`, strings included: an overcount, never an undercount) to `MAX_CONTAINERS`; a text
+nested past what the parser's recursion allows is refused, not crashed on.
 
 PNG: text chunks `prompt` (the API graph that ran) and `workflow` (the editor workflow),
 `tEXt` as ComfyUI writes them, or `zTXt`/`iTXt`; an `eXIf` chunk is read too.
@@ -7,11 +13,12 @@ WebP (SaveAnimatedWEBP): EXIF entries whose text starts with `prompt:` or `workf
 
 The file is walked chunk by chunk; pixel data is skipped, never decompressed (a 13000x13000
 PNG of 657 KB is half a gigabyte of pixels). Each text is held to the caller's size limit,
-compressed ones while they are inflated, and parsed by `json_text` within its bounds.
+compressed ones while they are inflated, and parsed by `load_json` within its bounds.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
 import warnings
@@ -21,10 +28,33 @@ from typing import Any
 
 from PIL import Image
 
-from .errors import TooLarge
-from .json_text import load_json
+from .errors import TooLarge, UnsupportedStructure, problem
 
 log = logging.getLogger(__name__)
+
+MAX_CONTAINERS = 200_000
+"""Lists and objects in one workflow text: 100 times those of the largest template (1,783)."""
+
+
+def _refuse(text: str) -> UnsupportedStructure:
+    return UnsupportedStructure(text, [problem(None, None, text)])
+
+
+def load_json(text: bytes | str, max_bytes: int, what: str = "the workflow text") -> Any:
+    """The JSON value of `text`; `TooLarge` or `UnsupportedStructure` past the bounds, and
+    `ValueError` when it is not JSON at all."""
+    data = text.encode("utf-8", errors="surrogatepass") if isinstance(text, str) else text
+    if len(data) > max_bytes:
+        raise TooLarge(what, len(data), max_bytes)
+    containers = data.count(b"[") + data.count(b"{")
+    if containers > MAX_CONTAINERS:
+        raise _refuse(f"{what} holds {containers} lists and objects, more than the "
+                      f"{MAX_CONTAINERS} a workflow may")
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise _refuse(f"{what} is nested too deeply to be a workflow") from None
+
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 _KEYS = ("prompt", "workflow")
@@ -117,7 +147,7 @@ def _from_exif(exif: bytes, max_bytes: int) -> dict[str, dict[str, Any] | None]:
         with warnings.catch_warnings():  # Pillow warns of truncated tags: a broken block
             warnings.simplefilter("ignore")
             table.load(exif)
-    except Exception:  # noqa: BLE001 (whatever Pillow's TIFF reader raises: no usable EXIF)
+    except Exception:  # whatever Pillow's TIFF reader raises: no usable EXIF
         log.debug("unreadable EXIF block", exc_info=True)
         return found
     for value in table.values():
@@ -136,7 +166,7 @@ def read_image_workflow(data: bytes, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTE
     """(API prompt or None, editor workflow or None) from a ComfyUI-written PNG or WebP.
 
     Raises `ValueError` for a file that is neither, `ConversionError` for a text past
-    `max_text_bytes` or past `json_text`'s bounds; a broken EXIF block counts as none.
+    `max_text_bytes` or past `load_json`'s bounds; a broken EXIF block counts as none.
     """
     if data.startswith(_PNG):
         texts, exif = _from_png(data, max_text_bytes)

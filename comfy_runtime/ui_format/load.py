@@ -1,6 +1,7 @@
 """Load a workflow the way the frontend does before it builds the API graph.
 
-Order matters and follows the frontend: unknown types are found first (and refused, all of
+Before anything is built, the nodes it expands to are counted (`count_nodes`). Then order
+matters and follows the frontend: unknown types are found first (and refused, all of
 them at once), subgraph definitions are configured before the nodes that use them, link
 target slots are re-pointed at the reordered inputs, PrimitiveNodes push their value into
 their targets, and subgraph instances push their promoted values into the widgets inside.
@@ -9,6 +10,7 @@ their targets, and subgraph instances push their promoted values into the widget
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from .configure import (
@@ -22,15 +24,97 @@ from .configure import (
     takes_target_value,
 )
 from .definitions import NodeDefinitions
+from .errors import TooManyNodes, UnknownNodeTypes, UnsupportedStructure, problem
 from .frontends import is_legacy
-from .errors import UnknownNodeTypes, UnsupportedStructure, problem
 from .graph import IOSlot, Link, RawGraph, check_links, read_workflow, saved_outputs
 from .group_nodes import PREFIX, group_configs, missing_inner_types
-from .size import check_count, expanded_count
 from .values import UNDEFINED
 
 # What the editor-only members of a group node are (they never reach the API graph).
 _INNER_KINDS = {"PrimitiveNode": "primitive", "Reroute": "reroute"}
+
+# --- how many nodes it becomes, counted before anything is built -----------------------------
+# A subgraph instance becomes itself plus everything its definition holds, instances inside
+# included; a legacy group node itself plus one node per member. A few KB of nested
+# definitions can so stand for millions of nodes, and the work follows the expanded count.
+# One pass over the definitions, each counted once however often used, saturating at
+# COUNT_CAP so the number stays small whatever the nesting.
+COUNT_CAP = 10**12
+"""Counts stop here: past it the exact number says nothing more, and would grow without end."""
+
+
+def expanded_count(root: RawGraph, subgraphs: Mapping[str, RawGraph],
+                   group_members: Mapping[str, int]) -> int:
+    """Nodes `root` flattens to (every node once per place it appears), at most `COUNT_CAP`.
+
+    Node types must already be as the loader sees them (group nodes `workflow>Name`).
+    """
+    sizes: dict[str, int] = {}
+    for sub_id in subgraphs:
+        _size_of(sub_id, subgraphs, group_members, sizes)
+    return _graph_size(root, sizes, group_members)
+
+
+def _graph_size(graph: RawGraph, sizes: Mapping[str, int],
+                group_members: Mapping[str, int]) -> int:
+    total = 0
+    for node in graph.nodes:
+        total += 1 + sizes.get(node.type, 0) + group_members.get(node.type, 0)
+        if total >= COUNT_CAP:
+            return COUNT_CAP
+    return total
+
+
+def _size_of(start: str, subgraphs: Mapping[str, RawGraph], group_members: Mapping[str, int],
+             sizes: dict[str, int]) -> None:
+    """Fill `sizes[start]` and every definition it uses: depth first, without recursion, each
+    definition's nodes walked once."""
+    if start in sizes:
+        return
+    stack = [(start, iter(subgraphs[start].nodes))]
+    open_ = {start}
+    while stack:
+        sub_id, rest = stack[-1]
+        for node in rest:
+            if node.type in subgraphs and node.type not in sizes:
+                if node.type in open_:
+                    text = f"subgraph '{subgraphs[node.type].name}' contains itself"
+                    raise UnsupportedStructure(text, [problem(None, node.type, text)])
+                stack.append((node.type, iter(subgraphs[node.type].nodes)))
+                open_.add(node.type)
+                break
+        else:
+            sizes[sub_id] = _graph_size(subgraphs[sub_id], sizes, group_members)
+            stack.pop()
+            open_.discard(sub_id)
+
+
+def group_member_counts(workflow: dict[str, Any]) -> dict[str, int]:
+    """Members per legacy group node type (`workflow>Name`), from `extra.groupNodes`."""
+    extra = workflow.get("extra")
+    groups = extra.get("groupNodes") if isinstance(extra, dict) else None
+    if not isinstance(groups, dict):
+        return {}
+    return {PREFIX + str(name): len(data["nodes"]) for name, data in groups.items()
+            if isinstance(data, dict) and isinstance(data.get("nodes"), list)}
+
+
+def count_nodes(workflow: Any) -> int:
+    """Nodes the workflow flattens to (subgraph instances times their contents, group node
+    instances times their members); `ConversionError` if it is not an editor workflow."""
+    root, subgraphs = read_workflow(workflow)
+    for node in root.nodes:
+        if node.type.startswith("workflow/"):  # the older spelling of a group node type
+            node.type = PREFIX + node.type[len("workflow/"):]
+    return expanded_count(root, subgraphs, group_member_counts(workflow))
+
+
+def check_count(count: int, limit: int) -> None:
+    """Refuse a workflow that flattens to more than `limit` nodes."""
+    if count > limit:
+        raise TooManyNodes(count, limit, capped=count >= COUNT_CAP)
+
+
 # Input types for which the frontend can build a PrimitiveNode widget without a widget locator.
 _WIDGET_TYPES = frozenset({"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO", "MARKDOWN"})
 
