@@ -237,12 +237,12 @@ def test_a_frontend_never_recorded_is_converted_as_the_nearest_and_said_so(
 
 
 def test_strict_conversion_refuses_a_frontend_never_recorded(harness: WorkerHarness) -> None:
-    harness.double.faults.required_frontend_version = "1.49.6"
+    harness.double.faults.required_frontend_version = "1.52.0"
     result = harness.run({"workflow": _recording("handmade_bypass_chain")["workflow"],
                           "strict_conversion": True})
     assert result["error_code"] == "workflow_invalid", result
-    assert "1.49.6" in result["error"] and "strict_conversion" in result["error"]
-    assert result["details"][0]["converted_as"] == "1.48.7"
+    assert "1.52.0" in result["error"] and "strict_conversion" in result["error"]
+    assert result["details"][0]["converted_as"] == "1.49.6"
     assert harness.double.prompts == []
 
 

@@ -4,7 +4,8 @@ ComfyUI serves its own frontend (`comfyui-frontend-package`) and `/system_stats`
 version it requires (`system.required_frontend_version`; ComfyUIs older than that field ship
 1.27-era frontends). What an editor workflow means is what that frontend queues, and
 frontends differ: the converter reproduces each version in `RECORDED`, checked against that
-version's own conversions (`tests/ui_format/recordings*`). Any other version is converted as
+version's own conversions (`tests/ui_format/recordings*`): 1.27.10 (ComfyUI 0.3.64), 1.48.7
+(ComfyUI 0.33.0's release) and 1.49.6 (what ComfyUI's master pins after it), the last two alike. Any other version is converted as
 the nearest recorded one, and the caller is told it was not recorded.
 
     choose(version)        -> FrontendChoice(version followed, version asked for, recorded?)
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 LEGACY = "1.27.10"
 """The frontend of ComfyUI 0.3.64, and what a ComfyUI that names none is taken to serve."""
-RECORDED = (LEGACY, "1.48.7")
+RECORDED = (LEGACY, "1.48.7", "1.49.6")
 """Frontend versions the converter was recorded against, oldest first."""
 
 _VERSION = re.compile(r"^\s*v?(\d{1,6})\.(\d{1,6})\.(\d{1,6})")

@@ -6,6 +6,7 @@ that served it:
     1.27.10  recordings/*.json (one file each), object_info.json            (ComfyUI 0.3.64)
     1.48.7   recordings-1.48.7/recordings.jsonl.gz (one recording a line),
              recordings-1.49.6/object_info.json (the same ComfyUI 0.33.0)    (ComfyUI 0.33.0)
+    1.49.6   recordings-1.49.6/recordings.jsonl.gz (templates 0.11.44), same object_info
 
 A recording is `{"name", "source": "template"|"handmade", "workflow", "frontend_output" |
 "frontend_error"}`. `outcome` converts one as that frontend would and says whether the result
@@ -56,6 +57,8 @@ class RecordedSet:
 SETS = (
     RecordedSet("1.27.10", "0.3.64", HERE / "recordings", HERE / "object_info.json"),
     RecordedSet("1.48.7", "0.33.0", HERE / "recordings-1.48.7" / "recordings.jsonl.gz",
+                HERE / "recordings-1.49.6" / "object_info.json"),
+    RecordedSet("1.49.6", "0.33.0", HERE / "recordings-1.49.6" / "recordings.jsonl.gz",
                 HERE / "recordings-1.49.6" / "object_info.json"),
 )
 

@@ -36,8 +36,9 @@ def object_info() -> dict[str, Any]:
 
 @pytest.mark.parametrize(("version", "follows", "recorded"), [
     (None, LEGACY, True), ("1.27.10", "1.27.10", True), ("1.48.7", "1.48.7", True),
-    ("1.49.6", "1.48.7", False), ("1.58.1", "1.48.7", False), ("1.30.2", "1.27.10", False),
-    ("1.27.2", "1.27.10", False), ("2.0.0", "1.48.7", False), ("nightly", RECORDED[-1], False),
+    ("1.49.6", "1.49.6", True), ("1.48.9", "1.48.7", False), ("1.58.1", "1.49.6", False),
+    ("1.30.2", "1.27.10", False), ("1.27.2", "1.27.10", False), ("2.0.0", "1.49.6", False),
+    ("nightly", RECORDED[-1], False),
 ])
 def test_the_nearest_recorded_frontend_is_followed(version: str | None, follows: str,
                                                    recorded: bool) -> None:
@@ -230,36 +231,37 @@ def test_a_muted_node_of_an_unknown_kind_is_no_obstacle(object_info: dict[str, A
 
 # --------------------------------------------------------------------------- recorded frontends
 
-NEWER = SETS[1]  # frontend 1.48.7 of ComfyUI 0.33.0 over templates 0.11.41 and the hand-made cases
-NEWER_TEMPLATES_EXACT = 485
-"""Templates converted exactly under 1.48.7 today (of 499); the rest are refused with a reason."""
+# Per newer recorded frontend: (recordings, templates, templates exact today); the rest of the
+# templates are refused with a reason, none is different.
+NEWER_FIGURES = {"1.48.7": (538, 499, 485), "1.49.6": (545, 506, 487)}
 
 
-@pytest.fixture(scope="module")
-def newer_outcomes() -> dict[str, tuple[str, str, str]]:
-    """name -> (source, outcome, detail) for every 1.48.7 recording."""
-    if not NEWER.available():
-        pytest.skip("the 1.48.7 recordings are not in this checkout")
-    definitions = NodeDefinitions(NEWER.load_object_info(), frontend=NEWER.frontend)
-    return {r["name"] + ("" if r["source"] == "template" else " (handmade)"):
-            (r["source"], *outcome(r, definitions)) for r in NEWER.items()}
+@pytest.fixture(scope="module", params=sorted(NEWER_FIGURES))
+def newer_outcomes(request: pytest.FixtureRequest) -> tuple[str, list[tuple[str, str, str]]]:
+    """(frontend, [(source, outcome, detail) per recording]) for a newer recorded frontend."""
+    recorded = next(s for s in SETS if s.frontend == request.param)
+    if not recorded.available():
+        pytest.skip(f"the {recorded.frontend} recordings are not in this checkout")
+    definitions = NodeDefinitions(recorded.load_object_info(), frontend=recorded.frontend)
+    return recorded.frontend, [(r["source"], *outcome(r, definitions)) for r in recorded.items()]
 
 
-def test_no_recording_of_the_newer_frontend_converts_differently(
-        newer_outcomes: dict[str, tuple[str, str, str]]) -> None:
-    different = {name: detail for name, (_, kind, detail) in newer_outcomes.items()
-                 if kind == "different"}
-    assert different == {}
-    assert len(newer_outcomes) == 538
+def test_no_recording_of_a_newer_frontend_converts_differently(
+        newer_outcomes: tuple[str, list[tuple[str, str, str]]]) -> None:
+    frontend, outcomes = newer_outcomes
+    assert [detail for _, kind, detail in outcomes if kind == "different"] == []
+    assert len(outcomes) == NEWER_FIGURES[frontend][0]
 
 
 def test_newer_frontend_templates_stay_exact(
-        newer_outcomes: dict[str, tuple[str, str, str]]) -> None:
-    kinds = [kind for source, kind, _ in newer_outcomes.values() if source == "template"]
-    print(f"\n1.48.7 templates: {len(kinds)}: exact {kinds.count('exact')}, "
+        newer_outcomes: tuple[str, list[tuple[str, str, str]]]) -> None:
+    frontend, outcomes = newer_outcomes
+    kinds = [kind for source, kind, _ in outcomes if source == "template"]
+    print(f"\n{frontend} templates: {len(kinds)}: exact {kinds.count('exact')}, "
           f"refused {kinds.count('refused')}")
-    assert len(kinds) == 499
-    assert kinds.count("exact") >= NEWER_TEMPLATES_EXACT
+    _, templates, exact = NEWER_FIGURES[frontend]
+    assert len(kinds) == templates
+    assert kinds.count("exact") >= exact
 
 
 def test_the_legacy_recordings_still_hold() -> None:
@@ -282,13 +284,16 @@ def _our_fresh_widgets(definitions: NodeDefinitions,
             for w in widgets if w.spec.has_slot or w.spec.in_prompt] if node_def else []
 
 
-def test_every_class_is_laid_out_as_the_newer_frontend_builds_it_or_refused() -> None:
+@pytest.mark.parametrize("frontend", sorted(NEWER_FIGURES))
+def test_every_class_is_laid_out_as_the_newer_frontend_builds_it_or_refused(
+        frontend: str) -> None:
     """For each of ComfyUI 0.33.0's 849 classes, a fresh node's saved and queued widgets, in
     order, and (V3 aside: their slots are read from the saved node) its input slots are what
-    frontend 1.48.7 builds (`recordings-1.48.7/layouts.json.gz`), or the class is refused."""
-    path = NEWER.recordings.parent / "layouts.json.gz"
+    the frontend builds (`recordings-<version>/layouts.json.gz`), or the class is refused."""
+    recorded = next(s for s in SETS if s.frontend == frontend)
+    path = recorded.recordings.parent / "layouts.json.gz"
     layouts = json.loads(gzip.decompress(path.read_bytes()))
-    definitions = NodeDefinitions(NEWER.load_object_info(), frontend=NEWER.frontend)
+    definitions = NodeDefinitions(recorded.load_object_info(), frontend=frontend)
     differing, refused = {}, []
     for class_type, theirs in sorted(layouts.items()):
         node_def = definitions.get(class_type)
