@@ -8,13 +8,17 @@ Real definitions: `/object_info` of ComfyUI 0.33.0 (`recordings-1.49.6/object_in
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from comfy_runtime.ui_format import (
+    ConversionError,
     NodeDefinitions,
     UnsupportedStructure,
     WidgetMismatch,
@@ -25,8 +29,11 @@ from comfy_runtime.ui_format.configure import configure_comfy
 from comfy_runtime.ui_format.frontends import LEGACY, RECORDED
 from comfy_runtime.ui_format.graph import RawNode
 from tests.ui_format.recorded_sets import SETS, outcome, score
+from tests.ui_format.test_convert_fuzz import FUZZ, JUNK, _places
 
 OBJECT_INFO_0_33 = SETS[1].object_info
+NEWER_OBJECT_INFO: dict[str, Any] = json.loads(OBJECT_INFO_0_33.read_text(encoding="utf-8")) \
+    if OBJECT_INFO_0_33.is_file() else {}
 
 
 @pytest.fixture(scope="module")
@@ -311,3 +318,52 @@ def test_every_class_is_laid_out_as_the_newer_frontend_builds_it_or_refused(
             differing[class_type] = (ours, expected)
     assert differing == {}
     assert len(layouts) == 849 and len(refused) < 40, refused
+
+
+# --------------------------------------------------------------------------- property test
+
+def _small_newer_templates() -> dict[str, dict[str, Any]]:
+    """1.48.7 templates under 40 KB that use V3 inputs, CustomCombo or subgraphs."""
+    if not SETS[1].available():
+        return {}
+    found = {}
+    for recording in SETS[1].items():
+        text = json.dumps(recording["workflow"])
+        if recording["source"] == "template" and len(text) < 40_000 and (
+                "_V3" in text or "CustomCombo" in text or '"subgraphs"' in text
+                or "resize_type" in text or "images.image" in text):
+            found[recording["name"]] = recording["workflow"]
+    return found
+
+
+NEWER_TEMPLATES = _small_newer_templates()
+
+
+@st.composite
+def mutated_newer_template(draw: st.DrawFn) -> dict[str, Any]:
+    workflow = copy.deepcopy(NEWER_TEMPLATES[draw(st.sampled_from(sorted(NEWER_TEMPLATES)))])
+    for _ in range(draw(st.integers(1, 4))):
+        places = _places(workflow, [])
+        container, key = draw(st.sampled_from(places))
+        action = draw(st.sampled_from(["junk", "junk", "delete", "copy"]))
+        if action == "junk":
+            container[key] = draw(JUNK)
+        elif action == "delete":
+            del container[key]
+        else:  # a value from elsewhere in the same workflow: ids, option keys, slots
+            other, other_key = draw(st.sampled_from(places))
+            container[key] = copy.deepcopy(other[other_key])
+    return workflow
+
+
+@FUZZ
+@given(mutated_newer_template())
+def test_a_mutated_newer_template_converts_or_is_refused(workflow: dict[str, Any]) -> None:
+    """Dynamic combos, grown slots, CustomCombo values and renumbered ids, broken at random,
+    under 1.48.7: a graph of plain JSON or a `ConversionError`, nothing else."""
+    try:
+        out = to_api(workflow, NEWER_OBJECT_INFO, max_nodes=2000, frontend="1.48.7")
+    except ConversionError:
+        return
+    assert isinstance(out, dict)
+    json.dumps(out, allow_nan=True)
