@@ -214,6 +214,7 @@ class _Job:
             fetch_timeout_s=min(settings.input_fetch_timeout_s, left),
             allow_private_urls=settings.allow_private_urls,
             extra_suffixes=settings.extra_input_suffixes,
+            cancel=self._cancel,
         )
 
     def _isolate(self, graph: dict[str, Any], uploaded: dict[str, UploadedFile]) -> dict[str, Any]:
