@@ -88,7 +88,8 @@ class _Stream(httpcore.NetworkStream):
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         view = memoryview(buffer)
         while view:
-            sent = self._sliced(timeout, httpcore.WriteTimeout, lambda: self._sock.send(view))
+            sent = self._sliced(timeout, httpcore.WriteTimeout,
+                                lambda rest=view: self._sock.send(rest))
             view = view[sent:]
 
     def close(self) -> None:

@@ -97,9 +97,10 @@ class ModelCache:
         )
 
     def sweep(self) -> int:
-        """Delete `.part` files left by crashed downloads; call once at start. Returns how
-        many were deleted."""
-        return self.store.sweep_parts()
+        """Bring index and disk together; call once at start (see `CacheStore.reconcile`).
+        Returns how many partial files of crashed downloads were deleted."""
+        # A live download writes at least once per I/O timeout, or gives up.
+        return self.store.reconcile(stale_part_s=2 * self.config.io_timeout_s)
 
 
 class ModelLease:
