@@ -15,6 +15,7 @@ the name already, and a lookup here would be a second, unchecked one.
 from __future__ import annotations
 
 import errno
+import functools
 import select
 import socket
 import ssl
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import certifi
 import httpcore
 import httpx
 
@@ -174,14 +176,21 @@ class _Backend(httpcore.NetworkBackend):
 
 class _Transport(httpx.HTTPTransport):
     def __init__(self, watch: Watch) -> None:
-        super().__init__(trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
+        context = _tls_context(certifi.where())
+        super().__init__(verify=context, trust_env=False,
+                         limits=httpx.Limits(max_keepalive_connections=0))
         # httpx takes no network backend, so the pool it built is replaced by one with the
-        # same TLS settings (certificates verified, as httpx's default) and ours.
+        # same TLS context (certificates verified, as httpx's default) and ours.
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_keepalive_connections=0,
-            network_backend=_Backend(watch),
-        )
+            ssl_context=context, max_keepalive_connections=0, network_backend=_Backend(watch))
+
+
+@functools.lru_cache(maxsize=4)
+def _tls_context(bundle: str) -> ssl.SSLContext:
+    """httpx's default context, built once per CA bundle: loading the bundle costs some
+    80 ms, which every download used to pay. (Keyed by the bundle's path, so a test that
+    points certifi elsewhere gets a context of its own.)"""
+    return ssl.create_default_context(cafile=bundle)
 
 
 def new_client(deadline: float, cancel: threading.Event | None = None) -> httpx.Client:

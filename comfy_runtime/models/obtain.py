@@ -233,7 +233,7 @@ class ModelObtain:
         if entry is None and self.store.path(self.key).exists():
             raise self._conflict(
                 f"a file the cache did not create has this name ({self.store.path(self.key)}; "
-                "put there by hand, or by a version of the worker before 0.2)")
+                "put there by hand, or left by an older version of the worker)")
         if entry is not None and not self.store.lease_is_free(self.key):
             raise self._conflict("a running job uses the file of that name from another URL")
 
