@@ -98,6 +98,7 @@ LABELS: dict[str, str] = {
     "model_cache_dir": "Model cache folder",
     "model_cache_max_bytes": "Model cache size (bytes)",
     "max_model_bytes": "Largest model download (bytes)",
+    "max_models_per_job": "Most models by URL per job",
     "model_fetch_timeout_s": "Model download stall timeout (s)",
     "hf_token": "Hugging Face token",
     "civitai_token": "Civitai token",

@@ -32,7 +32,7 @@ from .comfyui.prompt_run import HealthCheck, PromptRun, wait_until_ended
 from .comfyui.run_record import FinishedRun
 from .comfyui.wire import UploadedFile
 from .contract import ConvertedWorkflow, JobInput, JobOutput, parse_job_input
-from .errors import ComfyUIUnavailable, JobError, JobTimeout
+from .errors import ComfyUIUnavailable, JobError, JobTimeout, MissingModel
 from .graph_checks import check_graph
 from .inputs.decode import InputLimits, decode_inputs, decode_payload, upload_inputs
 from .job_files import (
@@ -45,7 +45,13 @@ from .job_files import (
     public_subfolder,
 )
 from .models.cache import ModelCache
-from .models.job_step import JobModels, ensure_models, url_inputs_as_names
+from .models.job_step import (
+    JobModels,
+    count_models,
+    ensure_models,
+    explain_missing,
+    url_inputs_as_names,
+)
 from .outputs.collect import EarlyDownloads, collect_outputs, fetch_outputs, websocket_outputs
 from .outputs.delivery import convert_image, deliver, no_store_error
 from .progress import ProgressReporter, ProgressSink
@@ -190,14 +196,18 @@ class _Job:
         graph = self._api_graph()
         if self.input.output.delivery == "s3" and self.ctx.store is None:
             raise no_store_error()
+        # Everything that can be checked is, before a model is fetched: a job that will be
+        # refused must not cost downloads (issue 22).
+        count_models(graph, self.input.models, self.ctx.settings.max_models_per_job)
+        self._check(url_inputs_as_names(graph))
+        prepared = (decode_inputs(self.input.images, self._limits(), self.ctx.pools.fan_out)
+                    if self.input.images else [])
         graph, self.models = ensure_models(
             graph, self.input.models, self._lease, deadline=self.deadline, cancel=self._cancel,
             progress=self.progress,
         )
-        self._check(graph)
         uploaded: dict[str, UploadedFile] = {}
-        if self.input.images:
-            prepared = decode_inputs(self.input.images, self._limits(), self.ctx.pools.fan_out)
+        if prepared:
             uploaded = upload_inputs(
                 self.ctx.client, prepared, folder=self.folder, folders=self.ctx.folders,
                 fan_out=self.ctx.pools.fan_out,
@@ -214,6 +224,7 @@ class _Job:
             fetch_timeout_s=min(settings.input_fetch_timeout_s, left),
             allow_private_urls=settings.allow_private_urls,
             extra_suffixes=settings.extra_input_suffixes,
+            cancel=self._cancel,
         )
 
     def _isolate(self, graph: dict[str, Any], uploaded: dict[str, UploadedFile]) -> dict[str, Any]:
@@ -228,7 +239,10 @@ class _Job:
         )
 
     def _run_and_collect(self, run: PromptRun, graph: dict[str, Any]) -> JobOutput:
-        finished = run.run(self.deadline, self.timeout_s)
+        try:
+            finished = run.run(self.deadline, self.timeout_s)
+        except MissingModel as exc:
+            raise explain_missing(exc, self.models.used, self.ctx.models.root) from exc
         phase = "delivering its outputs"
         self._check_time(phase)
         try:

@@ -168,6 +168,12 @@ class Settings(BaseSettings):
     max_model_bytes: int = Field(
         32 * 1024**3, gt=0, description="Largest single model file a job may download."
     )
+    max_models_per_job: int = Field(
+        16,
+        gt=0,
+        description="Most model files one job may name by URL (its models list and the URLs "
+        "in its loader inputs together).",
+    )
     model_fetch_timeout_s: float = Field(
         30.0,
         gt=0,
