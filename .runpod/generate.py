@@ -83,6 +83,7 @@ LABELS: dict[str, str] = {
     "max_input_bytes": "Largest input (bytes)",
     "max_inputs": "Most input files per job",
     "max_graph_nodes": "Most nodes per graph",
+    "max_workflow_file_bytes": "Largest workflow file (bytes)",
     "max_pixels": "Largest input image (pixels)",
     "extra_input_extensions": "More accepted input file types",
     "max_response_bytes": "Largest inline result (bytes)",

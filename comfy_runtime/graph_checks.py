@@ -70,14 +70,26 @@ def check_graph(
 def check_nesting(inputs: dict[str, Any]) -> dict[str, Any]:
     """`inputs` unchanged, or ValueError naming the input nested past `MAX_VALUE_DEPTH`.
 
-    For a pydantic validator on a node's inputs, which runs before anything serialises them.
+    For a pydantic validator on a node's inputs (or a whole editor workflow), which runs
+    before anything serialises them. Only lists and objects are visited, and no path is
+    built: an editor workflow's millions of numbers cost a type check each, nothing more.
     """
-    for path, _value, depth in walk_inputs(inputs):
-        if depth > MAX_VALUE_DEPTH:
+    for key, value in inputs.items():
+        if isinstance(value, dict | list | tuple) and not _within_depth(value, 1):
             raise ValueError(
-                f"the input {_top_key(path)!r} is nested more than {MAX_VALUE_DEPTH} levels deep"
+                f"the input {str(key)!r} is nested more than {MAX_VALUE_DEPTH} levels deep"
             )
     return inputs
+
+
+def _within_depth(value: dict[str, Any] | list[Any] | tuple[Any, ...], depth: int) -> bool:
+    # `depth` is that of the children. Recursion is safe: it stops MAX_VALUE_DEPTH deep.
+    for child in value.values() if isinstance(value, dict) else value:
+        if depth > MAX_VALUE_DEPTH:
+            return False
+        if isinstance(child, dict | list | tuple) and not _within_depth(child, depth + 1):
+            return False
+    return True
 
 
 def walk_inputs(inputs: dict[str, Any]) -> Iterator[tuple[str, Any, int]]:

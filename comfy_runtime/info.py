@@ -59,6 +59,7 @@ def worker_info(
 _LIMITS = (
     "job_timeout_s", "max_input_bytes", "max_inputs", "max_graph_nodes", "max_pixels",
     "max_response_bytes", "max_concurrency", "max_model_bytes", "max_models_per_job",
+    "max_workflow_file_bytes",
 )
 
 

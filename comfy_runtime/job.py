@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .blocking import Pools
@@ -177,8 +177,9 @@ class _Job:
             self.input,
             registry=self.ctx.workflows,
             definitions=self.ctx.definitions,
-            read_file=lambda value: decode_payload(value, "workflow", self._limits()),
+            read_file=lambda value: decode_payload(value, "workflow", self._workflow_file_limits()),
             max_nodes=self.ctx.settings.max_graph_nodes,
+            max_file_bytes=self.ctx.settings.max_workflow_file_bytes,
             models=self.ctx.client.models,
         )
 
@@ -213,6 +214,10 @@ class _Job:
                 fan_out=self.ctx.pools.fan_out,
             )
         return self._isolate(graph, uploaded)
+
+    def _workflow_file_limits(self) -> InputLimits:
+        # A workflow file has its own bound, far below an input's: it is parsed, not stored.
+        return replace(self._limits(), max_bytes=self.ctx.settings.max_workflow_file_bytes)
 
     def _limits(self) -> InputLimits:
         settings = self.ctx.settings

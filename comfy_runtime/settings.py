@@ -109,7 +109,15 @@ class Settings(BaseSettings):
         100 * 1024 * 1024, gt=0, description="Largest single input, decoded or downloaded."
     )
     max_inputs: int = Field(32, gt=0, description="Most input files in one job.")
-    max_graph_nodes: int = Field(2000, gt=0, description="Most nodes in one graph.")
+    max_graph_nodes: int = Field(
+        2000, gt=0, description="Most nodes in one graph; an editor workflow's subgraphs and "
+        "group nodes count once per use, checked before they are expanded.",
+    )
+    max_workflow_file_bytes: int = Field(
+        8 * 1024 * 1024, gt=0,
+        description="Largest workflow file (PNG, WebP or JSON, inline or by URL), and the "
+        "longest workflow text inside one; refused before it is parsed.",
+    )
     extra_input_extensions: str = Field(
         "",
         description="More input file types to accept besides images, video and audio, "

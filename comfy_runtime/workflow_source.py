@@ -16,7 +16,6 @@ Whatever the source, the result then meets the same checks as any API graph (`gr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 from . import ui_format
 from .comfyui.node_definitions import DefinitionsCache
 from .contract import EditorWorkflow, GraphNode, JobInput, is_workflow_file
-from .errors import InvalidInput, WorkflowInvalid
+from .errors import InvalidInput, JobError, WorkflowInvalid
 from .workflows import ModelLookup, WorkflowRegistry
 
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -44,69 +43,116 @@ def resolve_workflow(
     definitions: DefinitionsCache,
     read_file: Callable[[str], bytes],
     max_nodes: int,
+    max_file_bytes: int,
     models: ModelLookup | None = None,
 ) -> dict[str, Any]:
-    """The API graph a job will run; raises the job error that says why not."""
+    """The API graph a job will run; raises the job error that says why not.
+
+    `read_file` fetches or decodes a workflow file within `max_file_bytes`; the editor
+    workflow's nodes, expanded, are counted against `max_nodes` before any is built."""
     workflow: Any = job_input.workflow
     if isinstance(workflow, str) and is_workflow_file(workflow):
-        workflow = graph_in_file(read_file(workflow))
+        workflow = graph_in_file(_read_workflow_file(workflow, read_file, max_file_bytes),
+                                 max_file_bytes)
     if isinstance(workflow, EditorWorkflow):
         if job_input.params:
             raise InvalidInput(
                 "params: only used with a bundled workflow name; edit the workflow instead",
                 [{"field": "params", "problem": "params with a workflow"}],
             )
-        _check_size(workflow, max_nodes)
-        return editor_to_api(workflow.raw(), definitions)
+        raw = workflow.raw()
+        _check_size(raw, max_nodes)
+        return editor_to_api(raw, definitions, max_nodes)
     return registry.resolve(
         workflow,
         job_input.params,
         input_names=[item.name for item in job_input.images],
         models=models,
-        convert=lambda editor: editor_to_api(editor, definitions),
+        convert=lambda editor: editor_to_api(editor, definitions, max_nodes),
     )
 
 
-def editor_to_api(workflow: dict[str, Any], definitions: DefinitionsCache) -> dict[str, Any]:
+def editor_to_api(workflow: dict[str, Any], definitions: DefinitionsCache,
+                  max_nodes: int) -> dict[str, Any]:
     """The API graph ComfyUI's frontend would queue for `workflow`, or `WorkflowInvalid`."""
     try:
-        return ui_format.to_api_with_definitions(workflow, definitions.editor())
+        return ui_format.to_api_with_definitions(workflow, definitions.editor(), max_nodes)
     except ui_format.UnknownNodeTypes:
         definitions.forget()  # classes installed since the definitions were fetched?
         try:
-            return ui_format.to_api_with_definitions(workflow, definitions.editor())
+            return ui_format.to_api_with_definitions(workflow, definitions.editor(), max_nodes)
         except ui_format.ConversionError as exc:
             raise _refusal(exc) from None
     except ui_format.ConversionError as exc:
         raise _refusal(exc) from None
 
 
-def _check_size(workflow: EditorWorkflow, max_nodes: int) -> None:
-    """Counted before converting: the limit on the graph is also a limit on the work."""
-    definitions = workflow.raw().get("definitions")
-    subgraphs = definitions.get("subgraphs", []) if isinstance(definitions, dict) else []
-    count = len(workflow.nodes) + sum(
-        len(sub.get("nodes") or []) for sub in subgraphs if isinstance(sub, dict)
+def _read_workflow_file(value: str, read_file: Callable[[str], bytes], max_bytes: int) -> bytes:
+    """The file's bytes; past `max_bytes` (the reader stops there) a refusal naming the
+    workflow file's own limit rather than an input's."""
+    try:
+        data = read_file(value)
+    except JobError as exc:
+        if any(d.get("reason") == "too_large" or d.get("problem") == "too large"
+               for d in exc.details):
+            raise _file_too_large(max_bytes) from None
+        raise
+    if len(data) > max_bytes:
+        raise _file_too_large(max_bytes)
+    return data
+
+
+def _file_too_large(max_bytes: int) -> InvalidInput:
+    return InvalidInput(
+        f"workflow: the workflow file is larger than MAX_WORKFLOW_FILE_BYTES ({max_bytes} "
+        "bytes); send the workflow itself, or an image ComfyUI saved",
+        [{"field": "workflow", "problem": "too large", "limit_bytes": max_bytes}],
     )
+
+
+def _check_size(raw: dict[str, Any], max_nodes: int) -> None:
+    """The nodes the file holds (subgraph definitions and group node members included),
+    counted before converting; what they expand to is the converter's count. Shapes that are
+    not lists are left to the converter, which refuses them naming where they are."""
+    count = len(raw["nodes"])
+    definitions = raw.get("definitions")
+    subgraphs = definitions.get("subgraphs") if isinstance(definitions, dict) else None
+    for sub in subgraphs if isinstance(subgraphs, list) else []:
+        nodes = sub.get("nodes") if isinstance(sub, dict) else None
+        count += len(nodes) if isinstance(nodes, list) else 0
+    extra = raw.get("extra")
+    groups = extra.get("groupNodes") if isinstance(extra, dict) else None
+    for group in groups.values() if isinstance(groups, dict) else []:
+        nodes = group.get("nodes") if isinstance(group, dict) else None
+        count += len(nodes) if isinstance(nodes, list) else 0
     if count > max_nodes:
         raise InvalidInput(
-            f"workflow: {count} nodes (subgraphs included), more than the {max_nodes} allowed "
-            "(MAX_GRAPH_NODES)",
+            f"workflow: {count} nodes (subgraphs and group nodes included), more than the "
+            f"{max_nodes} allowed (MAX_GRAPH_NODES)",
             [{"field": "workflow", "problem": "too many nodes", "limit": max_nodes}],
         )
 
 
 def _refusal(exc: ui_format.ConversionError) -> WorkflowInvalid:
+    if isinstance(exc, ui_format.TooManyNodes):
+        return WorkflowInvalid(
+            f"workflow: {exc.message} (MAX_GRAPH_NODES)",
+            [{"field": "workflow", "problem": "too many nodes", "limit": exc.limit,
+              "count": exc.count}],
+        )
     details = [dict(item) for item in exc.details] or [{"problem": exc.message}]
     return WorkflowInvalid(f"workflow: {str(exc)}".replace("\n", "; "), details)
 
 
-def graph_in_file(data: bytes) -> dict[str, GraphNode] | EditorWorkflow:
+def graph_in_file(data: bytes, max_bytes: int) -> dict[str, GraphNode] | EditorWorkflow:
     """The workflow inside a file ComfyUI wrote: its API prompt if it has one, else its
-    editor workflow; a JSON file holds either."""
+    editor workflow; a JSON file holds either. Texts past `max_bytes`, or past what
+    `ui_format.load_json` allows, are refused before they are parsed."""
     if data.lstrip()[:1] == b"{":
         try:
-            return _parse(json.loads(data))
+            return _parse(ui_format.load_json(data, max_bytes, "the workflow file"))
+        except ui_format.ConversionError as exc:
+            raise _unreadable(exc) from None
         except ValueError:
             pass  # not JSON after all: perhaps an image
     if not data.startswith(_PNG) and not (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
@@ -117,13 +163,21 @@ def graph_in_file(data: bytes) -> dict[str, GraphNode] | EditorWorkflow:
             [{"field": "workflow", "problem": "unsupported file type"}],
         )
     try:
-        prompt, editor = ui_format.read_image_workflow(data)
+        prompt, editor = ui_format.read_image_workflow(data, max_bytes)
+    except ui_format.ConversionError as exc:
+        raise _unreadable(exc) from None
     except Exception as exc:  # noqa: BLE001 (whatever Pillow raises, the file is unreadable)
         raise InvalidInput(f"workflow: the image cannot be read ({type(exc).__name__})",
                            [{"field": "workflow", "problem": "unreadable file"}]) from None
     if prompt is None and editor is None:
         raise InvalidInput(_NO_METADATA, [{"field": "workflow", "problem": "no workflow in file"}])
     return _parse(prompt if prompt is not None else editor)
+
+
+def _unreadable(exc: ui_format.ConversionError) -> InvalidInput:
+    limit = " (MAX_WORKFLOW_FILE_BYTES)" if isinstance(exc, ui_format.TooLarge) else ""
+    return InvalidInput(f"workflow: {exc.message}{limit}",
+                        [{"field": "workflow", "problem": exc.message}])
 
 
 def _parse(value: Any) -> dict[str, GraphNode] | EditorWorkflow:

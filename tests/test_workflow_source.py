@@ -14,6 +14,7 @@ import pytest
 from tests.harness import WorkerHarness
 from tests.images import open_image
 from tests.slow_server import slow_server
+from tests.ui_format import hostile_shapes as shapes
 
 UI = Path(__file__).parent / "ui_format"
 PNG = (UI / "comfyui_written.png").read_bytes()
@@ -128,3 +129,98 @@ def test_a_converted_graph_meets_the_path_checks(harness: WorkerHarness) -> None
     assert result["error_code"] == "invalid_input", result
     assert "outside" in result["error"]
     assert harness.double.prompts == []
+
+
+# --- issue 22: every cost counted before it is paid -------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@pytest.mark.timeout(30)
+def test_nested_subgraphs_are_refused_from_their_definitions(harness: WorkerHarness) -> None:
+    # Defect 1: the size check counted each definition's own nodes (62) and let it through.
+    result = harness.run({"workflow": shapes.nested_subgraphs(6)})
+    assert result["error_code"] == "workflow_invalid", result
+    assert "2111111 nodes" in result["error"] and "2000" in result["error"]
+    assert "MAX_GRAPH_NODES" in result["error"]
+    assert result["details"][0]["limit"] == 2000 and result["details"][0]["count"] == 2111111
+    assert harness.double.prompts == []
+
+
+@pytest.mark.timeout(30)
+def test_a_group_node_is_counted_once_per_member_and_use(harness: WorkerHarness) -> None:
+    # Defect 3: 10 uses of a 4000-node group were counted as 10 nodes, then built (36 s).
+    result = harness.run({"workflow": shapes.group_node(4000, 10)})
+    assert result["error_code"] == "invalid_input", result  # 4010 written in the file
+    assert "4010 nodes" in result["error"] and "MAX_GRAPH_NODES" in result["error"]
+    result = harness.run({"workflow": shapes.group_node(1500, 10)})  # 1510 in the file
+    assert result["error_code"] == "workflow_invalid", result
+    assert "15010 nodes" in result["error"] and "MAX_GRAPH_NODES" in result["error"]
+
+
+@pytest.mark.parametrize("workflow", [
+    {"nodes": [], "links": [], "definitions": {"subgraphs": 5}},
+    {"nodes": [], "links": [], "definitions": {"subgraphs": [{"id": "s", "nodes": 7}]}},
+    {"nodes": [], "links": [], "definitions": {"subgraphs": [{"id": "s", "nodes": [3]}]}},
+    {"nodes": [], "links": [], "definitions": 5},
+], ids=["subgraphs-5", "nodes-7", "node-3", "definitions-5"])
+def test_malformed_definitions_are_a_clear_refusal(harness: WorkerHarness,
+                                                   workflow: dict[str, Any]) -> None:
+    # Defect 11: a TypeError in the size check answered `internal_error`.
+    result = harness.run({"workflow": workflow})
+    assert result["error_code"] == "workflow_invalid", result
+    assert any(word in result["error"] for word in ("definitions", "subgraph", "node")), result
+
+
+def test_a_link_slot_of_1e309_is_a_clear_refusal(harness: WorkerHarness) -> None:
+    # Defect 11: json reads 1e309 as infinity; int(infinity) raised OverflowError.
+    text = shapes.as_text(shapes.primitive_links(2)).replace(",0,2,0,", ",0,2,1e309,", 1)
+    assert "1e309" in text
+    result = harness.run({"workflow": _b64(text.encode())})
+    assert result["error_code"] == "workflow_invalid", result
+    assert "slot" in result["error"]
+
+
+def test_a_deeply_nested_workflow_file_is_a_clear_refusal(harness: WorkerHarness) -> None:
+    # Defect 11: json.loads raised RecursionError, answered `internal_error`.
+    result = harness.run({"workflow": _b64(shapes.deep_json(100_000))})
+    assert result["error_code"] == "invalid_input", result
+    assert "nested" in result["error"]
+
+
+@pytest.mark.timeout(30)
+def test_a_large_json_workflow_file_by_url_is_refused_before_parsing(comfy_double) -> None:
+    # Defect 4: a 20 MiB file of empty lists was parsed whole (18.5 s, 2.3 GB).
+    harness = WorkerHarness(comfy_double, allow_private_urls=True)
+    body = shapes.empty_lists_json(harness.settings.max_workflow_file_bytes + 1)
+    with slow_server(body, delay_s=0, content_type="application/json") as base:
+        result = harness.run({"workflow": f"{base}/workflow.json"})
+    harness.worker.close()
+    assert result["error_code"] == "invalid_input", result
+    assert "MAX_WORKFLOW_FILE_BYTES" in result["error"]
+
+
+def test_a_json_workflow_file_of_too_many_lists_is_refused_before_parsing(
+        harness: WorkerHarness) -> None:
+    body = shapes.empty_lists_json(harness.settings.max_workflow_file_bytes // 2)
+    result = harness.run({"workflow": _b64(body)})
+    assert result["error_code"] == "invalid_input", result
+    assert "lists and objects" in result["error"]
+
+
+def test_a_png_workflow_is_read_without_decoding_its_pixels(harness: WorkerHarness) -> None:
+    # Defect 5: Pillow's getexif() decoded every pixel of a PNG without an eXIf chunk; here
+    # the pixels are not even valid, and nothing needs them.
+    editor = _recording("handmade_bypass_chain")["workflow"]
+    data = shapes.png(64, 64, {"workflow": json.dumps(editor)}, pixels=b"not zlib at all")
+    result = harness.run({"workflow": _b64(data), "convert_only": True})
+    assert _plain(result["api_workflow"]) == _plain(
+        _recording("handmade_bypass_chain")["frontend_output"]), result
+
+
+def test_a_huge_png_without_a_workflow_is_refused_unread(harness: WorkerHarness) -> None:
+    result = harness.run({"workflow": _b64(shapes.png(4000, 4000))})
+    assert result["error_code"] == "invalid_input", result
+    assert "carries no ComfyUI workflow" in result["error"]

@@ -57,6 +57,9 @@ class Node:
     unsupported: str | None = None  # why this node cannot be written to the API graph
     group: Any = None  # a legacy group node's GroupConfig
     group_inner: list[Node] = field(default_factory=list)  # its inner nodes, per instance
+    _index: dict[str, Widget] = field(default_factory=dict, repr=False, compare=False)
+    _indexed: list[Widget] | None = field(default=None, repr=False, compare=False)
+    _indexed_count: int = field(default=-1, repr=False, compare=False)
 
     @property
     def class_type(self) -> str | None:
@@ -67,9 +70,16 @@ class Node:
         return self.kind != "comfy"
 
     def widget(self, name: str | None) -> Widget | None:
+        """The first widget of that name (a group node has thousands: looked up by name)."""
         if name is None:
             return None
-        return next((w for w in self.widgets if w.name == name), None)
+        if self._indexed is not self.widgets or self._indexed_count != len(self.widgets):
+            # Made on first use, again after widgets were added or the list replaced.
+            self._index = {}
+            for widget in self.widgets:
+                self._index.setdefault(widget.name, widget)
+            self._indexed, self._indexed_count = self.widgets, len(self.widgets)
+        return self._index.get(name)
 
 
 @dataclass
@@ -223,14 +233,16 @@ def configure_instance(raw: RawNode, sub: Graph) -> Node:
     outputs = [OutSlot(s.name, s.type, outs[i].links if i < len(outs) else [])
                for i, s in enumerate(sub.outputs)] + outs[len(sub.outputs):]
     node = Node(raw.id, raw.type, "subgraph", raw.mode, inputs, outputs, subgraph=sub, raw=raw)
+    by_input: dict[str, IOSlot] = {}
+    for io_slot in sub.inputs:
+        by_input.setdefault(io_slot.name, io_slot)  # the first of a name, as the editor finds
     for slot in inputs:
-        _promote(node, slot, sub)
+        _promote(node, slot, by_input.get(slot.name), sub)
     _assign(raw, node.widgets, raw.data.get("widgets_values"), None)
     return node
 
 
-def _promote(node: Node, slot: InSlot, sub: Graph) -> None:
-    sub_input = next((s for s in sub.inputs if s.name == slot.name), None)
+def _promote(node: Node, slot: InSlot, sub_input: IOSlot | None, sub: Graph) -> None:
     if sub_input is None:
         return
     for link_id in sub_input.link_ids:

@@ -12,43 +12,28 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .configure import Graph, Node, Widget
+from .configure import Node, Widget
 from .definitions import NodeDefinitions
 from .errors import ConversionError, UnsupportedStructure, problem
 from .load import load
-from .replace import SAVE_NODE_TYPES, apply_replacements
+from .replace import SAVE_NODE_TYPES, NodeIndex, apply_replacements
 from .resolve import BYPASS, NEVER, Dto, Resolver, flatten
 from .values import UNDEFINED, RandomChoice, api_value, dynamic_prompt
 
 log = logging.getLogger(__name__)
 
-
-class _Titles:
-    """Node titles as the editor shows them, built only when a replacement needs them."""
-
-    def __init__(self, root: Graph, definitions: NodeDefinitions) -> None:
-        self.root, self.definitions = root, definitions
-        self._titles: dict[int, str] | None = None
-
-    def get(self) -> dict[int, str]:
-        if self._titles is None:
-            self._titles = {}
-            stack = list(self.root.nodes.values())
-            while stack:
-                node = stack.pop()
-                self._titles[id(node)] = _title(node, self.definitions)
-                if node.subgraph is not None:
-                    stack.extend(node.subgraph.nodes.values())
-        return self._titles
+DEFAULT_MAX_NODES = 100_000
+"""Nodes a workflow may flatten to unless the caller says otherwise (the worker passes
+MAX_GRAPH_NODES): far past any real workflow, short of what would take the converter long."""
 
 
-def _widget_value(dto: Dto, widget: Widget, titles: _Titles) -> Any:
+def _widget_value(dto: Dto, widget: Widget, lookup: NodeIndex) -> Any:
     value = widget.value
     if dto.node.type in SAVE_NODE_TYPES and widget.name == "filename_prefix":
         if not isinstance(value, str):
             text = f"filename_prefix is not text ({value!r}); the editor fails to queue it"
             raise UnsupportedStructure(text, [problem(dto.id, dto.node.type, text)])
-        value = apply_replacements(value, titles.root, titles.get(), dto.node)
+        value = apply_replacements(value, lookup, dto.node)
     if widget.spec.dynamic_prompts and isinstance(value, str):
         try:
             value = dynamic_prompt(value)
@@ -58,14 +43,14 @@ def _widget_value(dto: Dto, widget: Widget, titles: _Titles) -> Any:
     return api_value(value)
 
 
-def _node_inputs(dto: Dto, resolver: Resolver, titles: _Titles) -> dict[str, Any]:
+def _node_inputs(dto: Dto, resolver: Resolver, lookup: NodeIndex) -> dict[str, Any]:
     if dto.node.unsupported:
         text = f"{dto.node.unsupported}; it cannot be converted outside the browser"
         raise UnsupportedStructure(text, [problem(dto.id, dto.node.type, text)])
     inputs: dict[str, Any] = {}
     for widget in dto.node.widgets:
         if widget.name and widget.spec.in_prompt:
-            inputs[widget.name] = _widget_value(dto, widget, titles)
+            inputs[widget.name] = _widget_value(dto, widget, lookup)
             if inputs[widget.name] is UNDEFINED:
                 del inputs[widget.name]  # JSON has no undefined: the key disappears
     for index, slot in enumerate(dto.node.inputs):
@@ -104,15 +89,16 @@ def _drop_dangling(output: dict[str, dict[str, Any]]) -> None:
             del inputs[name]
 
 
-def to_api_with_definitions(workflow: Any, definitions: NodeDefinitions) -> dict[str, Any]:
+def to_api_with_definitions(workflow: Any, definitions: NodeDefinitions,
+                            max_nodes: int = DEFAULT_MAX_NODES) -> dict[str, Any]:
     """Like `to_api`, reusing definitions whose per-class layouts are already computed."""
     try:
-        return _convert(workflow, definitions)
+        return _convert(workflow, definitions, max_nodes)
     except ConversionError:
         raise
     except RecursionError as exc:
         raise UnsupportedStructure("the workflow nests links or subgraphs too deeply") from exc
-    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, ArithmeticError) as exc:
         # A shape no check above anticipated: refuse it rather than guess.
         log.debug("malformed editor workflow", exc_info=True)
         raise UnsupportedStructure(
@@ -120,16 +106,16 @@ def to_api_with_definitions(workflow: Any, definitions: NodeDefinitions) -> dict
             f"({type(exc).__name__}: {str(exc)[:80]})") from exc
 
 
-def _convert(workflow: Any, definitions: NodeDefinitions) -> dict[str, Any]:
-    root, _ = load(workflow, definitions)
+def _convert(workflow: Any, definitions: NodeDefinitions, max_nodes: int) -> dict[str, Any]:
+    root, _ = load(workflow, definitions, max_nodes)
     nodes = flatten(root)
     resolver = Resolver(nodes)
-    titles = _Titles(root, definitions)
+    lookup = NodeIndex(root, lambda node: _title(node, definitions))
     output: dict[str, dict[str, Any]] = {}
     for dto in nodes.values():
         if dto.node.is_virtual or dto.node.mode in (NEVER, BYPASS):
             continue
-        output[dto.id] = {"inputs": _node_inputs(dto, resolver, titles),
+        output[dto.id] = {"inputs": _node_inputs(dto, resolver, lookup),
                           "class_type": dto.node.type,
                           "_meta": {"title": _title(dto.node, definitions)}}
     _drop_dangling(output)
@@ -138,10 +124,13 @@ def _convert(workflow: Any, definitions: NodeDefinitions) -> dict[str, Any]:
     return output
 
 
-def to_api(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict[str, Any]:
+def to_api(workflow: dict[str, Any], object_info: dict[str, Any],
+           max_nodes: int = DEFAULT_MAX_NODES) -> dict[str, Any]:
     """Convert an editor-format workflow to the API graph ComfyUI's frontend would queue.
 
     `object_info` is ComfyUI's `/object_info`. Raises a `ConversionError` subclass, with
     `details`, whenever the result could differ from the frontend's; `_meta` is not written.
+    A workflow that flattens to more than `max_nodes` nodes is refused (`TooManyNodes`)
+    before anything is built.
     """
-    return to_api_with_definitions(workflow, NodeDefinitions(object_info))
+    return to_api_with_definitions(workflow, NodeDefinitions(object_info), max_nodes)

@@ -8,7 +8,9 @@ whatever it cannot reproduce exactly is refused with one of these, each carrying
     ├── UnknownNodeTypes .......... node types the node definitions do not hold (custom nodes)
     ├── BrokenLink ................ a link points at a node, slot or link that does not exist
     ├── WidgetMismatch ............ saved widget values do not fit the node's definition
-    └── UnsupportedStructure ...... something the converter does not reproduce exactly
+    ├── UnsupportedStructure ...... something the converter does not reproduce exactly
+    ├── TooManyNodes .............. it flattens to more nodes than the caller allows
+    └── TooLarge .................. its text is longer than the caller allows
 
 The worker maps every one of them to `workflow_invalid`.
 """
@@ -70,6 +72,26 @@ class WidgetMismatch(ConversionError):
 
 class UnsupportedStructure(ConversionError):
     """A part of the workflow the converter cannot reproduce exactly, so it refuses."""
+
+
+class TooManyNodes(ConversionError):
+    """The workflow flattens to more nodes than allowed; counted before anything is built."""
+
+    def __init__(self, count: int, limit: int, capped: bool = False) -> None:
+        amount = f"more than {count}" if capped else str(count)
+        text = (f"the workflow expands to {amount} nodes (subgraph instances times their "
+                f"contents, group nodes times their members), more than the {limit} allowed")
+        super().__init__(text, [problem(None, None, text)])
+        self.count, self.limit = count, limit
+
+
+class TooLarge(ConversionError):
+    """A workflow's text (a file, or a chunk of an image) is past the caller's size limit."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        text = f"{what} is {size} bytes, more than the {limit} allowed"
+        super().__init__(text, [problem(None, None, text)])
+        self.size, self.limit = size, limit
 
 
 def refuse(cls: type[ConversionError], node_id: Any, class_type: str | None, text: str) -> None:

@@ -17,6 +17,8 @@ from .errors import BrokenLink, UnsupportedStructure, problem
 # frontend numbers with these reserved ids.
 SUBGRAPH_INPUT_ID = "-10"
 SUBGRAPH_OUTPUT_ID = "-20"
+# Slot numbers past JavaScript's exact integers cannot come from the editor.
+_MAX_SLOT = 2**53 - 1
 
 
 @dataclass
@@ -83,10 +85,12 @@ def _int(value: Any, what: str) -> int:
         raise _bad(f"{what} is not a number: {value!r}")
     try:
         number = int(value)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # "x", NaN; infinity (JSON's 1e309)
         raise _bad(f"{what} is not a number: {value!r}") from exc
     if number != value and str(number) != value:
         raise _bad(f"{what} is not a whole number: {value!r}")
+    if not -_MAX_SLOT <= number <= _MAX_SLOT:
+        raise _bad(f"{what} is out of range: {str(value)[:40]}")
     return number
 
 
@@ -169,7 +173,8 @@ def _io_slots(raw: Any, what: str) -> list[IOSlot]:
 def _graph(data: dict[str, Any], subgraph_id: str | None = None) -> RawGraph:
     nodes = data.get("nodes")
     if not isinstance(nodes, list):
-        raise _bad("'nodes' is not a list")
+        where = "" if subgraph_id is None else f"subgraph '{subgraph_id}': "
+        raise _bad(f"{where}'nodes' is not a list")
     graph = RawGraph([_node(n) for n in nodes], _links(data.get("links")), subgraph_id)
     seen: set[str] = set()
     for node in graph.nodes:

@@ -1,6 +1,7 @@
 """Load a workflow the way the frontend does before it builds the API graph.
 
-Order matters and follows the frontend: unknown types are found first (and refused, all of
+Before anything is built, the nodes it expands to are counted (`count_nodes`). Then order
+matters and follows the frontend: unknown types are found first (and refused, all of
 them at once), subgraph definitions are configured before the nodes that use them, link
 target slots are re-pointed at the reordered inputs, PrimitiveNodes push their value into
 their targets, and subgraph instances push their promoted values into the widgets inside.
@@ -8,6 +9,7 @@ their targets, and subgraph instances push their promoted values into the widget
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .configure import (
@@ -21,13 +23,96 @@ from .configure import (
     takes_target_value,
 )
 from .definitions import NodeDefinitions
-from .errors import UnknownNodeTypes, UnsupportedStructure, problem
-from .graph import Link, RawGraph, check_links, read_workflow, saved_outputs
+from .errors import TooManyNodes, UnknownNodeTypes, UnsupportedStructure, problem
+from .graph import IOSlot, Link, RawGraph, check_links, read_workflow, saved_outputs
 from .group_nodes import PREFIX, group_configs, missing_inner_types
 from .values import UNDEFINED
 
 # What the editor-only members of a group node are (they never reach the API graph).
 _INNER_KINDS = {"PrimitiveNode": "primitive", "Reroute": "reroute"}
+
+# --- how many nodes it becomes, counted before anything is built -----------------------------
+# A subgraph instance becomes itself plus everything its definition holds, instances inside
+# included; a legacy group node itself plus one node per member. A few KB of nested
+# definitions can so stand for millions of nodes, and the work follows the expanded count.
+# One pass over the definitions, each counted once however often used, saturating at
+# COUNT_CAP so the number stays small whatever the nesting.
+COUNT_CAP = 10**12
+"""Counts stop here: past it the exact number says nothing more, and would grow without end."""
+
+
+def expanded_count(root: RawGraph, subgraphs: Mapping[str, RawGraph],
+                   group_members: Mapping[str, int]) -> int:
+    """Nodes `root` flattens to (every node once per place it appears), at most `COUNT_CAP`.
+
+    Node types must already be as the loader sees them (group nodes `workflow>Name`).
+    """
+    sizes: dict[str, int] = {}
+    for sub_id in subgraphs:
+        _size_of(sub_id, subgraphs, group_members, sizes)
+    return _graph_size(root, sizes, group_members)
+
+
+def _graph_size(graph: RawGraph, sizes: Mapping[str, int],
+                group_members: Mapping[str, int]) -> int:
+    total = 0
+    for node in graph.nodes:
+        total += 1 + sizes.get(node.type, 0) + group_members.get(node.type, 0)
+        if total >= COUNT_CAP:
+            return COUNT_CAP
+    return total
+
+
+def _size_of(start: str, subgraphs: Mapping[str, RawGraph], group_members: Mapping[str, int],
+             sizes: dict[str, int]) -> None:
+    """Fill `sizes[start]` and every definition it uses: depth first, without recursion, each
+    definition's nodes walked once."""
+    if start in sizes:
+        return
+    stack = [(start, iter(subgraphs[start].nodes))]
+    open_ = {start}
+    while stack:
+        sub_id, rest = stack[-1]
+        for node in rest:
+            if node.type in subgraphs and node.type not in sizes:
+                if node.type in open_:
+                    text = f"subgraph '{subgraphs[node.type].name}' contains itself"
+                    raise UnsupportedStructure(text, [problem(None, node.type, text)])
+                stack.append((node.type, iter(subgraphs[node.type].nodes)))
+                open_.add(node.type)
+                break
+        else:
+            sizes[sub_id] = _graph_size(subgraphs[sub_id], sizes, group_members)
+            stack.pop()
+            open_.discard(sub_id)
+
+
+def group_member_counts(workflow: dict[str, Any]) -> dict[str, int]:
+    """Members per legacy group node type (`workflow>Name`), from `extra.groupNodes`."""
+    extra = workflow.get("extra")
+    groups = extra.get("groupNodes") if isinstance(extra, dict) else None
+    if not isinstance(groups, dict):
+        return {}
+    return {PREFIX + str(name): len(data["nodes"]) for name, data in groups.items()
+            if isinstance(data, dict) and isinstance(data.get("nodes"), list)}
+
+
+def count_nodes(workflow: Any) -> int:
+    """Nodes the workflow flattens to (subgraph instances times their contents, group node
+    instances times their members); `ConversionError` if it is not an editor workflow."""
+    root, subgraphs = read_workflow(workflow)
+    for node in root.nodes:
+        if node.type.startswith("workflow/"):  # the older spelling of a group node type
+            node.type = PREFIX + node.type[len("workflow/"):]
+    return expanded_count(root, subgraphs, group_member_counts(workflow))
+
+
+def check_count(count: int, limit: int) -> None:
+    """Refuse a workflow that flattens to more than `limit` nodes."""
+    if count > limit:
+        raise TooManyNodes(count, limit, capped=count >= COUNT_CAP)
+
+
 # Input types for which the frontend can build a PrimitiveNode widget without a widget locator.
 _WIDGET_TYPES = frozenset({"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO", "MARKDOWN"})
 
@@ -62,13 +147,17 @@ def _unknown_types(graphs: list[RawGraph], known: set[str], defs: NodeDefinition
 
 
 class _Loader:
-    def __init__(self, workflow: Any, defs: NodeDefinitions) -> None:
+    def __init__(self, workflow: Any, defs: NodeDefinitions, max_nodes: int) -> None:
         self.defs = defs
         self.root_raw, self.sub_raw = read_workflow(workflow)
         missing = missing_inner_types(workflow, defs)
         self.groups = {} if missing else group_configs(workflow, defs)
         known = set(self.sub_raw) | set(self.groups)
         _unknown_types([self.root_raw, *self.sub_raw.values()], known, defs, missing)
+        # Counted from the definitions before any node is built: building is what costs.
+        members = {name: len(config.nodes) for name, config in self.groups.items()}
+        check_count(expanded_count(self.root_raw, self.sub_raw, members), max_nodes)
+        self._order = {sub_id: index for index, sub_id in enumerate(self.sub_raw)}
         for raw in (self.root_raw, *self.sub_raw.values()):
             check_links(raw)
         self.subgraphs: dict[str, Graph] = {}
@@ -92,11 +181,10 @@ class _Loader:
 
     def build(self, raw: RawGraph, root: bool) -> Graph:
         graph = Graph({}, raw.links)
-        order = list(self.sub_raw)
+        order = self._order
         for node in raw.nodes:
             if node.type in self.sub_raw:
-                if raw.subgraph_id is not None and \
-                        order.index(node.type) > order.index(raw.subgraph_id):
+                if raw.subgraph_id is not None and order[node.type] > order[raw.subgraph_id]:
                     # The editor configures definitions in file order; an instance of a later
                     # one is built before its contents exist and loses its saved values.
                     text = (f"subgraph '{raw.name}' uses subgraph '{self.sub_raw[node.type].name}'"
@@ -129,8 +217,9 @@ def _fix_link_slots(graph: Graph, seen: set[int]) -> None:
             _fix_link_slots(node.subgraph, seen)
 
 
-def _apply_primitive(graph: Graph, node: Node, root: Graph) -> None:
-    links = _primitive_links(graph, node)
+def _apply_primitive(graph: Graph, node: Node, root: Graph,
+                     outgoing: dict[str, list[Link]]) -> None:
+    links = _primitive_links(graph, node, outgoing)
     if not links or not node.widgets:
         return
     if graph is not root:
@@ -163,24 +252,38 @@ def _primitive_value(graph: Graph, node: Node, first: Link) -> Any:
     return theirs.value
 
 
-def _primitive_links(graph: Graph, node: Node) -> list[Link]:
+def _primitive_links(graph: Graph, node: Node, outgoing: dict[str, list[Link]]) -> list[Link]:
     """The links out of a primitive once the editor's link repair has run: stale ids in its
     output list are dropped, links the table has from its output are added."""
     listed = [graph.links[i] for i in node.outputs[0].links if i in graph.links]
     links = [lk for lk in listed if lk.origin_id == node.id and lk.origin_slot == 0]
-    links += [lk for lk in graph.links.values()
-              if lk.origin_id == node.id and lk.origin_slot == 0 and lk not in links]
+    found = {id(lk) for lk in links}  # each id is one record: identity is equality here
+    links += [lk for lk in outgoing.get(node.id, ()) if id(lk) not in found]
     return links
+
+
+def _outgoing(graph: Graph) -> dict[str, list[Link]]:
+    """The links from each node's first output, in table order: read once per graph, not
+    once per primitive."""
+    result: dict[str, list[Link]] = {}
+    for link in graph.links.values():
+        if link.origin_slot == 0:
+            result.setdefault(link.origin_id, []).append(link)
+    return result
 
 
 def _push_promoted(instance: Node) -> None:
     """An instance's promoted values overwrite the widgets inside its (shared) definition."""
     sub = instance.subgraph
     assert sub is not None
+    names = {slot.name for slot in instance.inputs}
+    sub_inputs: dict[str, IOSlot] = {}
+    for io_slot in sub.inputs:
+        sub_inputs.setdefault(io_slot.name, io_slot)  # the first of a name, as the editor finds
     for widget in instance.widgets:
-        if not any(slot.name == widget.name for slot in instance.inputs):
+        if widget.name not in names:
             continue
-        sub_input = next((s for s in sub.inputs if s.name == widget.name), None)
+        sub_input = sub_inputs.get(widget.name)
         for link_id in sub_input.link_ids if sub_input else []:
             link = sub.links.get(link_id)
             inner = sub.nodes.get(link.target_id) if link else None
@@ -195,16 +298,19 @@ def _graphs_in_serialize_order(root: Graph, subgraphs: dict[str, Graph]) -> list
     return [root, *subgraphs.values()]
 
 
-def load(workflow: Any, defs: NodeDefinitions) -> tuple[Graph, dict[str, Graph]]:
-    loader = _Loader(workflow, defs)
+def load(workflow: Any, defs: NodeDefinitions, max_nodes: int) -> tuple[Graph, dict[str, Graph]]:
+    """The workflow's root graph and its subgraphs, configured as the editor holds them;
+    `TooManyNodes` before anything is built if it flattens to more than `max_nodes`."""
+    loader = _Loader(workflow, defs, max_nodes)
     for sub_id in loader.sub_raw:
         loader.subgraph(sub_id)
     root = loader.build(loader.root_raw, root=True)
     _fix_link_slots(root, set())
     for graph in _graphs_in_serialize_order(root, loader.subgraphs):
-        for node in graph.nodes.values():
-            if node.kind == "primitive":
-                _apply_primitive(graph, node, root)
+        primitives = [node for node in graph.nodes.values() if node.kind == "primitive"]
+        outgoing = _outgoing(graph) if primitives else {}
+        for node in primitives:
+            _apply_primitive(graph, node, root, outgoing)
     for graph in _graphs_in_serialize_order(root, loader.subgraphs):
         for node in graph.nodes.values():
             if node.kind == "subgraph":

@@ -10,7 +10,7 @@ it is refused; other patterns stay as written.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -61,11 +61,13 @@ def _js_number_string(value: int | float) -> str:
     return f"{prefix}{mantissa}e{'+' if e > 0 else '-'}{abs(e)}"
 
 
-def _all_nodes(graph: Graph) -> Iterator[Node]:
-    # The frontend lists a subgraph's contents before the instance node itself.
+def _all_nodes(graph: Graph, seen: set[int]) -> Iterator[Node]:
+    # The frontend lists a subgraph's contents before the instance node itself. A definition
+    # used again holds the same nodes, which cannot come first a second time: walked once.
     for node in graph.nodes.values():
-        if node.subgraph is not None:
-            yield from _all_nodes(node.subgraph)
+        if node.subgraph is not None and id(node.subgraph) not in seen:
+            seen.add(id(node.subgraph))
+            yield from _all_nodes(node.subgraph, seen)
         yield node
 
 
@@ -79,9 +81,30 @@ def _sr_name(node: Node) -> Any:
     return None
 
 
-def apply_replacements(text: str, root: Graph, titles: dict[int, str], where: Node) -> str:
-    """`text` with each `%Node.widget%` replaced; `titles` maps id(node) to its title."""
-    nodes = list(_all_nodes(root))
+class NodeIndex:
+    """The first node of each "Node name for S&R" and of each title, in the frontend's order;
+    made once per conversion, on the first `%...%` that needs it."""
+
+    def __init__(self, root: Graph, title: Callable[[Node], str]) -> None:
+        self.root, self.title = root, title
+        self._by_name: dict[str, Node] | None = None
+        self._by_title: dict[str, Node] = {}
+
+    def find(self, name: str) -> Node | None:
+        if self._by_name is None:
+            self._by_name = {}
+            for node in _all_nodes(self.root, set()):
+                sr_name = _sr_name(node)
+                if isinstance(sr_name, str):
+                    self._by_name.setdefault(sr_name, node)
+                self._by_title.setdefault(self.title(node), node)
+        return self._by_name.get(name) or self._by_title.get(name)
+
+
+def apply_replacements(text: str, index: NodeIndex, where: Node) -> str:
+    """`text` with each `%Node.widget%` replaced by the value of that widget."""
+    if "%" not in text:
+        return text
 
     def replace(match: re.Match[str]) -> str:
         parts = match.group(1).split(".")
@@ -90,9 +113,8 @@ def apply_replacements(text: str, root: Graph, titles: dict[int, str], where: No
                 text_ = f"'{match.group(0)}' is filled in from the browser's clock when queued"
                 raise UnsupportedStructure(text_, [problem(where.id, where.type, text_)])
             return match.group(0)
-        found = [n for n in nodes if _sr_name(n) == parts[0]] or \
-            [n for n in nodes if titles.get(id(n)) == parts[0]]
-        widget = found[0].widget(parts[1]) if found else None
+        found = index.find(parts[0])
+        widget = found.widget(parts[1]) if found is not None else None
         if widget is None:
             return match.group(0)
         try:
