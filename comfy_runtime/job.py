@@ -48,7 +48,7 @@ from .models.cache import ModelCache
 from .models.job_step import JobModels, ensure_models, url_inputs_as_names
 from .outputs.collect import EarlyDownloads, collect_outputs, fetch_outputs, websocket_outputs
 from .outputs.delivery import convert_image, deliver, no_store_error
-from .progress import ProgressReporter, ProgressSink
+from .progress import ProgressReporter, ProgressSink, previews_off_reason
 from .settings import Settings
 from .workflow_source import resolve_workflow
 from .workflows import WorkflowRegistry
@@ -238,11 +238,13 @@ class _Job:
                 raise self._timeout(phase) from exc
             raise
 
-    def _listeners(self, graph: dict[str, Any]) -> Callable[[Event], None]:
+    def _listeners(self, graph: dict[str, Any], previews_off: str | None
+                   ) -> Callable[[Event], None]:
         """What hears the run's events: progress updates, and early downloads over HTTP."""
         listeners: list[Callable[[Event], None]] = []
         if self.progress:
-            listeners.append(ProgressReporter(graph, self.progress))
+            listeners.append(ProgressReporter(graph, self.progress, previews=self.input.previews,
+                                              previews_off=previews_off))
         if self.ctx.folders is None:  # with the folders here, a file is only a path to take
             self.early = EarlyDownloads(self.ctx.client, self.ctx.pools.start,
                                         include_previews=self.input.output.include_previews)
@@ -256,13 +258,17 @@ class _Job:
 
     async def _execute(self, graph: dict[str, Any]) -> JobOutput:
         self._check_time("waiting for ComfyUI")
+        previews_off = None
+        if self.input.previews and self.progress:  # does this ComfyUI draw any? (argv says)
+            previews_off = await self.step("asking ComfyUI about previews", lambda: (
+                previews_off_reason(self.ctx.client.system_stats())))
         run = PromptRun(
             self.ctx.client,
             graph,
             events=self.ctx.events,
             prompt_id=self.prompt_id,
             extra_data=self._extra_data(),
-            on_event=self._listeners(graph),
+            on_event=self._listeners(graph, previews_off),
             health_check=self.ctx.health_check,
             stop_grace_s=self.ctx.settings.stop_grace_s,
         )
