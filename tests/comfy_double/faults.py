@@ -63,6 +63,9 @@ class Faults:
     cut short, a length past the end, metadata that is not JSON, no image, an unknown type),
     "huge" (a type 4 preview whose PNG header claims 30000x30000 pixels), "not_an_image"
     (a type 4 preview whose bytes are no image)."""
+    feature_flags_ignored: bool = False
+    """Ignore the feature flags clients declare, as a ComfyUI before them did: previews go out
+    as type 1 frames that name no prompt."""
     progress_text: str | None = None
     """Sampler stand-ins send this as a type 3 progress text frame at every step, as API nodes
     do."""

@@ -145,6 +145,8 @@ class Routes:
             message = json.loads(text)
         except ValueError:
             return
+        if self.s.faults.feature_flags_ignored:
+            return
         if isinstance(message, dict) and message.get("type") == "feature_flags":
             data = message.get("data")
             self.s.hub.set_flags(sid, data if isinstance(data, dict) else {})
