@@ -133,6 +133,15 @@ def test_previews_come_at_most_once_per_interval(previewing: TimedHarness) -> No
     assert len(reports) <= 2 + (reports[-1] - reports[0]) / 0.25 + 1
 
 
+def test_the_worker_declares_preview_metadata_so_frames_name_their_prompt(
+        previewing: TimedHarness) -> None:
+    previewing.run({"workflow": {"1": {"class_type": "EmptyImage", "inputs": {
+        "width": 8, "height": 8, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}})
+    flags = previewing.double.feature_flags
+    assert [f.get("supports_preview_metadata") for f in flags.values()] == [True], flags
+
+
 def test_frames_for_another_prompt_never_reach_the_job(previewing: TimedHarness) -> None:
     previewing.double.faults.step_delay_s = 0.1
     previewing.double.faults.extra_frames = {"other_prompt"}
@@ -144,18 +153,32 @@ def test_frames_for_another_prompt_never_reach_the_job(previewing: TimedHarness)
         assert _difference(_image(preview), red) > 40
 
 
-def test_malformed_and_oversize_frames_are_dropped(
+def test_malformed_frames_are_dropped_and_the_socket_stays_up(
         previewing: TimedHarness, caplog: pytest.LogCaptureFixture) -> None:
     previewing.double.faults.step_delay_s = 0.1
-    previewing.double.faults.extra_frames = {"malformed", "huge", "not_an_image"}
+    previewing.double.faults.extra_frames = {"malformed"}
     result = previewing.run(_job({"interval_s": 0.25}))
     assert "images" in result, result
     previews = _previews(previewing)
     assert previews, previewing.progress
-    for preview in previews:  # the real frames, shrunk to the default 256
+    for preview in previews:  # the real frames, at the default max_size (256)
         assert _image(preview).size == (256, 256)
+        assert _is_the_frame_of_its_step(preview, 256)
     assert "malformed binary websocket frame" in caplog.text
     assert "websocket broke" not in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["huge", "not_an_image"])
+def test_an_oversize_or_unreadable_frame_is_dropped_unsent(
+        previewing: TimedHarness, caplog: pytest.LogCaptureFixture, kind: str) -> None:
+    """Each follows the real frame of its step, so it is the newest when a report goes out:
+    a PNG claiming 30000x30000 pixels is not decoded, bytes that are no image are not sent."""
+    previewing.double.faults.step_delay_s = 0.1
+    previewing.double.faults.extra_frames = {kind}
+    result = previewing.run(_job({"interval_s": 0.25}))
+    assert "images" in result and result["images"][0]["type"] == "base64", result
+    assert not _previews(previewing), previewing.progress
+    assert "dropping a preview frame of node 3" in caplog.text
 
 
 def test_type_1_frames_from_a_comfyui_that_ignores_the_flag_still_preview(

@@ -104,6 +104,11 @@ class ComfyDouble:
         return item.prompt_id if item is not None else None
 
     @property
+    def feature_flags(self) -> dict[str, dict[str, Any]]:
+        """The feature flags each connected client declared, by client id."""
+        return dict(self._state.hub.flags) if self._state else {}
+
+    @property
     def history(self) -> dict[str, Any]:
         return self._state.queue.history if self._state else {}
 

@@ -555,8 +555,8 @@ class _PromptRun:
             await self.channel.send_bytes(progress_text_frame(node_id,
                                                               self.runner.faults.progress_text))
         if image and with_metadata:
-            await self._extra_frames(node_id)
             await self.channel.send_bytes(frame_type4(image, mime, self.item.prompt_id, node_id))
+            await self._extra_frames(node_id)  # after it: the newest frame when progress comes
         await self.channel.send("progress", {"value": value, "max": maximum,
                                              "prompt_id": self.item.prompt_id, "node": node_id},
                                 everyone=True)
