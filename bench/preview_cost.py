@@ -43,7 +43,7 @@ KSAMPLER = "3"  # the bundled txt2img's sampler node
 
 def launch(method: str, port: int, dirs: Path, max_size: int) -> Worker:
     """A worker that launched its own ComfyUI with `method`, its folders under `dirs`."""
-    own = {kind: dirs / method / kind for kind in ("input", "output", "temp")}
+    own = {kind: dirs / method / kind for kind in ("input", "output", "temp", "user")}
     for folder in own.values():
         folder.mkdir(parents=True, exist_ok=True)
     folder_flags = " ".join(f"--{kind}-directory {path}" for kind, path in own.items())
@@ -52,7 +52,7 @@ def launch(method: str, port: int, dirs: Path, max_size: int) -> Worker:
                         preview_max_size=max_size,
                         comfyui_args=f"{base.comfyui_args} {folder_flags}".strip(),
                         comfyui_input_dir=own["input"], comfyui_output_dir=own["output"],
-                        comfyui_temp_dir=own["temp"])
+                        comfyui_temp_dir=own["temp"])  # its own folders, user/ included
     worker = Worker(settings, launch_comfyui(settings))
     worker.wait_ready()
     return worker
