@@ -185,12 +185,12 @@ def test_type_1_frames_from_a_comfyui_that_ignores_the_flag_still_preview(
         previewing: TimedHarness) -> None:
     previewing.double.faults.step_delay_s = 0.15
     previewing.double.faults.feature_flags_ignored = True
-    previewing.run(_job({"max_size": 32, "interval_s": 0.25}))
+    previewing.run(_job({"max_size": 100, "interval_s": 0.25}))  # not a JPEG draft scale
     previews = _previews(previewing)
     assert previews, previewing.progress
     for preview in previews:
-        assert _image(preview).size == (32, 32)
-        assert _is_the_frame_of_its_step(preview, 32)
+        assert _image(preview).size == (100, 100)
+        assert _is_the_frame_of_its_step(preview, 100)
 
 
 def test_a_comfyui_without_a_preview_method_says_previews_are_off(
