@@ -15,7 +15,8 @@ turn, never two at a time: a busy machine slows both alike. Every job asks for p
 ({"max_size": --max-size, "interval_s": 0.25}); with none, ComfyUI draws none and the worker
 sends none. Printed: each job's KSampler time, then per method the median KSampler time
 (`timings_ms.nodes`), the median execution (`timings_ms.execution`), the previews received,
-and the ratio auto / none. Needs a checkpoint (a random-weight SD1.5 is enough:
+ComfyUI's CPU seconds per job (steadier than wall time on a shared machine), and the ratios
+auto / none. Needs a checkpoint (a random-weight SD1.5 is enough:
 bench/make_random_sd15.py).
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -58,9 +60,20 @@ def launch(method: str, port: int, dirs: Path, max_size: int) -> Worker:
     return worker
 
 
-def one_job(worker: Worker, index: int, args: argparse.Namespace) -> tuple[float, float, int]:
-    """(KSampler ms, execution ms, previews received) of one txt2img job with previews."""
+def cpu_s(worker: Worker) -> float:
+    """CPU seconds ComfyUI's process has used so far (user + system, /proc/PID/stat): less
+    swayed than wall time by other work on a shared machine."""
+    pid = worker.process.pid if worker.process is not None else None
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_job(worker: Worker, index: int, args: argparse.Namespace
+            ) -> tuple[float, float, int, float]:
+    """(KSampler ms, execution ms, previews received, ComfyUI's CPU s) of one txt2img job
+    with previews."""
     reports: list[dict[str, Any]] = []
+    cpu_before = cpu_s(worker)
     params = {"prompt": f"a lighthouse at dusk, painting number {index}", "steps": args.steps,
               "width": args.size, "height": args.size, "seed": index}
     job = {"workflow": "txt2img", "params": params,
@@ -69,10 +82,11 @@ def one_job(worker: Worker, index: int, args: argparse.Namespace) -> tuple[float
                                                progress=reports.append)))
     if "error" in result:
         raise SystemExit(f"job failed: {result['error']}")
+    cpu = cpu_s(worker) - cpu_before
     worker.drain_cleanups()
     timings = result["timings_ms"]
     previews = sum(1 for report in reports if "preview" in report)
-    return timings["nodes"][KSAMPLER], timings["execution"], previews
+    return timings["nodes"][KSAMPLER], timings["execution"], previews, cpu
 
 
 def main() -> None:
@@ -90,28 +104,31 @@ def main() -> None:
           f"previews at most {args.max_size} px; {args.jobs} timed jobs per method, in turn")
     workers = {method: launch(method, port, args.dirs, args.max_size)
                for method, port in zip(METHODS, ports)}
-    figures: dict[str, list[tuple[float, float, int]]] = {method: [] for method in METHODS}
+    figures: dict[str, list[tuple[float, float, int, float]]] = {m: [] for m in METHODS}
     try:
         for method, worker in workers.items():
             one_job(worker, -1, args)  # loads the model
         for index in range(args.jobs):
             for method in METHODS if index % 2 == 0 else tuple(reversed(METHODS)):
                 figures[method].append(one_job(workers[method], index, args))
-                sampler, execution, previews = figures[method][-1]
+                sampler, execution, previews, cpu = figures[method][-1]
                 print(f"  job {index + 1} {method:5} KSampler {sampler:8.0f} ms, execution "
-                      f"{execution:8.0f} ms, {previews} previews", flush=True)
+                      f"{execution:8.0f} ms, {previews} previews, ComfyUI CPU {cpu:6.1f} s",
+                      flush=True)
     finally:
         for worker in workers.values():
             worker.close()
-    medians = {m: (statistics.median(f[0] for f in figures[m]),
-                   statistics.median(f[1] for f in figures[m]),
-                   statistics.median(f[2] for f in figures[m])) for m in METHODS}
-    print(f"\n{'method':6} {'KSampler ms':>12} {'execution ms':>13} {'previews':>9}")
+    medians: dict[str, list[float]] = {
+        m: [float(statistics.median(f[i] for f in figures[m])) for i in range(4)]
+        for m in METHODS}
+    print(f"\n{'method':6} {'KSampler ms':>12} {'execution ms':>13} {'previews':>9} "
+          f"{'ComfyUI CPU s':>14}")
     for method in METHODS:
-        sampler, execution, previews = medians[method]
-        print(f"{method:6} {sampler:12.0f} {execution:13.0f} {previews:9.0f}")
-    print(f"auto / none: KSampler {medians['auto'][0] / medians['none'][0]:.3f}x, "
-          f"execution {medians['auto'][1] / medians['none'][1]:.3f}x")
+        sampler, execution, previews, cpu = medians[method]
+        print(f"{method:6} {sampler:12.0f} {execution:13.0f} {previews:9.0f} {cpu:14.1f}")
+    auto, none = medians["auto"], medians["none"]
+    print(f"auto / none: KSampler {auto[0] / none[0]:.3f}x, execution {auto[1] / none[1]:.3f}x, "
+          f"ComfyUI CPU {auto[3] / none[3]:.3f}x")
 
 
 if __name__ == "__main__":
