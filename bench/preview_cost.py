@@ -124,8 +124,9 @@ def main() -> None:
     print(f"\n{'method':6} {'KSampler ms':>12} {'execution ms':>13} {'previews':>9} "
           f"{'ComfyUI CPU s':>14}")
     for method in METHODS:
-        sampler, execution, previews, cpu = medians[method]
-        print(f"{method:6} {sampler:12.0f} {execution:13.0f} {previews:9.0f} {cpu:14.1f}")
+        m_sampler, m_execution, m_previews, m_cpu = medians[method]
+        print(f"{method:6} {m_sampler:12.0f} {m_execution:13.0f} {m_previews:9.0f} "
+              f"{m_cpu:14.1f}")
     auto, none = medians["auto"], medians["none"]
     print(f"auto / none: KSampler {auto[0] / none[0]:.3f}x, execution {auto[1] / none[1]:.3f}x, "
           f"ComfyUI CPU {auto[3] / none[3]:.3f}x")
