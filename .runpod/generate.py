@@ -103,12 +103,17 @@ LABELS: dict[str, str] = {
     "model_fetch_timeout_s": "Model download stall timeout (s)",
     "hf_token": "Hugging Face token",
     "civitai_token": "Civitai token",
+    # previews and streaming (issue 21)
+    "preview_method": "Sampler preview method",
+    "preview_max_size": "Largest preview (pixels)",
+    "stream_results": "Stream results (/stream)",
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 OPTIONS: dict[str, tuple[str, ...]] = {
     "comfy_log_level": LOG_LEVELS,
     "worker_log_level": LOG_LEVELS,
+    "preview_method": ("auto", "latent2rgb", "taesd", "none"),
 }
 
 # CUDA versions RunPod lets an endpoint allow (newest last); the image's minimum cuts the list.

@@ -14,6 +14,7 @@ from typing import Any
 from . import __version__
 from .blocking import FanOut, serial
 from .comfyui.client import ComfyClient
+from .comfyui.wire import preview_method
 from .errors import ComfyUIUnavailable
 from .models.cache import CacheInfo
 from .settings import Settings
@@ -53,6 +54,7 @@ def worker_info(
         },
         "comfy_org_api_key_configured": settings.comfy_org_api_key is not None,
         "warmup": {"workflow": settings.warmup_workflow, "ms": warmup_ms},
+        "stream_results": settings.stream_results,
     }
 
 
@@ -75,6 +77,7 @@ def _comfyui(client: ComfyClient) -> dict[str, Any]:
             for d in stats.get("devices", [])
             if isinstance(d, dict)
         ],
+        "preview_method": preview_method(stats),  # `none`: a job's `previews` get none
     }
 
 

@@ -54,7 +54,7 @@ from .models.job_step import (
 )
 from .outputs.collect import EarlyDownloads, collect_outputs, fetch_outputs, websocket_outputs
 from .outputs.delivery import convert_image, deliver, no_store_error
-from .progress import ProgressReporter, ProgressSink
+from .progress import ProgressReporter, ProgressSink, previews_off_reason
 from .settings import Settings
 from .workflow_source import resolve_workflow
 from .workflows import WorkflowRegistry
@@ -257,11 +257,13 @@ class _Job:
                 raise self._timeout(phase) from exc
             raise
 
-    def _listeners(self, graph: dict[str, Any]) -> Callable[[Event], None]:
+    def _listeners(self, graph: dict[str, Any], previews_off: str | None
+                   ) -> Callable[[Event], None]:
         """What hears the run's events: progress updates, and early downloads over HTTP."""
         listeners: list[Callable[[Event], None]] = []
         if self.progress:
-            listeners.append(ProgressReporter(graph, self.progress))
+            listeners.append(ProgressReporter(graph, self.progress, previews=self.input.previews,
+                                              previews_off=previews_off))
         if self.ctx.folders is None:  # with the folders here, a file is only a path to take
             self.early = EarlyDownloads(self.ctx.client, self.ctx.pools.start,
                                         include_previews=self.input.output.include_previews)
@@ -275,13 +277,17 @@ class _Job:
 
     async def _execute(self, graph: dict[str, Any]) -> JobOutput:
         self._check_time("waiting for ComfyUI")
+        previews_off = None
+        if self.input.previews and self.progress:  # does this ComfyUI draw any? (argv says)
+            previews_off = await self.step("asking ComfyUI about previews", lambda: (
+                previews_off_reason(self.ctx.client.system_stats())))
         run = PromptRun(
             self.ctx.client,
             graph,
             events=self.ctx.events,
             prompt_id=self.prompt_id,
             extra_data=self._extra_data(),
-            on_event=self._listeners(graph),
+            on_event=self._listeners(graph, previews_off),
             health_check=self.ctx.health_check,
             stop_grace_s=self.ctx.settings.stop_grace_s,
         )
@@ -347,16 +353,11 @@ class _Job:
         return output
 
     def _timings(self, finished: FinishedRun) -> dict[str, Any]:
-        return {
-            "inputs": self.timer.marks.get("inputs", 0.0),
-            "models": self.models.ms,
-            "queued": finished.queued_ms,
-            "execution": finished.execution_ms,
-            "run": self.timer.marks["run"],
-            "outputs": self.timer.marks["outputs"],
-            "total": self.timer.total(),
-            "nodes": finished.node_ms,
-        }
+        marks = self.timer.marks
+        return {"inputs": marks.get("inputs", 0.0), "models": self.models.ms,
+                "queued": finished.queued_ms, "execution": finished.execution_ms,
+                "run": marks["run"], "outputs": marks["outputs"], "total": self.timer.total(),
+                "nodes": finished.node_ms}
 
     # --- cleanup ----------------------------------------------------------------------------
     def _clean(self) -> None:

@@ -12,6 +12,7 @@ import shlex
 import sys
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -102,6 +103,23 @@ class Settings(BaseSettings):
         1, ge=1, le=16,
         description="Jobs in flight at once (input and output work overlaps). Above 1, a "
         "ComfyUI launched on the CPU gets OMP_WAIT_POLICY=PASSIVE unless it is set.",
+    )
+
+    # --- previews and streaming (issue 21) -------------------------------------------------
+    preview_method: Literal["auto", "latent2rgb", "taesd", "none"] = Field(
+        "auto",
+        description="How a ComfyUI the worker launches draws sampler previews (its "
+        "--preview-method); jobs get them with `previews`. 'none' turns them off.",
+    )
+    preview_max_size: int = Field(
+        256, ge=16, le=2048,
+        description="Longest side of the previews a launched ComfyUI draws (its "
+        "--preview-size), so the largest a job's `previews.max_size` can get.",
+    )
+    stream_results: bool = Field(
+        False,
+        description="Stream each job on /stream/{id}: progress, each output as it is "
+        "delivered, then the result (a generator handler; /runsync then returns the list).",
     )
 
     # --- limits --------------------------------------------------------------------------

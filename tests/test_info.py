@@ -35,3 +35,21 @@ def test_extra_extensions_setting_is_parsed() -> None:
     from comfy_runtime.settings import Settings
 
     assert Settings(extra_input_extensions=" .TXT, json ,").extra_input_suffixes == {".txt", ".json"}
+
+
+def test_info_reports_the_preview_method_comfyui_runs_with(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.comfy_double import ComfyDouble
+
+    for argv, method in ((["main.py"], "none"),
+                         (["main.py", "--preview-method", "taesd"], "taesd"),
+                         (["main.py", "--preview-method=latent2rgb"], "latent2rgb")):
+        double = ComfyDouble(tmp_path / method, argv=argv)
+        double.start()
+        harness = WorkerHarness(double)
+        try:
+            info = harness.run({"info": True})
+        finally:
+            harness.worker.close()
+            double.stop()
+        assert info["comfyui"]["preview_method"] == method
+        assert info["stream_results"] is False

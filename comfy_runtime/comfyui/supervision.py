@@ -294,8 +294,22 @@ def launch_command(settings: Settings, gpu_probe: GpuProbe = visible_gpu) -> lis
         port=settings.comfyui_port,
         log_level=settings.comfy_log_level,
         extra_model_paths=_model_paths(settings),
-        extra_args=device_args(settings.comfyui_extra_args, gpu_probe),
+        extra_args=[
+            *preview_args(settings.comfyui_extra_args, settings.preview_method,
+                          settings.preview_max_size),
+            *device_args(settings.comfyui_extra_args, gpu_probe),
+        ],
     )
+
+
+def preview_args(extra_args: list[str], method: str, max_size: int) -> list[str]:
+    """ComfyUI's preview flags from PREVIEW_METHOD and PREVIEW_MAX_SIZE, each unless
+    COMFYUI_ARGS (`extra_args`) gives it already."""
+    given = {a.split("=", 1)[0] for a in extra_args}
+    added = [] if "--preview-method" in given else ["--preview-method", method]
+    if "--preview-size" not in given:
+        added += ["--preview-size", str(max_size)]
+    return added
 
 
 def launch_env(command: list[str], environ: Mapping[str, str], jobs_in_flight: int

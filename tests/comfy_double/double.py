@@ -104,6 +104,11 @@ class ComfyDouble:
         return item.prompt_id if item is not None else None
 
     @property
+    def feature_flags(self) -> dict[str, dict[str, Any]]:
+        """The feature flags each connected client declared, by client id."""
+        return dict(self._state.hub.flags) if self._state else {}
+
+    @property
     def history(self) -> dict[str, Any]:
         return self._state.queue.history if self._state else {}
 
@@ -116,6 +121,7 @@ class ComfyDouble:
         runner = Runner(queue, hub, self._catalogue, self.dirs, self.faults,
                         disable_metadata=self.disable_metadata)
         runner.caching = self._caching
+        runner.preview_method = preview_method(self.argv)
         runner.on_crash = self._crash
         self._state = ServerState(dirs=self.dirs, catalogue=self._catalogue, faults=self.faults,
                                   hub=hub, queue=queue, runner=runner, argv=self.argv,
@@ -218,3 +224,14 @@ class ComfyDouble:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def preview_method(argv: list[str]) -> str:
+    """The --preview-method in a command line, as ComfyUI's argparse reads it (default none)."""
+    method = "none"
+    for index, arg in enumerate(argv):
+        if arg == "--preview-method" and index + 1 < len(argv):
+            method = argv[index + 1]
+        elif arg.startswith("--preview-method="):
+            method = arg.split("=", 1)[1]
+    return method

@@ -57,6 +57,19 @@ class Faults:
     out_of_memory_class: str | None = None
     """Nodes of this class_type fail like a CUDA out-of-memory error."""
 
+    extra_frames: set[str] = field(default_factory=set)
+    """Binary frames sent beside each sampler preview, to the prompt's client: "other_prompt"
+    (a type 4 preview naming another prompt, all red), "malformed" (frames that do not parse:
+    cut short, a length past the end, metadata that is not JSON, no image, an unknown type),
+    "huge" (a type 4 preview whose PNG header claims 30000x30000 pixels), "not_an_image"
+    (a type 4 preview whose bytes are no image)."""
+    feature_flags_ignored: bool = False
+    """Ignore the feature flags clients declare, as a ComfyUI before them did: previews go out
+    as type 1 frames that name no prompt."""
+    progress_text: str | None = None
+    """Sampler stand-ins send this as a type 3 progress text frame at every step, as API nodes
+    do."""
+
     @classmethod
     def from_json(cls, text: str) -> Faults:
         """Build from a JSON object of field values (the COMFY_DOUBLE_FAULTS variable)."""
@@ -65,7 +78,7 @@ class Faults:
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown fault switches: {sorted(unknown)}")
-        for name in ("http_500", "malformed_json"):
+        for name in ("http_500", "malformed_json", "extra_frames"):
             if name in raw:
                 raw[name] = set(raw[name])
         return cls(**raw)

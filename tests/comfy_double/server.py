@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from .catalogue import MODEL_FOLDERS, Catalogue
 from .execution import SENSITIVE_KEYS, PromptQueue, QueueItem, Runner
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 COMFYUI_VERSION = "0.3.64"
 MAX_UPLOAD_SIZE = 100 * 1024 * 1024
+SERVER_FEATURES = {"supports_preview_metadata": True, "max_upload_size": MAX_UPLOAD_SIZE}
 # aiohttp's own answer to an unhandled exception: what ComfyUI sends for a body that is not JSON.
 TEXT_500 = "500 Internal Server Error\n\nServer got itself in trouble"
 ROOT_HTML = ("<!doctype html><html lang=\"en\"><head><meta charset=\"UTF-8\"><title>ComfyUI"
@@ -128,11 +129,28 @@ class Routes:
             if runner.client_id == sid and runner.last_node_id is not None:
                 await ws.send_str(json.dumps({"type": "executing",
                                               "data": {"node": runner.last_node_id}}))
-            async for _message in ws:
-                pass  # ComfyUI only reads feature flags from clients; the double needs none
+            first = True
+            async for message in ws:
+                if first and message.type == WSMsgType.TEXT:
+                    await self._feature_flags(sid, ws, message.data)
+                first = False
         finally:
             self.s.hub.unregister(sid, ws)
         return ws
+
+    async def _feature_flags(self, sid: str, ws: web.WebSocketResponse, text: str) -> None:
+        """ComfyUI keeps the flags of a socket's first message if it is `feature_flags`, and
+        answers with its own (server.py); anything else a client sends is ignored."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return
+        if self.s.faults.feature_flags_ignored:
+            return
+        if isinstance(message, dict) and message.get("type") == "feature_flags":
+            data = message.get("data")
+            self.s.hub.set_flags(sid, data if isinstance(data, dict) else {})
+            await ws.send_str(json.dumps({"type": "feature_flags", "data": SERVER_FEATURES}))
 
     async def get_prompt(self, request: web.Request) -> web.Response:
         return web.json_response(self.s.queue.status())
@@ -307,8 +325,7 @@ class Routes:
         return web.json_response(self.s.catalogue.model_files(folder))
 
     async def features(self, request: web.Request) -> web.Response:
-        return web.json_response({"supports_preview_metadata": True,
-                                  "max_upload_size": MAX_UPLOAD_SIZE})
+        return web.json_response(SERVER_FEATURES)
 
     async def empty_list(self, request: web.Request) -> web.Response:
         return web.json_response([])

@@ -214,3 +214,13 @@ def test_an_exported_comfyui_url_does_not_reach_the_tests(tmp_path: Path) -> Non
     )
     assert result.returncode == 0, result.stdout[-2000:]
     assert " passed" in result.stdout
+
+
+def test_a_launched_comfyui_draws_previews_as_the_settings_say(tmp_path: Path) -> None:
+    command = launch_command(_settings_with_args(tmp_path, "--cpu"), gpu_probe=lambda: None)
+    assert command[command.index("--preview-method") + 1] == "auto"
+    assert command[command.index("--preview-size") + 1] == "256"
+    chosen = _settings_with_args(tmp_path, "--cpu --preview-method=taesd")
+    command = launch_command(chosen, gpu_probe=lambda: None)
+    assert command.count("--preview-method") == 0 and "--preview-method=taesd" in command
+    assert command[command.index("--preview-size") + 1] == "256"
