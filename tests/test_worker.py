@@ -435,6 +435,22 @@ def test_the_worker_is_ready_only_once_comfyui_is_done_with_the_warmup(harness: 
 
 
 @BOTH_VERSIONS
+def test_auto_warmup_still_warms_up_when_the_checkpoint_is_not_sd_style(
+        harness: WorkerHarness, caplog: pytest.LogCaptureFixture) -> None:
+    # Newer models ship checkpoints without a text encoder inside: CLIPTextEncode then fails
+    # in ComfyUI ("clip input is invalid: None"), as this fault makes it fail.
+    harness.double.models = {"checkpoints": ["z_image_turbo_bf16.safetensors"]}
+    harness.double.faults.execution_error_class = "CLIPTextEncode"
+    with caplog.at_level(logging.WARNING, logger="comfy_runtime.worker"):
+        result = harness.warm_up()
+    assert "images" in result, result
+    first, second = harness.double.prompts
+    assert first["prompt"]["4"]["inputs"]["ckpt_name"] == "z_image_turbo_bf16.safetensors"
+    assert {n["class_type"] for n in second["prompt"].values()} == {"EmptyImage", "PreviewImage"}
+    assert "running the model-free warmup instead" in caplog.text
+
+
+@BOTH_VERSIONS
 def test_auto_warmup_without_models_is_model_free(harness: WorkerHarness) -> None:
     harness.double.models = {"checkpoints": []}
     assert "images" in harness.warm_up()
