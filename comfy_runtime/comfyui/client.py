@@ -1,14 +1,16 @@
 """ComfyUI's HTTP API, typed: upload, prompt, history, view, interrupt, queue, free.
 
-Knows ComfyUI and nothing about RunPod. A newer ComfyUI (0.33 and later; 0.3.64 has none of
-it) has `/api/jobs`: `cancel` and `prompt_state` use it where it is there, because its cancel
-stops only the prompt named (an `/interrupt` stops whatever runs at that moment, and between
-reading `/queue` and interrupting, ours may have ended and another begun) and a job's state
-costs one small answer instead of `/queue` with every queued graph. On a ComfyUI without it
-they fall back on `/queue`, `/interrupt` and the queue delete, and remember not to ask again. Every request is bounded by an explicit
+Knows ComfyUI and nothing about RunPod. Every request is bounded by an explicit
 `httpx.Timeout`; a ComfyUI that cannot be reached, answers 5xx or answers garbage raises
 `ComfyUIUnavailable`; a prompt ComfyUI refuses raises `PromptRejected` with ComfyUI's answer,
 which the run turns into the client's error. The answers' types are in `wire`.
+
+A newer ComfyUI (0.33; 0.3.64 has none of it) has `/api/jobs`: `cancel` and `prompt_state` use
+it where it is there, because its cancel stops only the prompt named (an `/interrupt` stops
+whatever runs at that moment, and between reading `/queue` and interrupting, ours may have
+ended and another begun) and a job's state costs one small answer instead of `/queue` with
+every queued graph. On a ComfyUI without it they fall back on `/queue`, `/interrupt` and the
+queue delete, and remember not to ask again.
 """
 
 from __future__ import annotations

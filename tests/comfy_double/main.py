@@ -58,8 +58,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 class _ColouredFormatter(logging.Formatter):
     """ComfyUI 0.33's lines: the level tag in colour, then the message (log_lines.json)."""
 
-    COLOURS: ClassVar[dict[str, str]] = {"DEBUG": "\x1b[36m", "INFO": "\x1b[32m", "WARNING": "\x1b[33m",
-               "ERROR": "\x1b[1m\x1b[31m", "CRITICAL": "\x1b[1m\x1b[35m"}
+    COLOURS: ClassVar[dict[str, str]] = {
+        "DEBUG": "\x1b[36m", "INFO": "\x1b[32m", "WARNING": "\x1b[33m",
+        "ERROR": "\x1b[1m\x1b[31m", "CRITICAL": "\x1b[1m\x1b[35m"}
 
     def format(self, record: logging.LogRecord) -> str:
         colour = self.COLOURS.get(record.levelname, "")

@@ -1,9 +1,9 @@
 """ComfyUI's HTTP and websocket routes, as the double answers them.
 
 The version played (versions.py) decides the few answers that differ, and whether the
-/api/jobs routes (jobs.py) exist. Every other route is also served under /api, like ComfyUI. Fault switches that concern HTTP (500s,
-bodies that are not JSON, slow answers, /view 404s) live in one middleware so the handlers
-stay faithful.
+/api/jobs routes (jobs.py) exist. Every other route is also served under /api, like ComfyUI.
+Fault switches that concern HTTP (500s, bodies that are not JSON, slow answers, /view 404s)
+live in one middleware so the handlers stay faithful.
 """
 
 from __future__ import annotations
@@ -183,9 +183,9 @@ class Routes:
                 "hyphenated form; omit it to let the server generate one",
                 "extra_info": {}}, "node_errors": {}}, status=400)
         prompt_id = str(body.get("prompt_id") or uuid.uuid4())
+        newer = self.s.version.missing_node_error != "invalid_prompt"
         verdict = validate_prompt(prompt, self.s.catalogue, self.s.dirs,
-                                  body.get("partial_execution_targets"),
-                                  newer_errors=self.s.version.missing_node_error != "invalid_prompt")
+                                  body.get("partial_execution_targets"), newer_errors=newer)
         extra_data = copy.deepcopy(body.get("extra_data") or {})
         if "client_id" in body:
             extra_data["client_id"] = body["client_id"]
