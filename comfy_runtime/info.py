@@ -70,6 +70,9 @@ def _comfyui(client: ComfyClient) -> dict[str, Any]:
     system = stats.get("system", {}) if isinstance(stats, dict) else {}
     return {
         "version": system.get("comfyui_version"),
+        # The editor the ComfyUI pins: editor-format workflows mean what that frontend makes
+        # of them.
+        "frontend_version": system.get("required_frontend_version"),
         "python_version": system.get("python_version"),
         "pytorch_version": system.get("pytorch_version"),
         "devices": [

@@ -84,8 +84,8 @@ class Settings(BaseSettings):
     warmup_workflow: str = Field(
         "auto",
         description="Run once at start: 'auto' (one txt2img step with the default checkpoint "
-        "if ComfyUI has one, else the model-free 'warmup'), a bundled workflow name, a graph "
-        "file, or 'none'.",
+        "if ComfyUI has one and txt2img can drive it, else the model-free 'warmup'), a bundled "
+        "workflow name, a graph file, or 'none'.",
     )
     warmup_required: bool = Field(
         False, description="Stop the worker when the warmup fails (else log and go on)."

@@ -16,6 +16,7 @@ import atexit
 import collections
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +34,23 @@ from ..settings import Settings
 
 log = logging.getLogger(__name__)
 comfy_log = logging.getLogger("comfyui")
+
+# ComfyUI 0.33 colours every line, on a pipe too: "\x1b[32m[INFO]\x1b[0m message". The codes
+# are dropped so logs and error messages stay readable, and the level tag becomes the relayed
+# line's level (0.3.64 prints bare messages, relayed at INFO).
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_LEVEL_TAG = re.compile(r"\[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\] ?")
+_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
+           "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
+
+
+def plain_log_line(raw: str) -> tuple[int, str]:
+    """A line of ComfyUI's output without colour codes or level tag, and its level."""
+    line = _ANSI.sub("", raw).rstrip()
+    tag = _LEVEL_TAG.match(line)
+    if tag is None:
+        return logging.INFO, line
+    return _LEVELS[tag.group(1)], line[tag.end():]
 
 LOG_TAIL_LINES = 60
 MAX_CRASHES = 3
@@ -220,9 +238,9 @@ class ComfyProcess:
     def _pump_log(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
         for raw in iter(proc.stdout.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip()
+            level, line = plain_log_line(raw.decode("utf-8", "replace"))
             self._tail.append(line)
-            comfy_log.info("%s", line)
+            comfy_log.log(level, "%s", line)
 
 
 def _answers(url: str, *, timeout_s: float) -> bool:

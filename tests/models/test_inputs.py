@@ -23,23 +23,35 @@ from comfy_runtime.models.inputs import (
     rewrite_graph,
 )
 
-# Recorded from a real ComfyUI (the version the data file names).
-OBJECT_INFO = Path(__file__).resolve().parents[1] / "protocol" / "object_info.json"
+# Recorded from real ComfyUIs: the version the data file names, and 0.3.64 (the table's
+# entries for nodes 0.3.64 has must hold there too: the worker runs on both).
+PROTOCOL = Path(__file__).resolve().parents[1] / "protocol"
+OBJECT_INFO = PROTOCOL / "v0.33.0" / "object_info.json"
+OLD_OBJECT_INFO = PROTOCOL / "object_info.json"
 
 LORA_URL = "https://huggingface.co/u/r/resolve/main/style%20v2.safetensors?download=true"
 CKPT_URL = "https://example.com/models/sd15.ckpt"
 
 
-def _object_info() -> dict[str, Any]:
-    return dict(json.loads(OBJECT_INFO.read_text()))
+def _object_info(path: Path = OBJECT_INFO) -> dict[str, Any]:
+    return dict(json.loads(path.read_text()))
 
 
 # --- the table is ComfyUI's truth ----------------------------------------------------------------
 
 
-def test_every_table_entry_is_a_model_list_input_of_that_node() -> None:
-    info = _object_info()
+def test_the_table_is_of_the_recorded_version() -> None:
+    data = json.loads((Path(__file__).resolve().parents[2] / "comfy_runtime" / "models" / "data"
+                       / "comfyui_model_inputs.json").read_text())
+    assert OBJECT_INFO.parent.name == "v" + data["comfyui_version"]
+
+
+@pytest.mark.parametrize("recorded", [OBJECT_INFO, OLD_OBJECT_INFO], ids=["0.33.0", "0.3.64"])
+def test_every_table_entry_is_a_model_list_input_of_that_node(recorded: Path) -> None:
+    info = _object_info(recorded)
     for class_type, inputs in LOADER_INPUTS.items():
+        if recorded == OLD_OBJECT_INFO and class_type not in info:
+            continue  # a loader newer than 0.3.64
         assert class_type in info, class_type
         declared = {
             **info[class_type]["input"].get("required", {}),
