@@ -12,10 +12,11 @@
 # git: ComfyUI, custom nodes and the virtualenv are assembled here), models (downloads, checked),
 # base (runtime without models: a target of its own), full (base + models; the default).
 
-# The base image only needs the driver plumbing (NVIDIA_* variables, the CUDA>=12.8 driver
+# The base image only needs the driver plumbing (NVIDIA_* variables, the CUDA>=13.0 driver
 # requirement): the torch wheels bring their own CUDA and cuDNN libraries, so the larger
-# cudnn-runtime image would ship them twice.
-ARG BASE_IMAGE=nvidia/cuda:12.8.1-base-ubuntu24.04
+# cudnn-runtime image would ship them twice. CUDA 13.0 because ComfyUI 0.33.0 asks for cu130
+# PyTorch builds on current GPUs, and PyPI's torch 2.14.1 (the lock's) is a cu130 build.
+ARG BASE_IMAGE=nvidia/cuda:13.0.1-base-ubuntu24.04
 
 FROM ghcr.io/astral-sh/uv:0.8.22 AS uv
 
@@ -35,8 +36,11 @@ RUN apt-get update \
 FROM runtime-os AS builder
 # Stages built on runtime-os inherit its shell; it is repeated so each stage reads on its own.
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-ARG COMFYUI_VERSION=v0.3.64
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+# docker/update_comfyui.sh <version> <commit> moves these two, the requirements copy and the lock
+# together; the clone below must be that very commit, whatever the tag points at today.
+ARG COMFYUI_VERSION=v0.33.0
+ARG COMFYUI_COMMIT=2f35f4a08176d993cded35dac3332be4f7287f41
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130
 # Compilers and headers stay in this stage: some custom nodes' requirements build from source.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -49,8 +53,8 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never
 # Torch first, in its own layer: it is the largest and changes least. It comes from
-# TORCH_INDEX_URL (CUDA wheels, versions 2.8.0+cu128 and so on), which the next step accepts as
-# the lock's torch==2.8.0: a pin without a local label matches every local build of it. Torch's
+# TORCH_INDEX_URL (CUDA wheels, versions 2.14.1+cu130 and so on), which the next step accepts as
+# the lock's torch==2.14.1: a pin without a local label matches every local build of it. Torch's
 # own dependencies (numpy, pillow, sympy, ...) are held to the lock here too, so a new release
 # of one is never installed only to be swapped back by the next step; PyPI stands beside the
 # torch index for the pinned versions that index does not carry (best match across both).
@@ -63,23 +67,28 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # Everything else is installed from docker/requirements.lock: every package pinned, resolved for
 # this image's Python 3.12 on linux x86_64, so two builds get the same packages. The lock is made
 # from the worker's requirements.txt, docker/torch-requirements.txt and ComfyUI's
-# requirements.txt, of which docker/comfyui-v0.3.64-requirements.txt is a verbatim copy (the
+# requirements.txt, of which docker/comfyui-v0.33.0-requirements.txt is a verbatim copy (the
 # list only, as data: ComfyUI's code is never committed here). The copy is compared with the
 # cloned ComfyUI's file, so changing COMFYUI_VERSION without remaking the lock fails here. To
 # remake it (tests/test_image_lock.py checks it still satisfies all three inputs):
 #   uv pip compile --python-version 3.12 --python-platform x86_64-unknown-linux-gnu \
-#     requirements.txt docker/comfyui-v0.3.64-requirements.txt docker/torch-requirements.txt \
+#     requirements.txt docker/comfyui-v0.33.0-requirements.txt docker/torch-requirements.txt \
 #     -o docker/requirements.lock
 # `uv pip check` then fails the build if the torch layer's wheels (another TORCH_INDEX_URL, say)
 # need other versions of their dependencies than the lock installed.
-COPY docker/comfyui-v0.3.64-requirements.txt /opt/docker/
+COPY docker/comfyui-v0.33.0-requirements.txt /opt/docker/
 RUN --mount=type=cache,target=/root/.cache/uv \
     git clone --depth 1 --branch "${COMFYUI_VERSION}" \
         https://github.com/Comfy-Org/ComfyUI.git /comfyui \
+    && if [ "$(git -C /comfyui rev-parse HEAD)" != "${COMFYUI_COMMIT}" ]; then \
+        echo "error: ComfyUI's tag ${COMFYUI_VERSION} is $(git -C /comfyui rev-parse HEAD)," \
+            "not the pinned COMFYUI_COMMIT ${COMFYUI_COMMIT}" >&2; \
+        exit 1; \
+    fi \
     && rm -rf /comfyui/.git \
-    && if ! cmp -s /comfyui/requirements.txt /opt/docker/comfyui-v0.3.64-requirements.txt; then \
+    && if ! cmp -s /comfyui/requirements.txt /opt/docker/comfyui-v0.33.0-requirements.txt; then \
         echo "error: ComfyUI ${COMFYUI_VERSION}'s requirements.txt is not" \
-            "docker/comfyui-v0.3.64-requirements.txt, which the lock was made from:" \
+            "docker/comfyui-v0.33.0-requirements.txt, which the lock was made from:" \
             "copy it there (renamed) and remake docker/requirements.lock" >&2; \
         exit 1; \
     fi \

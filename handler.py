@@ -2,7 +2,9 @@
 
 `python handler.py` launches ComfyUI (or attaches to COMFYUI_URL), waits until it answers,
 runs the warmup workflow and only then starts the RunPod SDK: the job loop on the platform,
-`test_input.json` locally, or an HTTP API with `--rp_serve_api`.
+`test_input.json` locally, or an HTTP API with `--rp_serve_api`. With STREAM_RESULTS=true the
+SDK gets `stream_handler`, an async generator, wherever it runs generators (the job loop and
+`--rp_serve_api`; its local test mode does not, and gets `handler`).
 
 Importing this module does nothing but define `handler`, so benchmarks and tests can call
 `handler.handler(job)` in-process against the ComfyUI at COMFYUI_URL.
@@ -15,6 +17,7 @@ import atexit
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from comfy_runtime.settings import Settings
@@ -25,16 +28,54 @@ if TYPE_CHECKING:
 log = logging.getLogger("comfy_worker")
 
 _worker: Worker | None = None
+_sdk_config: dict[str, Any] | None = None  # what runpod.serverless.start was given
+# The keys under which a result lists its outputs, in the order a stream sends them.
+OUTPUT_KEYS = ("images", "videos", "audio", "files", "text")
 
 
 async def handler(job: dict[str, Any]) -> dict[str, Any]:
     """RunPod's handler: one job in, its JSON result out (errors included, never raised)."""
+    return await _answer(job, _progress_sink(job))
+
+
+async def stream_handler(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """STREAM_RESULTS=true: the job as a stream of flat items, each with a `type`:
+    `progress` (a progress report), then one `output` per output (`{"type": "output",
+    "images": [item]}`, exactly as in the result), and last `result`: the whole answer that
+    `handler` returns, a failure's `error` fields included (the SDK then fails the job)."""
+    loop = asyncio.get_running_loop()
+    items: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    def progress(report: dict[str, Any]) -> None:  # called on the run's thread
+        loop.call_soon_threadsafe(items.put_nowait, {"type": "progress", **report})
+
+    answer = asyncio.ensure_future(_answer(job, progress))
+    # Queued after every report the run made: their call_soon_threadsafe came first.
+    answer.add_done_callback(lambda _: items.put_nowait(None))
+    try:
+        while (item := await items.get()) is not None:
+            yield item
+        body = answer.result()
+    finally:
+        answer.cancel()  # the stream was abandoned or cancelled; a no-op once answered
+    if body.pop("refresh_worker", False) and _sdk_config is not None:
+        # The SDK reads `refresh_worker` from a plain handler's result only; for a generator
+        # it reads its config, after the job.
+        _sdk_config["refresh_worker"] = True
+    if "error" not in body:
+        for key in OUTPUT_KEYS:
+            for output in body.get(key) or []:
+                yield {"type": "output", key: [output]}
+    yield {"type": "result", **body}
+
+
+async def _answer(job: dict[str, Any], progress: Any) -> dict[str, Any]:
     from comfy_runtime.errors import InternalError
     from comfy_runtime.worker import Failed
 
     job_id = job.get("id", "local")
     try:
-        outcome: Outcome = await _get_worker().handle(job, progress=_progress_sink(job))
+        outcome: Outcome = await _get_worker().handle(job, progress=progress)
     except Exception as exc:  # noqa: BLE001 (the edge: nothing may escape as a raw traceback)
         log.exception("job %s: unexpected %s", job_id, type(exc).__name__)
         outcome = Failed(InternalError(
@@ -133,12 +174,28 @@ def main() -> None:
         _worker.close()
         sys.exit(1)
 
-    runpod.serverless.start(
-        {
-            "handler": handler,
-            "concurrency_modifier": lambda current: settings.max_concurrency,
-        }
-    )
+    global _sdk_config
+    config: dict[str, Any] = {
+        "handler": handler,
+        "concurrency_modifier": lambda current: settings.max_concurrency,
+    }
+    if settings.stream_results and sdk_runs_generators(sys.argv[1:], os.environ):
+        config.update(handler=stream_handler, return_aggregate_stream=True)
+        _sdk_config = config
+    elif settings.stream_results:
+        log.info("STREAM_RESULTS: the SDK's local test mode runs no generator; the job's "
+                 "result comes whole")
+    runpod.serverless.start(config)
+
+
+def sdk_runs_generators(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
+    """Whether the runpod SDK, started with `argv`, runs a generator handler: its API server
+    (`--rp_serve_api`, or a realtime port) and its job loop do; its local test mode (a
+    `--test_input`, or no job queue to poll) calls the handler once and keeps what it returns."""
+    if "--rp_serve_api" in argv or environ.get("RUNPOD_REALTIME_PORT"):
+        return True
+    local_input = any(arg.split("=", 1)[0] == "--test_input" for arg in argv)
+    return bool(environ.get("RUNPOD_WEBHOOK_GET_JOB")) and not local_input
 
 
 if __name__ == "__main__":

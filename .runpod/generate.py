@@ -99,15 +99,21 @@ LABELS: dict[str, str] = {
     "model_cache_dir": "Model cache folder",
     "model_cache_max_bytes": "Model cache size (bytes)",
     "max_model_bytes": "Largest model download (bytes)",
+    "max_models_per_job": "Most models by URL per job",
     "model_fetch_timeout_s": "Model download stall timeout (s)",
     "hf_token": "Hugging Face token",
     "civitai_token": "Civitai token",
+    # previews and streaming (issue 21)
+    "preview_method": "Sampler preview method",
+    "preview_max_size": "Largest preview (pixels)",
+    "stream_results": "Stream results (/stream)",
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 OPTIONS: dict[str, tuple[str, ...]] = {
     "comfy_log_level": LOG_LEVELS,
     "worker_log_level": LOG_LEVELS,
+    "preview_method": ("auto", "latent2rgb", "taesd", "none"),
 }
 
 # CUDA versions RunPod lets an endpoint allow (newest last); the image's minimum cuts the list.

@@ -90,3 +90,19 @@ def measure(shape: Shape) -> dict[str, Any]:
     code = answer.get("error_code") or ("converted" if "api_workflow" in answer else "ok")
     return {"code": code, "seconds": seconds, "peak_rss": peak, "growth": peak - before,
             "error": str(answer.get("error", ""))[:160]}
+
+
+def measure_call(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A shape that sends its own job to a worker of its module's (`_hostile_network.py`):
+    the module's `start()` readies that worker first, so the figures are the job's alone."""
+    import sys
+
+    getattr(sys.modules[run.__module__], "start", lambda: None)()
+    before = _settle()
+    started = time.perf_counter()
+    answer = run()
+    seconds = time.perf_counter() - started
+    peak = _peak_rss()
+    code = answer.get("error_code") or ("converted" if "api_workflow" in answer else "ok")
+    return {"code": code, "seconds": seconds, "peak_rss": peak, "growth": peak - before,
+            "error": str(answer.get("error", ""))[:160]}

@@ -67,7 +67,7 @@ SHAPES: dict[str, Shape] = {
                              lambda: _editor(shapes.group_node(1500, 10))),
     "group 1999 x 1": Shape("one group node of 1999 members (the most allowed), converted",
                             lambda: _editor(shapes.group_node(1999, 1), convert_only=True)),
-    "primitive 100k links": Shape("one PrimitiveNode listing 100,000 links (7 MB), converted",
+    "primitive 100k links": Shape("one PrimitiveNode listing 100,000 links (7 MB)",
                                   lambda: _editor(shapes.primitive_links(100_000),
                                                   convert_only=True)),
     "JSON file 20 MiB by URL": Shape("20 MiB JSON workflow file of empty lists, by URL",

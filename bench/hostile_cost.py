@@ -24,19 +24,22 @@ import os
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _double import REPO, double, machine
-from _hostile import Shape, measure
+from _hostile import Shape, measure, measure_call
 
 SHAPE_MODULES = ("_hostile_workflows", "_hostile_network")
 
 
-def collect() -> dict[str, Shape]:
-    """Every shape module's SHAPES; a module that is not there is skipped."""
-    found: dict[str, Shape] = {}
+def collect() -> dict[str, Shape | Callable[[], dict[str, Any]]]:
+    """Every shape module's SHAPES (a `Shape`, or a callable that sends its own job); a module
+    that is not there is skipped."""
+    found: dict[str, Shape | Callable[[], dict[str, Any]]] = {}
     for name in SHAPE_MODULES:
         if importlib.util.find_spec(name) is not None:
             found.update(importlib.import_module(name).SHAPES)
@@ -44,11 +47,12 @@ def collect() -> dict[str, Shape]:
 
 
 def _child(name: str) -> None:
-    print(json.dumps(measure(collect()[name])))
+    shape = collect()[name]
+    print(json.dumps(measure(shape) if isinstance(shape, Shape) else measure_call(shape)))
 
 
-def _run(name: str, shape: Shape) -> dict[str, object]:
-    env = {**os.environ, **shape.settings}
+def _run(name: str, shape: Shape | Callable[[], dict[str, Any]]) -> dict[str, object]:
+    env = {**os.environ, **(shape.settings if isinstance(shape, Shape) else {})}
     done = subprocess.run([sys.executable, __file__, "--child", name], env=env, cwd=REPO,
                           check=False, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
@@ -78,7 +82,8 @@ def main() -> None:
             peak = max(int(r["peak_rss"]) for r in runs)  # type: ignore[call-overload]
             growth = max(int(r["growth"]) for r in runs)  # type: ignore[call-overload]
             worst = (max(worst[0], ms), max(worst[1], peak))
-            print(f"| {shapes[name].what} | `{runs[0]['code']}` | {ms:.0f} | {peak / 1e6:.0f} "
+            what = getattr(shapes[name], "what", name)
+            print(f"| {what} | `{runs[0]['code']}` | {ms:.0f} | {peak / 1e6:.0f} "
                   f"| {growth / 1e6:.0f} |", flush=True)
     print(f"\nslowest {worst[0]:.0f} ms, largest peak {worst[1] / 1e6:.0f} MB "
           f"(target: under 1000 ms and 200 MB)")

@@ -11,6 +11,7 @@ docs/development.md repeats it.
     ui_format/ ...... editor workflows to API graphs, exactly as ComfyUI's frontend (alone)
     fetch/ .......... URL downloads and the address policy they obey
         address_policy  which network addresses a URL may reach
+        deadline ........ one deadline and a cancel event over every wait of a download
         download ........ one URL fetched hop by hop, under one deadline
     models/ ......... models on demand, in a shared, bounded cache
         paths ........... ComfyUI's model folders, and a network volume's

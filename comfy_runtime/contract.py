@@ -16,12 +16,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     SecretStr,
     Tag,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -130,6 +132,28 @@ class OutputOptions(BaseModel):
     include_previews: bool = Field(False, description="Also return temp outputs (previews).")
 
 
+class PreviewOptions(BaseModel):
+    """`previews`: the sampler's newest preview inside the job's progress updates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_size: int = Field(
+        256, ge=16, le=2048,
+        description="Longest side of a preview, in pixels (no larger than the worker's "
+        "PREVIEW_MAX_SIZE: ComfyUI draws none larger).",
+    )
+    interval_s: float = Field(
+        1.0, ge=0.25, le=3600, description="At most one preview per this many seconds."
+    )
+
+
+def _previews(value: Any) -> Any:
+    # `true` asks for the defaults, `false` for none: the object form is the one kept.
+    if value is True:
+        return PreviewOptions()
+    return None if value is False else value
+
+
 class JobInput(BaseModel):
     """`job["input"]`."""
 
@@ -161,6 +185,16 @@ class JobInput(BaseModel):
         description="Model files the workflow needs, downloaded into the worker's model cache "
         "before it runs (once: later jobs find them there); the graph names each by `name`. "
         "A URL written straight into a core loader's model input is fetched the same way.",
+    )
+    previews: Annotated[
+        PreviewOptions | None,
+        BeforeValidator(_previews),
+        WithJsonSchema({"anyOf": [{"type": "boolean"}, PreviewOptions.model_json_schema(),
+                                  {"type": "null"}]}),
+    ] = Field(
+        None,
+        description="`true`, or `{max_size, interval_s}`: progress updates carry the newest "
+        "sampler preview (a JPEG as base64) while the job runs.",
     )
     convert_only: bool = Field(
         False,

@@ -14,6 +14,7 @@ from typing import Any
 from . import __version__
 from .blocking import FanOut, serial
 from .comfyui.client import ComfyClient
+from .comfyui.wire import preview_method
 from .errors import ComfyUIUnavailable
 from .models.cache import CacheInfo
 from .settings import Settings
@@ -53,12 +54,14 @@ def worker_info(
         },
         "comfy_org_api_key_configured": settings.comfy_org_api_key is not None,
         "warmup": {"workflow": settings.warmup_workflow, "ms": warmup_ms},
+        "stream_results": settings.stream_results,
     }
 
 
 _LIMITS = (
     "job_timeout_s", "max_input_bytes", "max_inputs", "max_graph_nodes", "max_pixels",
-    "max_response_bytes", "max_concurrency", "max_model_bytes", "max_workflow_file_bytes",
+    "max_response_bytes", "max_concurrency", "max_model_bytes", "max_models_per_job",
+    "max_workflow_file_bytes",
 )
 
 
@@ -67,6 +70,9 @@ def _comfyui(client: ComfyClient) -> dict[str, Any]:
     system = stats.get("system", {}) if isinstance(stats, dict) else {}
     return {
         "version": system.get("comfyui_version"),
+        # The editor the ComfyUI pins: editor-format workflows mean what that frontend makes
+        # of them.
+        "frontend_version": system.get("required_frontend_version"),
         "python_version": system.get("python_version"),
         "pytorch_version": system.get("pytorch_version"),
         "devices": [
@@ -74,6 +80,7 @@ def _comfyui(client: ComfyClient) -> dict[str, Any]:
             for d in stats.get("devices", [])
             if isinstance(d, dict)
         ],
+        "preview_method": preview_method(stats),  # `none`: a job's `previews` get none
     }
 
 

@@ -32,7 +32,7 @@ from .comfyui.prompt_run import HealthCheck, PromptRun, wait_until_ended
 from .comfyui.run_record import FinishedRun
 from .comfyui.wire import UploadedFile
 from .contract import ConvertedWorkflow, JobInput, JobOutput, parse_job_input
-from .errors import ComfyUIUnavailable, JobError, JobTimeout
+from .errors import ComfyUIUnavailable, JobError, JobTimeout, MissingModel
 from .graph_checks import check_graph
 from .inputs.decode import InputLimits, decode_inputs, decode_payload, upload_inputs
 from .job_files import (
@@ -45,10 +45,16 @@ from .job_files import (
     public_subfolder,
 )
 from .models.cache import ModelCache
-from .models.job_step import JobModels, ensure_models, url_inputs_as_names
+from .models.job_step import (
+    JobModels,
+    count_models,
+    ensure_models,
+    explain_missing,
+    url_inputs_as_names,
+)
 from .outputs.collect import EarlyDownloads, collect_outputs, fetch_outputs, websocket_outputs
 from .outputs.delivery import convert_image, deliver, no_store_error
-from .progress import ProgressReporter, ProgressSink
+from .progress import ProgressReporter, ProgressSink, previews_off_reason
 from .settings import Settings
 from .workflow_source import resolve_workflow
 from .workflows import WorkflowRegistry
@@ -104,8 +110,8 @@ async def run_job(
     job_input = parse_job_input(raw_input)
     job = _Job(ctx, job_id, job_input, progress)
     if job_input.convert_only:
-        graph = await job.step("converting its workflow", job.converted)
-        return ConvertedWorkflow(api_workflow=graph, errors=job.warnings)
+        return ConvertedWorkflow(api_workflow=await job.step("converting its workflow",
+                                                             job.converted), errors=job.warnings)
     return await job.run()
 
 
@@ -175,8 +181,7 @@ class _Job:
             read_file=lambda value: decode_payload(value, "workflow", self._workflow_file_limits()),
             max_nodes=self.ctx.settings.max_graph_nodes,
             max_file_bytes=self.ctx.settings.max_workflow_file_bytes,
-            models=self.ctx.client.models,
-            warnings=self.warnings,
+            models=self.ctx.client.models, warnings=self.warnings,
         )
 
     def _check(self, graph: dict[str, Any]) -> None:
@@ -193,14 +198,18 @@ class _Job:
         graph = self._api_graph()
         if self.input.output.delivery == "s3" and self.ctx.store is None:
             raise no_store_error()
+        # Everything that can be checked is, before a model is fetched: a job that will be
+        # refused must not cost downloads (issue 22).
+        count_models(graph, self.input.models, self.ctx.settings.max_models_per_job)
+        self._check(url_inputs_as_names(graph))
+        prepared = (decode_inputs(self.input.images, self._limits(), self.ctx.pools.fan_out)
+                    if self.input.images else [])
         graph, self.models = ensure_models(
             graph, self.input.models, self._lease, deadline=self.deadline, cancel=self._cancel,
             progress=self.progress,
         )
-        self._check(graph)
         uploaded: dict[str, UploadedFile] = {}
-        if self.input.images:
-            prepared = decode_inputs(self.input.images, self._limits(), self.ctx.pools.fan_out)
+        if prepared:
             uploaded = upload_inputs(
                 self.ctx.client, prepared, folder=self.folder, folders=self.ctx.folders,
                 fan_out=self.ctx.pools.fan_out,
@@ -221,6 +230,7 @@ class _Job:
             fetch_timeout_s=min(settings.input_fetch_timeout_s, left),
             allow_private_urls=settings.allow_private_urls,
             extra_suffixes=settings.extra_input_suffixes,
+            cancel=self._cancel,
         )
 
     def _isolate(self, graph: dict[str, Any], uploaded: dict[str, UploadedFile]) -> dict[str, Any]:
@@ -235,7 +245,10 @@ class _Job:
         )
 
     def _run_and_collect(self, run: PromptRun, graph: dict[str, Any]) -> JobOutput:
-        finished = run.run(self.deadline, self.timeout_s)
+        try:
+            finished = run.run(self.deadline, self.timeout_s)
+        except MissingModel as exc:
+            raise explain_missing(exc, self.models.used, self.ctx.models.root) from exc
         phase = "delivering its outputs"
         self._check_time(phase)
         try:
@@ -245,11 +258,13 @@ class _Job:
                 raise self._timeout(phase) from exc
             raise
 
-    def _listeners(self, graph: dict[str, Any]) -> Callable[[Event], None]:
+    def _listeners(self, graph: dict[str, Any], previews_off: str | None
+                   ) -> Callable[[Event], None]:
         """What hears the run's events: progress updates, and early downloads over HTTP."""
         listeners: list[Callable[[Event], None]] = []
         if self.progress:
-            listeners.append(ProgressReporter(graph, self.progress))
+            listeners.append(ProgressReporter(graph, self.progress, previews=self.input.previews,
+                                              previews_off=previews_off))
         if self.ctx.folders is None:  # with the folders here, a file is only a path to take
             self.early = EarlyDownloads(self.ctx.client, self.ctx.pools.start,
                                         include_previews=self.input.output.include_previews)
@@ -263,13 +278,17 @@ class _Job:
 
     async def _execute(self, graph: dict[str, Any]) -> JobOutput:
         self._check_time("waiting for ComfyUI")
+        previews_off = None
+        if self.input.previews and self.progress:  # does this ComfyUI draw any? (argv says)
+            previews_off = await self.step("asking ComfyUI about previews", lambda: (
+                previews_off_reason(self.ctx.client.system_stats())))
         run = PromptRun(
             self.ctx.client,
             graph,
             events=self.ctx.events,
             prompt_id=self.prompt_id,
             extra_data=self._extra_data(),
-            on_event=self._listeners(graph),
+            on_event=self._listeners(graph, previews_off),
             health_check=self.ctx.health_check,
             stop_grace_s=self.ctx.settings.stop_grace_s,
         )
@@ -314,10 +333,8 @@ class _Job:
         output = JobOutput(prompt_id=finished.prompt_id, text=texts, models=self.models.used,
                            errors=list(self.warnings))
         if not files and not texts:
-            output.errors.append(
-                "the workflow ran but produced no outputs (is there a SaveImage or other "
-                "output node?)"
-            )
+            output.errors.append("the workflow ran but produced no outputs (is there a "
+                                 "SaveImage or other output node?)")
         self._check_time("delivering its outputs")
         delivered = deliver(
             files,
@@ -336,16 +353,11 @@ class _Job:
         return output
 
     def _timings(self, finished: FinishedRun) -> dict[str, Any]:
-        return {
-            "inputs": self.timer.marks.get("inputs", 0.0),
-            "models": self.models.ms,
-            "queued": finished.queued_ms,
-            "execution": finished.execution_ms,
-            "run": self.timer.marks["run"],
-            "outputs": self.timer.marks["outputs"],
-            "total": self.timer.total(),
-            "nodes": finished.node_ms,
-        }
+        marks = self.timer.marks
+        return {"inputs": marks.get("inputs", 0.0), "models": self.models.ms,
+                "queued": finished.queued_ms, "execution": finished.execution_ms,
+                "run": marks["run"], "outputs": marks["outputs"], "total": self.timer.total(),
+                "nodes": finished.node_ms}
 
     # --- cleanup ----------------------------------------------------------------------------
     def _clean(self) -> None:

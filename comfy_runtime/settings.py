@@ -12,6 +12,7 @@ import shlex
 import sys
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -83,8 +84,8 @@ class Settings(BaseSettings):
     warmup_workflow: str = Field(
         "auto",
         description="Run once at start: 'auto' (one txt2img step with the default checkpoint "
-        "if ComfyUI has one, else the model-free 'warmup'), a bundled workflow name, a graph "
-        "file, or 'none'.",
+        "if ComfyUI has one and txt2img can drive it, else the model-free 'warmup'), a bundled "
+        "workflow name, a graph file, or 'none'.",
     )
     warmup_required: bool = Field(
         False, description="Stop the worker when the warmup fails (else log and go on)."
@@ -102,6 +103,23 @@ class Settings(BaseSettings):
         1, ge=1, le=16,
         description="Jobs in flight at once (input and output work overlaps). Above 1, a "
         "ComfyUI launched on the CPU gets OMP_WAIT_POLICY=PASSIVE unless it is set.",
+    )
+
+    # --- previews and streaming (issue 21) -------------------------------------------------
+    preview_method: Literal["auto", "latent2rgb", "taesd", "none"] = Field(
+        "auto",
+        description="How a ComfyUI the worker launches draws sampler previews (its "
+        "--preview-method); jobs get them with `previews`. 'none' turns them off.",
+    )
+    preview_max_size: int = Field(
+        256, ge=16, le=2048,
+        description="Longest side of the previews a launched ComfyUI draws (its "
+        "--preview-size), so the largest a job's `previews.max_size` can get.",
+    )
+    stream_results: bool = Field(
+        False,
+        description="Stream each job on /stream/{id}: progress, each output as it is "
+        "delivered, then the result (a generator handler; /runsync then returns the list).",
     )
 
     # --- limits --------------------------------------------------------------------------
@@ -175,6 +193,12 @@ class Settings(BaseSettings):
     )
     max_model_bytes: int = Field(
         32 * 1024**3, gt=0, description="Largest single model file a job may download."
+    )
+    max_models_per_job: int = Field(
+        16,
+        gt=0,
+        description="Most model files one job may name by URL (its models list and the URLs "
+        "in its loader inputs together).",
     )
     model_fetch_timeout_s: float = Field(
         30.0,

@@ -121,10 +121,15 @@ class Worker:
             return None
         started = time.perf_counter()
         job_input = await asyncio.to_thread(self._warmup_input, choice)
-        try:
-            outcome: Outcome = Succeeded(await run_job(self.ctx, "warmup", job_input))
-        except JobError as exc:
-            outcome = Failed(exc)
+        outcome = await self._warmup_run(job_input)
+        if isinstance(outcome, Failed) and job_input.get("workflow") == "txt2img" and (
+                outcome.error.code == "execution_failed"):
+            # "auto" guessed an SD-style checkpoint; the first one ComfyUI lists may be of a
+            # family txt2img's graph cannot drive (no text encoder or VAE inside, as the
+            # checkpoints of newer models often are). The worker is still warmed up.
+            log.warning("warmup: txt2img with the first checkpoint failed (%s); running the "
+                        "model-free warmup instead", outcome.error.message)
+            outcome = await self._warmup_run({"workflow": "warmup"})
         await asyncio.to_thread(self._settle)
         self.warmup_ms = round((time.perf_counter() - started) * 1000, 1)
         if isinstance(outcome, Failed):
@@ -136,6 +141,12 @@ class Worker:
             log.info("warmup workflow %r done in %.0f ms", choice, self.warmup_ms)
         self.state = WorkerState.READY
         return outcome
+
+    async def _warmup_run(self, job_input: dict[str, Any]) -> Outcome:
+        try:
+            return Succeeded(await run_job(self.ctx, "warmup", job_input))
+        except JobError as exc:
+            return Failed(exc)
 
     def _settle(self) -> None:
         """Return once ComfyUI is done with the warmup, its garbage collection included.

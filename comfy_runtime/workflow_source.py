@@ -133,27 +133,50 @@ def _file_too_large(max_bytes: int) -> InvalidInput:
     )
 
 
+# Links and slots (inputs, outputs, the link ids each output lists) the file may hold per node
+# MAX_GRAPH_NODES allows: the densest editor workflow in the recorded templates and hand-made
+# cases holds 8.8 per node, and converting costs about 13 us per entry, so a file at this bound
+# converts in well under a second however its entries are arranged (one PrimitiveNode listing
+# 100,000 links took 1.4 s before it was counted).
+ENTRIES_PER_NODE = 32
+
+
 def _check_size(raw: dict[str, Any], max_nodes: int) -> None:
-    """The nodes the file holds (subgraph definitions and group node members included),
-    counted before converting; what they expand to is the converter's count. Shapes that are
-    not lists are left to the converter, which refuses them naming where they are."""
-    count = len(raw["nodes"])
-    definitions = raw.get("definitions")
-    subgraphs = definitions.get("subgraphs") if isinstance(definitions, dict) else None
-    for sub in subgraphs if isinstance(subgraphs, list) else []:
-        nodes = sub.get("nodes") if isinstance(sub, dict) else None
-        count += len(nodes) if isinstance(nodes, list) else 0
+    """The nodes the file holds (subgraph definitions and group node members included), and
+    their links and slots, counted before converting; what the nodes expand to is the
+    converter's count. Shapes that are not lists are left to the converter, which refuses them
+    naming where they are."""
+    graphs = [raw, *_listed(raw.get("definitions"), "subgraphs")]
     extra = raw.get("extra")
     groups = extra.get("groupNodes") if isinstance(extra, dict) else None
-    for group in groups.values() if isinstance(groups, dict) else []:
-        nodes = group.get("nodes") if isinstance(group, dict) else None
-        count += len(nodes) if isinstance(nodes, list) else 0
+    graphs += [group for group in (groups.values() if isinstance(groups, dict) else [])
+               if isinstance(group, dict)]
+    nodes = [node for graph in graphs for node in _listed(graph, "nodes")]
+    count = len(nodes)
     if count > max_nodes:
         raise InvalidInput(
             f"workflow: {count} nodes (subgraphs and group nodes included), more than the "
             f"{max_nodes} allowed (MAX_GRAPH_NODES)",
             [{"field": "workflow", "problem": "too many nodes", "limit": max_nodes}],
         )
+    entries = sum(len(_listed(graph, "links")) for graph in graphs)
+    for node in nodes:
+        outputs = _listed(node, "outputs")
+        entries += len(_listed(node, "inputs")) + len(outputs)
+        entries += sum(len(_listed(output, "links")) for output in outputs)
+    limit = ENTRIES_PER_NODE * max_nodes
+    if entries > limit:
+        raise InvalidInput(
+            f"workflow: {entries} links and node slots, more than the {limit} allowed "
+            f"({ENTRIES_PER_NODE} per node of MAX_GRAPH_NODES)",
+            [{"field": "workflow", "problem": "too many links", "limit": limit}],
+        )
+
+
+def _listed(holder: Any, key: str) -> list[Any]:
+    """`holder[key]` where both are what a well-formed file has there; else nothing to count."""
+    value = holder.get(key) if isinstance(holder, dict) else None
+    return value if isinstance(value, list) else []
 
 
 def _refusal(exc: ui_format.ConversionError) -> WorkflowInvalid:

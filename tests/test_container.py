@@ -42,6 +42,10 @@ DOCS = REPO / "docs" / "deployment.md"
 MODELS_TSV = REPO / "docker" / "models.tsv"
 DATA_FILE = REPO / "comfy_runtime" / "models" / "data" / "comfyui_model_folders.json"
 VENV_PYTHON = "/opt/venv/bin/python"
+# Read at import: conftest clears the worker's settings (COMFYUI_DIR, COMFYUI_PYTHON) before
+# each test, and the opt-in checks against a real ComfyUI need them.
+CHECKOUT = os.environ.get("COMFYUI_DIR", "/nonexistent")
+CHECKOUT_PYTHON = os.environ.get("COMFYUI_PYTHON", "")
 
 
 def _tool(name: str) -> str | None:
@@ -485,8 +489,7 @@ print(json.dumps({n: folder_paths.get_filename_list(n) for n in names}))
 
 def test_real_comfyui_reads_the_yaml(tmp_path: Path) -> None:
     """Opt-in: COMFYUI_DIR and COMFYUI_PYTHON (as in the image) name a ComfyUI to ask."""
-    comfy_dir = Path(os.environ.get("COMFYUI_DIR", "/nonexistent"))
-    python = os.environ.get("COMFYUI_PYTHON", "")
+    comfy_dir, python = Path(CHECKOUT), CHECKOUT_PYTHON
     if not (comfy_dir / "folder_paths.py").is_file() or not shutil.which(python):
         pytest.skip("set COMFYUI_DIR and COMFYUI_PYTHON to a ComfyUI checkout and its python")
     volume = _fake_volume(tmp_path / "vol")

@@ -72,3 +72,27 @@ def test_an_editor_workflow_is_accepted_as_sent() -> None:
     parsed = parse_job_input({"workflow": editor, "convert_only": True})
     assert parsed.workflow.raw() == editor  # type: ignore[union-attr]
     assert parsed.convert_only is True
+
+
+def test_previews_true_asks_for_the_defaults_and_false_for_none() -> None:
+    from comfy_runtime.contract import PreviewOptions
+
+    assert parse_job_input({"workflow": "txt2img", "previews": True}).previews == PreviewOptions()
+    assert PreviewOptions().max_size == 256 and PreviewOptions().interval_s == 1.0
+    assert parse_job_input({"workflow": "txt2img", "previews": False}).previews is None
+    assert parse_job_input({"workflow": "txt2img"}).previews is None
+    asked = parse_job_input({"workflow": "txt2img", "previews": {"max_size": 64}}).previews
+    assert asked is not None and (asked.max_size, asked.interval_s) == (64, 1.0)
+
+
+@pytest.mark.parametrize(("previews", "field", "words"), [
+    ({"max_size": 8}, "previews.max_size", "greater than or equal to 16"),
+    ({"max_size": 4096}, "previews.max_size", "less than or equal to 2048"),
+    ({"interval_s": 0.01}, "previews.interval_s", "greater than or equal to 0.25"),
+    ({"size": 64}, "previews.size", "unknown field"),
+    ("yes", "previews", "expected an object"),
+])
+def test_bad_previews_name_the_field(previews: object, field: str, words: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_job_input({"workflow": "txt2img", "previews": previews})
+    assert f"{field}: " in caught.value.message and words in caught.value.message

@@ -26,6 +26,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from tests.e2e.endpoint_api import EndpointApi
+from tests.e2e.fake_queue import running_queue
+from tests.e2e.jobs import sampler_job
 from tests.e2e.worker_process import (
     WorkerProcess,
     free_port,
@@ -271,3 +274,74 @@ def test_curl_script_passes_shellcheck() -> None:
     done = subprocess.run([str(shellcheck), "examples/curl.sh"], cwd=REPO, capture_output=True,
                           text=True, check=False)
     assert done.returncode == 0, done.stdout
+
+
+# ------------------------------------------------------------------------ watch_progress
+def _watch_progress() -> ModuleType:
+    sys.path.insert(0, str(EXAMPLES))  # it imports its neighbour `client`
+    try:
+        return _load("watch_progress")
+    finally:
+        sys.path.remove(str(EXAMPLES))
+
+
+def _sampler_job_file(tmp_path: Path) -> Path:
+    path = tmp_path / "job.json"
+    job = sampler_job(6)
+    job["previews"] = {"max_size": 40, "interval_s": 0.25}
+    path.write_text(json.dumps({"input": job}))
+    return path
+
+
+def _job_loop_endpoint(root: Path, **env: str) -> Iterator[EndpointApi]:
+    """A worker on the production loop behind RunPod's endpoint API (tests/e2e/endpoint_api)."""
+    with running_queue() as queue:
+        worker = spawn_worker(root, **queue.env(), COMFY_DOUBLE_FAULTS='{"step_delay_s": 0.2}',
+                              **env)
+        api = EndpointApi(queue, ENDPOINT_ID)
+        try:
+            yield api
+        finally:
+            api.close()
+            stop_worker(worker)
+
+
+def _watch(api: EndpointApi, job_file: Path, out: Path, *extra: str) -> int:
+    return int(_watch_progress().main([str(job_file), "--out", str(out), "--poll-s", "0.1",
+                                       "--base-url", api.base_url, "--endpoint-id",
+                                       ENDPOINT_ID, "--api-key", API_KEY, *extra]))
+
+
+def _check_watched(out: Path, printed: str) -> None:
+    assert "step 6/6" in printed and "node 3 (KSampler)" in printed, printed
+    assert "preview of node 3 at step" in printed, printed
+    with Image.open(out / "preview.jpg") as preview:
+        assert (preview.format, preview.size) == ("JPEG", (40, 40))
+    [saved] = list(out.glob("t2i*.png"))
+    with Image.open(saved) as image:
+        assert image.size == (64, 64)
+
+
+def test_watch_progress_polls_status_prints_steps_and_keeps_the_newest_preview(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for api in _job_loop_endpoint(tmp_path / "worker"):
+        code = _watch(api, _sampler_job_file(tmp_path), tmp_path / "out")
+        printed = capsys.readouterr().out
+        assert code == 0, f"{printed}\n{api.queue.summary()}"
+        _check_watched(tmp_path / "out", printed)
+
+
+def test_watch_progress_streams_outputs_before_the_result(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for api in _job_loop_endpoint(tmp_path / "worker", STREAM_RESULTS="true"):
+        code = _watch(api, _sampler_job_file(tmp_path), tmp_path / "out", "--stream")
+        printed = capsys.readouterr().out
+        assert code == 0, f"{printed}\n{api.queue.summary()}"
+        _check_watched(tmp_path / "out", printed)
+        # the output was saved when its item came, before the result's copy
+        lines = printed.splitlines()
+        streamed = next(i for i, line in enumerate(lines) if line.startswith("output "))
+        final = next(i for i, line in enumerate(lines) if line.endswith(".png")
+                     and not line.startswith("output "))
+        assert streamed < final, printed
+        assert list((tmp_path / "out" / "streamed").glob("t2i*.png"))

@@ -30,6 +30,8 @@ TORCH_REQUIREMENTS = DOCKER / "torch-requirements.txt"
 COMFYUI_VERSION = _all_args()["COMFYUI_VERSION"]
 COMFYUI_REQUIREMENTS = DOCKER / f"comfyui-{COMFYUI_VERSION}-requirements.txt"
 IN_IMAGE_LOCK = "/opt/docker/requirements.lock"
+# Read at import: conftest clears the worker's settings (COMFYUI_DIR) before each test.
+CHECKOUT = os.environ.get("COMFYUI_DIR", "/nonexistent")
 
 # The image's interpreter: Ubuntu 24.04's python3.12 (3.12.3) on linux/amd64. Markers in the
 # inputs are evaluated for it, not for whatever runs the tests.
@@ -187,7 +189,7 @@ def test_the_builder_steps_are_found() -> None:
 
 def test_comfyui_requirements_copy_matches_a_real_checkout() -> None:
     """Opt-in: COMFYUI_DIR names a ComfyUI checkout of the pinned version to compare with."""
-    comfy_dir = Path(os.environ.get("COMFYUI_DIR", "/nonexistent"))
+    comfy_dir = Path(CHECKOUT)
     version_file = comfy_dir / "comfyui_version.py"
     if not version_file.is_file():
         pytest.skip("set COMFYUI_DIR to a ComfyUI checkout")

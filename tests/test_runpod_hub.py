@@ -162,7 +162,7 @@ def test_hub_json_follows_the_manifest_format() -> None:
 
 def test_allowed_cuda_versions_match_the_image() -> None:
     image = GEN.image_cuda_version()
-    assert image == "12.8"  # the Dockerfile's base; update this line with a deliberate change
+    assert image == "13.0"  # the Dockerfile's base; update this line with a deliberate change
     for versions in (HUB["config"]["allowedCudaVersions"], TESTS["config"]["allowedCudaVersions"]):
         assert image in versions
         too_old = [v for v in versions if GEN._version_key(v) < GEN._version_key(image)]

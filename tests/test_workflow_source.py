@@ -160,6 +160,21 @@ def test_a_group_node_is_counted_once_per_member_and_use(harness: WorkerHarness)
     assert "15010 nodes" in result["error"] and "MAX_GRAPH_NODES" in result["error"]
 
 
+@pytest.mark.timeout(30)
+def test_links_and_slots_are_counted_before_converting(harness: WorkerHarness) -> None:
+    # One PrimitiveNode listing 100,000 links (7 MB, under RunPod's input limit) took 1.4 s to
+    # convert, linear but unbounded by any limit; the file's entries are now counted first.
+    result = harness.run({"workflow": shapes.primitive_links(100_000), "convert_only": True})
+    assert result["error_code"] == "invalid_input", result
+    assert "300002 links and node slots" in result["error"], result["error"]
+    assert "64000 allowed" in result["error"] and "MAX_GRAPH_NODES" in result["error"]
+    assert result["details"][0]["problem"] == "too many links"
+    # The densest recorded template converts as before.
+    dense = _recording("video_wan2_2_14B_s2v")
+    result = harness.run({"workflow": dense["workflow"], "convert_only": True})
+    assert "api_workflow" in result, result
+
+
 @pytest.mark.parametrize("workflow", [
     {"nodes": [], "links": [], "definitions": {"subgraphs": 5}},
     {"nodes": [], "links": [], "definitions": {"subgraphs": [{"id": "s", "nodes": 7}]}},
@@ -208,6 +223,16 @@ def test_a_json_workflow_file_of_too_many_lists_is_refused_before_parsing(
     result = harness.run({"workflow": _b64(body)})
     assert result["error_code"] == "invalid_input", result
     assert "lists and objects" in result["error"]
+
+
+def test_a_json_workflow_file_of_too_many_values_is_refused_before_parsing(
+        harness: WorkerHarness) -> None:
+    # Few lists, millions of numbers: each becomes a Python object (8 MiB: 1.7 s, 217 MB).
+    count = harness.settings.max_workflow_file_bytes // 8
+    body = b'{"nodes": [], "links": [' + b"1e1," * count + b"1e1]}"
+    result = harness.run({"workflow": _b64(body)})
+    assert result["error_code"] == "invalid_input", result
+    assert f"about {count + 5} values" in result["error"] and "500000" in result["error"]
 
 
 def test_a_png_workflow_is_read_without_decoding_its_pixels(harness: WorkerHarness) -> None:

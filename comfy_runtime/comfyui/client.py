@@ -4,12 +4,19 @@ Knows ComfyUI and nothing about RunPod. Every request is bounded by an explicit
 `httpx.Timeout`; a ComfyUI that cannot be reached, answers 5xx or answers garbage raises
 `ComfyUIUnavailable`; a prompt ComfyUI refuses raises `PromptRejected` with ComfyUI's answer,
 which the run turns into the client's error. The answers' types are in `wire`.
+
+A newer ComfyUI (0.33; 0.3.64 has none of it) has `/api/jobs`: `cancel` and `prompt_state` use
+it where it is there, because its cancel stops only the prompt named (an `/interrupt` stops
+whatever runs at that moment, and between reading `/queue` and interrupting, ours may have
+ended and another begun) and a job's state costs one small answer instead of `/queue` with
+every queued graph. On a ComfyUI without it they fall back on `/queue`, `/interrupt` and the
+queue delete, and remember not to ask again.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -18,6 +25,11 @@ from ..errors import ComfyUIUnavailable
 from .wire import HistoryEntry, QueuedPrompt, QueueState, UploadedFile
 
 log = logging.getLogger(__name__)
+
+PromptState = Literal["pending", "running", "ended"]
+"""Where a prompt is: waiting in the queue, running, or neither (done, removed or unknown)."""
+
+_LIVE_JOB_STATUS: dict[str, PromptState] = {"pending": "pending", "in_progress": "running"}
 
 
 class PromptRejected(Exception):
@@ -38,6 +50,8 @@ class ComfyClient:
             timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
         )
+        # Whether this ComfyUI has /api/jobs: unknown (None) until a route answers, then kept.
+        self.jobs_api: bool | None = None
 
     @property
     def ws_url(self) -> str:
@@ -108,6 +122,55 @@ class ComfyClient:
 
     def queue(self) -> QueueState:
         return self._model(QueueState, self._json("GET", "/queue"), "/queue")
+
+    def prompt_state(self, prompt_id: str) -> PromptState:
+        """Where a prompt is, from `GET /api/jobs/{id}`, or from `/queue` on an older ComfyUI."""
+        if self.jobs_api is not False:
+            response = self._request("GET", f"/api/jobs/{prompt_id}", allow_status=(404, 405))
+            body = self._jobs_answer(response)
+            if body is not None:
+                if response.status_code == 404:
+                    return "ended"  # neither queued, running nor in the history
+                status = body.get("status") if isinstance(body, dict) else None
+                return _LIVE_JOB_STATUS.get(str(status), "ended")
+        queue = self.queue()
+        if prompt_id in queue.running:
+            return "running"
+        return "pending" if prompt_id in queue.pending else "ended"
+
+    def cancel(self, prompt_id: str) -> bool | None:
+        """Stop one prompt, queued or running, with `POST /api/jobs/{id}/cancel`.
+
+        True when ComfyUI dequeued or interrupted it, False when it had already ended (or was
+        never known), None when this ComfyUI has no jobs routes: the caller falls back.
+        """
+        if self.jobs_api is False:
+            return None
+        response = self._request("POST", f"/api/jobs/{prompt_id}/cancel",
+                                 allow_status=(404, 405))
+        body = self._jobs_answer(response)
+        if body is None:
+            return None
+        return bool(body.get("cancelled")) if isinstance(body, dict) else False
+
+    def _jobs_answer(self, response: httpx.Response) -> Any:
+        """The JSON of a jobs route, or None when the route does not exist here.
+
+        ComfyUI's own answers are JSON, its "Job not found" 404 included; a ComfyUI without
+        the routes answers 404 or 405 from its static file handler, with no JSON.
+        """
+        if response.is_success or self.jobs_api:
+            self.jobs_api = True
+            return self._decode(response, response.request.url.path)
+        try:
+            body = response.json()
+        except ValueError:
+            log.info("ComfyUI at %s has no /api/jobs routes: using /queue and /interrupt",
+                     self.base_url)
+            self.jobs_api = False
+            return None
+        self.jobs_api = True
+        return body
 
     def delete_history(self, prompt_ids: list[str]) -> None:
         self._request("POST", "/history", json={"delete": prompt_ids})

@@ -3,9 +3,12 @@
 ComfyUI sends a prompt's events only to the websocket whose `clientId` the prompt was queued
 with. Opening a websocket costs a few milliseconds, about a third of the worker's overhead on
 a small job, so the worker keeps one open and queues every prompt under its client id. A
-reader thread decodes each message once (`events.decode_text`) and sorts them by prompt id
-into subscriptions; preview frames carry no prompt id and go to the prompt ComfyUI is
-executing (it runs one at a time).
+reader thread decodes each message once (`events.decode_text`, `decode_binary`) and sorts them
+by prompt id into subscriptions. The socket declares the feature flag
+`supports_preview_metadata` as its first message (ComfyUI reads flags only there), so ComfyUI
+sends previews as type 4 frames that name their prompt: a frame for another prompt reaches
+only that prompt. Frames that name none (type 1 from a ComfyUI without the flag, progress
+text) go to the prompt ComfyUI is executing (it runs one at a time).
 
 A subscription is made before the prompt is queued (we choose the prompt id), so no event
 is lost to a race. When the connection breaks, every open subscription is told
@@ -15,6 +18,7 @@ the reader reconnects with the same client id, which ComfyUI keeps sending to.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -29,6 +33,7 @@ from .events import (
     ExecutionStarted,
     NodeStarted,
     PreviewFrame,
+    ProgressText,
     RunEnded,
     decode_binary,
     decode_text,
@@ -39,6 +44,9 @@ log = logging.getLogger(__name__)
 _RECEIVE_SLICE_S = 0.5
 _MAX_BACKOFF_S = 1.0
 _CONNECT_TIMEOUT_S = 10.0
+# What this client understands, sent as the socket's first message (ComfyUI's server.py keeps
+# it per client id; comfy_api/feature_flags.py lists the server's side).
+FEATURE_FLAGS = {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
 
 
 class ConnectionLost(Exception):
@@ -85,6 +93,7 @@ class _Socket:
                 url, timeout=_CONNECT_TIMEOUT_S, enable_multithread=True,
                 skip_utf8_validation=True,
             )
+            self._ws.send(json.dumps(FEATURE_FLAGS))
         except (OSError, websocket.WebSocketException) as exc:
             raise ConnectionLost(f"cannot open ComfyUI's websocket: {exc}") from exc
 
@@ -201,7 +210,7 @@ class EventHub:
 
     def _dispatch(self, event: Event) -> None:
         target = event.prompt_id
-        if isinstance(event, PreviewFrame):
+        if isinstance(event, (PreviewFrame, ProgressText)) and target is None:
             target = self._running_prompt
         elif isinstance(event, (ExecutionStarted, NodeStarted)):
             self._running_prompt = target

@@ -1,8 +1,17 @@
 """ComfyUI's event protocol, decoded once into types every consumer switches on.
 
-ComfyUI's websocket sends text frames `{"type", "data"}` and binary frames
-`[u32 event][u32 format][bytes]` (previews, or SaveImageWebsocket's outputs); its history keeps
-the run's status messages in the same `(type, data)` form. Both are decoded here, and only here:
+ComfyUI's websocket sends text frames `{"type", "data"}` and binary frames `[u32 event][...]`;
+its history keeps the run's status messages in the same `(type, data)` form. Both are decoded
+here, and only here. The binary frames of ComfyUI 0.3.64 (`protocol.BinaryEventTypes`):
+
+    1  [u32 format][image]                       a preview, or SaveImageWebsocket's output, for
+                                                 a client that did not declare
+                                                 `supports_preview_metadata`: no prompt, no node
+    3  [u32 n][node id: n bytes][utf-8 text]     progress text from an API node
+    4  [u32 n][JSON: n bytes][image]             the same image for a client that did, the JSON
+                                                 naming `prompt_id`, `node_id` and `image_type`
+
+A frame of another event type, or one that does not parse, is dropped (None), never raised:
 
     Event
     ├── ExecutionStarted ..... execution_start          the prompt left the queue
@@ -14,7 +23,8 @@ the run's status messages in the same `(type, data)` form. Both are decoded here
     ├── ExecutionSucceeded ... execution_success
     ├── ExecutionError ....... execution_error          a node raised
     ├── Interrupted .......... execution_interrupted
-    ├── PreviewFrame ......... (binary)                 an image sent over the socket
+    ├── PreviewFrame ......... (binary 1 and 4)         an image sent over the socket
+    ├── ProgressText ......... (binary 3)               a node's progress as text
     └── OtherEvent ........... status, crystools, ...   broadcasts nobody follows
 
 `received_at` is our monotonic clock, for per-node timings. Knows nothing about RunPod.
@@ -32,6 +42,10 @@ from pydantic import BaseModel, ConfigDict, Field
 log = logging.getLogger(__name__)
 
 _BINARY_FORMATS = {1: "image/jpeg", 2: "image/png", 3: "image/webp"}
+PREVIEW_IMAGE = 1
+PROGRESS_TEXT = 3
+PREVIEW_WITH_METADATA = 4
+_U32 = struct.Struct(">I")
 
 
 class Event(BaseModel):
@@ -88,11 +102,26 @@ class Interrupted(Event):
 
 
 class PreviewFrame(Event):
-    """An image sent over the websocket; it names no prompt (the running one sent it)."""
+    """An image sent over the websocket. Type 4 names its prompt and node; type 1 names
+    neither (the running prompt's running node sent it)."""
 
     event: int
     mime_type: str | None
     data: bytes
+    node_id: str | None = None
+
+    @property
+    def before_its_progress(self) -> bool:
+        """ComfyUI sends a type 4 frame just before the `progress` event of its step, and a
+        type 1 frame just after it (main.py's progress hook)."""
+        return self.event == PREVIEW_WITH_METADATA
+
+
+class ProgressText(Event):
+    """Progress text of a node (ComfyUI's API nodes); it names no prompt."""
+
+    node_id: str
+    text: str
 
 
 class OtherEvent(Event):
@@ -163,9 +192,46 @@ def decode_text(payload: str | bytes, received_at: float) -> Event | None:
         return None
 
 
-def decode_binary(payload: bytes, received_at: float) -> PreviewFrame | None:
-    if len(payload) < 8:
+def decode_binary(payload: bytes, received_at: float) -> PreviewFrame | ProgressText | None:
+    """A websocket binary frame; None when it is of no known type or does not parse."""
+    try:
+        if len(payload) < 8:
+            raise ValueError(f"{len(payload)} bytes")
+        (event,) = _U32.unpack_from(payload)
+        if event == PREVIEW_IMAGE:
+            (image_format,) = _U32.unpack_from(payload, 4)
+            return _frame(event, _BINARY_FORMATS.get(image_format), payload[8:], received_at)
+        head, rest = _sized(payload)
+        if event == PROGRESS_TEXT:
+            return ProgressText(node_id=head.decode(), text=rest.decode(errors="replace"),
+                                received_at=received_at)
+        if event == PREVIEW_WITH_METADATA:
+            return _metadata_frame(head, rest, received_at)
+    except (ValueError, TypeError) as exc:  # UnicodeDecodeError and JSONDecodeError included
+        log.warning("dropping a malformed binary websocket frame: %s", exc)
         return None
-    event, image_format = struct.unpack(">II", payload[:8])
-    return PreviewFrame(event=event, mime_type=_BINARY_FORMATS.get(image_format),
-                        data=payload[8:], received_at=received_at)
+    log.debug("dropping a binary websocket frame of unknown type %d", event)
+    return None
+
+
+def _sized(payload: bytes) -> tuple[bytes, bytes]:
+    """`[u32 event][u32 n][n bytes][rest]` -> (the n bytes, the rest)."""
+    (size,) = _U32.unpack_from(payload, 4)
+    if 8 + size > len(payload):
+        raise ValueError(f"a length of {size} in a frame of {len(payload)} bytes")
+    return payload[8:8 + size], payload[8 + size:]
+
+
+def _metadata_frame(head: bytes, image: bytes, received_at: float) -> PreviewFrame:
+    meta = json.loads(head)
+    if not isinstance(meta, dict):
+        raise TypeError("its metadata is not a JSON object")
+    frame = _frame(PREVIEW_WITH_METADATA, _text(meta.get("image_type")), image, received_at)
+    return frame.model_copy(update={"prompt_id": _text(meta.get("prompt_id")),
+                                    "node_id": _text(meta.get("node_id"))})
+
+
+def _frame(event: int, mime_type: str | None, data: bytes, received_at: float) -> PreviewFrame:
+    if not data:
+        raise ValueError("no image")
+    return PreviewFrame(event=event, mime_type=mime_type, data=data, received_at=received_at)

@@ -125,20 +125,27 @@ class PromptRun:
     def stop(self) -> bool:
         """Take our prompt off the queue, or interrupt it if running, and wait until it ends.
 
-        False (and `stuck` set) when it still runs after the grace.
+        False (and `stuck` set) when it still runs after the grace. ComfyUI's jobs route
+        cancels this prompt and no other; without it, /queue says where it is and /interrupt
+        (naming it) stops it.
         """
         try:
-            queue = self.client.queue()
-            if self.prompt_id in queue.pending:
-                self.client.delete_from_queue([self.prompt_id])
-                return True
-            if self.prompt_id in queue.running:
+            cancelled = self.client.cancel(self.prompt_id)
+            if cancelled is None:
+                queue = self.client.queue()
+                if self.prompt_id in queue.pending:
+                    self.client.delete_from_queue([self.prompt_id])
+                    return True
+                if self.prompt_id not in queue.running:
+                    return True
                 self.client.interrupt(self.prompt_id)
-                if not self._wait_until_gone(time.monotonic() + self.stop_grace_s):
-                    log.error("prompt %s still runs %.0f s after an interrupt", self.prompt_id,
-                              self.stop_grace_s)
-                    self.stuck = True
-                    return False
+            elif not cancelled:
+                return True  # it had ended already
+            if not self._wait_until_gone(time.monotonic() + self.stop_grace_s):
+                log.error("prompt %s still runs %.0f s after an interrupt", self.prompt_id,
+                          self.stop_grace_s)
+                self.stuck = True
+                return False
         except ComfyUIUnavailable as exc:
             log.warning("could not stop prompt %s: %s", self.prompt_id, exc.message)
         return True
@@ -206,8 +213,8 @@ class PromptRun:
                 self._record.on_event(event)
                 if self._record.ended:
                     return True
-            elif self.client.history(self.prompt_id) is not None:
-                return True
+            elif self.client.prompt_state(self.prompt_id) == "ended":
+                return True  # a dequeued prompt never ends with an event or a history
         return False
 
 
@@ -217,10 +224,9 @@ def wait_until_ended(client: ComfyClient, prompt_id: str, timeout_s: float) -> b
     until = time.monotonic() + timeout_s
     while True:
         try:
-            queue = client.queue()
+            if client.prompt_state(prompt_id) == "ended":
+                return True
         except ComfyUIUnavailable:
-            return True
-        if prompt_id not in queue.running and prompt_id not in queue.pending:
             return True
         if time.monotonic() >= until:
             return False

@@ -84,8 +84,9 @@ class RunRecord:
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, PreviewFrame):
-            if self.current_node is not None:
-                self.frames.append((self.current_node, event))
+            node = event.node_id or self.current_node  # a type 1 frame names no node
+            if node is not None:
+                self.frames.append((node, event))
         elif isinstance(event, NodeStarted):
             self._close_node(event.received_at)
             self.current_node, self.current_since, self.step = event.node, event.received_at, None

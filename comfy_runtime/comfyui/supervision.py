@@ -16,6 +16,7 @@ import atexit
 import collections
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +34,23 @@ from ..settings import Settings
 
 log = logging.getLogger(__name__)
 comfy_log = logging.getLogger("comfyui")
+
+# ComfyUI 0.33 colours every line, on a pipe too: "\x1b[32m[INFO]\x1b[0m message". The codes
+# are dropped so logs and error messages stay readable, and the level tag becomes the relayed
+# line's level (0.3.64 prints bare messages, relayed at INFO).
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_LEVEL_TAG = re.compile(r"\[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\] ?")
+_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
+           "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
+
+
+def plain_log_line(raw: str) -> tuple[int, str]:
+    """A line of ComfyUI's output without colour codes or level tag, and its level."""
+    line = _ANSI.sub("", raw).rstrip()
+    tag = _LEVEL_TAG.match(line)
+    if tag is None:
+        return logging.INFO, line
+    return _LEVELS[tag.group(1)], line[tag.end():]
 
 LOG_TAIL_LINES = 60
 MAX_CRASHES = 3
@@ -220,9 +238,9 @@ class ComfyProcess:
     def _pump_log(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
         for raw in iter(proc.stdout.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip()
+            level, line = plain_log_line(raw.decode("utf-8", "replace"))
             self._tail.append(line)
-            comfy_log.info("%s", line)
+            comfy_log.log(level, "%s", line)
 
 
 def _answers(url: str, *, timeout_s: float) -> bool:
@@ -294,8 +312,22 @@ def launch_command(settings: Settings, gpu_probe: GpuProbe = visible_gpu) -> lis
         port=settings.comfyui_port,
         log_level=settings.comfy_log_level,
         extra_model_paths=_model_paths(settings),
-        extra_args=device_args(settings.comfyui_extra_args, gpu_probe),
+        extra_args=[
+            *preview_args(settings.comfyui_extra_args, settings.preview_method,
+                          settings.preview_max_size),
+            *device_args(settings.comfyui_extra_args, gpu_probe),
+        ],
     )
+
+
+def preview_args(extra_args: list[str], method: str, max_size: int) -> list[str]:
+    """ComfyUI's preview flags from PREVIEW_METHOD and PREVIEW_MAX_SIZE, each unless
+    COMFYUI_ARGS (`extra_args`) gives it already."""
+    given = {a.split("=", 1)[0] for a in extra_args}
+    added = [] if "--preview-method" in given else ["--preview-method", method]
+    if "--preview-size" not in given:
+        added += ["--preview-size", str(max_size)]
+    return added
 
 
 def launch_env(command: list[str], environ: Mapping[str, str], jobs_in_flight: int

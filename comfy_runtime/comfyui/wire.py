@@ -65,3 +65,19 @@ class HistoryEntry(BaseModel):
     outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
     status: HistoryStatus = Field(default_factory=HistoryStatus)
     meta: dict[str, Any] = Field(default_factory=dict)
+
+
+def preview_method(system_stats: Any) -> str:
+    """The `--preview-method` ComfyUI runs with, from `GET /system_stats`'s `system.argv`:
+    `none` when it was not given (ComfyUI's default: no previews)."""
+    system = system_stats.get("system") if isinstance(system_stats, dict) else None
+    argv = system.get("argv") if isinstance(system, dict) else None
+    if not isinstance(argv, list):
+        return "none"
+    method = "none"
+    for flag, value in zip(argv, [*argv[1:], None]):
+        if flag == "--preview-method" and value is not None:
+            method = str(value)
+        elif isinstance(flag, str) and flag.startswith("--preview-method="):
+            method = flag.split("=", 1)[1]
+    return method

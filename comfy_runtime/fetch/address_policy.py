@@ -165,7 +165,16 @@ def _parse_and_check_scheme(url: str, *, field: str, via_redirect: bool) -> http
                 "via_redirect": via_redirect,
             },
         )
-    if not parsed.host:
+    try:
+        # httpx decodes an internationalised name (xn--...) only when asked for `host`.
+        host = parsed.host
+    except ValueError as exc:  # idna's errors are UnicodeErrors, which are ValueErrors
+        raise InvalidInput(
+            f"{field}: {where}URL {redact_url(url)} has a host that is not a valid "
+            f"internationalised domain name ({exc})",
+            {"field": field, "reason": "invalid_url", "url": redact_url(url)},
+        ) from None
+    if not host:
         raise InvalidInput(
             f"{field}: {where}URL {redact_url(url)} has no host",
             {"field": field, "reason": "invalid_url", "url": redact_url(url)},

@@ -25,6 +25,7 @@ before a size check sees them.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,8 +35,12 @@ from urllib.parse import urljoin
 
 import httpx
 
-from ..errors import InputFetchFailed
+from ..errors import InputFetchFailed, JobCancelled
 from .address_policy import IPAddress, Resolver, checked_target, redact_url, system_resolver
+from .deadline import DownloadCancelled, new_client
+
+__all__ = ["FetchedInput", "UrlPolicy", "check_hop", "fetch_url", "new_client",
+           "pinned_response", "redact_url"]
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +80,34 @@ default_resolver: Resolver = system_resolver
 
 
 def fetch_url(
-    url: str, policy: UrlPolicy, *, field: str, resolver: Resolver | None = None
+    url: str,
+    policy: UrlPolicy,
+    *,
+    field: str,
+    resolver: Resolver | None = None,
+    cancel: threading.Event | None = None,
 ) -> FetchedInput:
     """Download `url` under `policy`; `field` names the job input in error messages.
 
-    Raises InvalidInput when the URL (or a redirect) is refused by policy, and
-    InputFetchFailed when the download itself fails (network, timeout, status, size).
+    Raises InvalidInput when the URL (or a redirect) is refused by policy, InputFetchFailed
+    when the download itself fails (network, timeout, status, size), and JobCancelled soon
+    after `cancel` is set, wherever the download waits.
     """
+    try:
+        return _fetch(url, policy, field=field, resolver=resolver, cancel=cancel)
+    except DownloadCancelled:
+        raise JobCancelled(f"{field}: download cancelled", {"field": field}) from None
+
+
+def _fetch(
+    url: str, policy: UrlPolicy, *, field: str, resolver: Resolver | None,
+    cancel: threading.Event | None,
+) -> FetchedInput:
     # Looked up at call time, so a replaced `default_resolver` is seen by every caller.
     resolve = resolver or default_resolver
     deadline = time.monotonic() + policy.timeout_s
     current = url
-    with new_client() as client:
+    with new_client(deadline, cancel) as client:
         for hop in range(policy.max_redirects + 1):
             via_redirect = hop > 0
             target, addresses = checked_target(
@@ -138,18 +159,6 @@ def check_hop(
 
 
 # --- step 3: connect to a checked address and stream the body -----------------------------
-
-
-def new_client() -> httpx.Client:
-    # No kept-alive connections: a pooled connection opened for one name must never carry a
-    # request for another name on the same address (its TLS session was verified for the
-    # first). trust_env=False keeps proxy variables from re-routing the connection past the
-    # address check.
-    return httpx.Client(
-        trust_env=False,
-        follow_redirects=False,
-        limits=httpx.Limits(max_keepalive_connections=0),
-    )
 
 
 def _fetch_one_hop(
@@ -205,8 +214,8 @@ def pinned_response(
     if remaining <= 0:
         raise httpx.ReadTimeout("deadline passed before connecting")
     host = url.raw_host.decode("ascii")
-    # Every read gets at most the time left, so a stalled server cannot outlive the deadline;
-    # a server that keeps dripping is caught by the deadline check while reading.
+    # Each wait is capped here at the I/O timeout; the client's sockets (`deadline.new_client`)
+    # end every wait, headers included, at the download's deadline whatever it is given.
     per_read = min(remaining, io_timeout_s) if io_timeout_s is not None else remaining
     connect = min(per_read, connect_s) if connect_s is not None else per_read
     timeout = httpx.Timeout(per_read, connect=min(connect, _MAX_CONNECT_TIMEOUT_S))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import binascii
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -45,6 +46,7 @@ class InputLimits:
     fetch_timeout_s: float
     allow_private_urls: bool
     extra_suffixes: frozenset[str] = frozenset()  # EXTRA_INPUT_EXTENSIONS: accepted unchecked
+    cancel: threading.Event | None = None  # the job's: set, a download stops where it waits
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ def decode_payload(value: str, field: str, limits: InputLimits) -> bytes:
             timeout_s=limits.fetch_timeout_s,
             allow_private=limits.allow_private_urls,
         )
-        return fetch_url(value, policy, field=field).data
+        return fetch_url(value, policy, field=field, cancel=limits.cancel).data
     start = _payload_start(value, field)
     # Checked before slicing: the slice copies the whole payload.
     _check_encoded_size(len(value) - start, field, limits.max_bytes)

@@ -97,9 +97,10 @@ class ModelCache:
         )
 
     def sweep(self) -> int:
-        """Delete `.part` files left by crashed downloads; call once at start. Returns how
-        many were deleted."""
-        return self.store.sweep_parts()
+        """Bring index and disk together; call once at start (see `CacheStore.reconcile`).
+        Returns how many partial files of crashed downloads were deleted."""
+        # A live download writes at least once per I/O timeout, or gives up.
+        return self.store.reconcile(stale_part_s=2 * self.config.io_timeout_s)
 
 
 class ModelLease:
@@ -130,9 +131,10 @@ class ModelLease:
         on_progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         field: str = "models",
+        fields: Sequence[str] | None = None,
     ) -> list[CachedModel]:
         """Make every requested file present, verified and leased; one result per request,
-        in order. `deadline` is a time.monotonic() value (the job's); `cancel` stops waiting
+        in order. Errors name `fields[i]` for request i, or `<field>[i]` without `fields`. `deadline` is a time.monotonic() value (the job's); `cancel` stops waiting
         and downloading (JobCancelled). Errors: ModelFetchFailed (model_fetch_failed),
         InvalidInput for a URL the address policy refuses, JobCancelled.
 
@@ -141,10 +143,12 @@ class ModelLease:
         several threads. The first failure stops the others, and the error raised is the one
         of the first failed request in list order."""
         stop = threading.Event()  # ours: set on the caller's cancel or on a failure
+        names = list(fields) if fields is not None else [
+            f"{field}[{i}]" for i in range(len(requests))]
         fetches = [
             ModelObtain(self._cache.store, self._cache.config, self._hold, request,
-                        f"{field}[{i}]", deadline, on_progress, stop)
-            for i, request in enumerate(requests)
+                        name, deadline, on_progress, stop)
+            for request, name in zip(requests, names, strict=True)
         ]
         if not fetches:
             return []

@@ -39,6 +39,7 @@ from pydantic import SecretStr
 from ..errors import InputFetchFailed, JobCancelled, JobError
 from ..fetch import download as url_fetch
 from ..fetch.address_policy import IPAddress, Resolver
+from ..fetch.deadline import DownloadCancelled
 from ..fetch.download import redact_url
 from .part import PartFile, body_chunks, content_length, content_range
 
@@ -128,6 +129,8 @@ class Download:
             part = PartFile(self.part_path, hashing=self.expected_sha256 is not None)
             try:
                 attempts = self._attempts(part)
+            except DownloadCancelled:
+                raise self._cancelled() from None
             finally:
                 part.close()
             self._verify(part)
@@ -161,7 +164,7 @@ class Download:
             timeout_s=max(self._remaining(), 0.001),
             allow_private=self.limits.allow_private,
         )
-        with url_fetch.new_client() as client:
+        with url_fetch.new_client(self.deadline, self.cancel) as client:
             for hop in range(self.limits.max_redirects + 1):
                 target, addresses = self._check(current, policy, via_redirect=hop > 0)
                 origin_host = origin_host or target.host  # the host the job named
@@ -320,7 +323,7 @@ class Download:
 
     def _check_time_and_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
-            raise JobCancelled(f"{self.field}: model download cancelled", {"field": self.field})
+            raise self._cancelled()
         if self._remaining() <= 0:
             raise self._fail("timeout", "the job's time limit passed during the download")
 
@@ -340,6 +343,9 @@ class Download:
         }
         details.update(extra)
         return ModelFetchFailed(f"{self.field}: downloading {safe} failed: {what}", details)
+
+    def _cancelled(self) -> JobCancelled:
+        return JobCancelled(f"{self.field}: model download cancelled", {"field": self.field})
 
     def _disk_error(self, exc: OSError) -> ModelFetchFailed:
         # A full disk or a lost volume: another attempt would not help.
@@ -373,5 +379,5 @@ class Download:
 def _host(url: str) -> str:
     try:
         return httpx.URL(url).host
-    except (httpx.InvalidURL, TypeError):
+    except (httpx.InvalidURL, TypeError, ValueError):  # ValueError: not a valid IDNA name
         return ""

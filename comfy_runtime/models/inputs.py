@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from ..errors import InvalidInput
@@ -82,6 +83,10 @@ class ModelRequest(BaseModel):
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             raise ValueError("expected an http:// or https:// URL with a host")
+        try:
+            httpx.URL(url).host  # noqa: B018 (decoding the name is the check)
+        except (httpx.InvalidURL, ValueError) as exc:  # idna's errors are ValueErrors
+            raise ValueError(f"not a usable URL ({exc})") from None
         return url
 
     @field_validator("folder")
@@ -191,6 +196,7 @@ class GraphModelUse:
 class GraphModels:
     requests: list[ModelRequest]  # one per distinct (URL, folder), in graph order
     uses: list[GraphModelUse]
+    fields: list[str]  # where each request was first named: workflow.12.inputs.lora_name
 
 
 def find_graph_models(graph: dict[str, Any]) -> GraphModels:
@@ -199,6 +205,7 @@ def find_graph_models(graph: dict[str, Any]) -> GraphModels:
     Raises InvalidInput naming the input (`workflow.12.inputs.lora_name`) when a URL is not
     usable as a model source."""
     requests: list[ModelRequest] = []
+    fields: list[str] = []
     seen: dict[tuple[str, str], int] = {}
     uses: list[GraphModelUse] = []
     for node_id, node in graph.items():
@@ -215,8 +222,9 @@ def find_graph_models(graph: dict[str, Any]) -> GraphModels:
                 field = f"workflow.{node_id}.inputs.{input_name}"
                 seen[key] = len(requests)
                 requests.append(_graph_request(value, folder, field))
+                fields.append(field)
             uses.append(GraphModelUse(str(node_id), input_name, seen[key]))
-    return GraphModels(requests, uses)
+    return GraphModels(requests, uses, fields)
 
 
 def rewrite_graph(

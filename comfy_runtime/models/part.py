@@ -186,7 +186,17 @@ def _read(stream: httpcore.NetworkStream, size: int, timeout: float) -> bytes:
     return chunk
 
 
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file already on disk (a cached file first asked for by checksum)."""
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
+def file_sha256(path: Path, check: Callable[[], None]) -> str:
+    """The SHA-256 of a file already on disk (a cached file first asked for by checksum),
+    read in blocks with `check()` called before each: it raises to stop (the job's deadline
+    passed, or it was cancelled), so gigabytes are hashed only within the job's time."""
+    digest = hashlib.sha256()
+    block = bytearray(BLOCK_BYTES)
+    view = memoryview(block)
+    with path.open("rb", buffering=0) as file:
+        while True:
+            check()
+            count = file.readinto(block)
+            if not count:
+                return digest.hexdigest()
+            digest.update(view[:count])

@@ -62,7 +62,7 @@ _MAX_FILES_PER_FOLDER = 5000
 # would need quoting, so the data file is refused instead.
 _SAFE_NAME = re.compile(r"^[a-z0-9_]+$")
 
-_KINDS = frozenset({"weights", "yaml", "folder", "no_extension"})
+_KINDS = frozenset({"weights", "yaml", "folder", "no_extension", "any"})
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,8 @@ def _listed(folder: ModelFolder, directory: Path) -> list[str]:
         return [n for n in names if os.path.splitext(n)[1].lower() in SUPPORTED_PT_EXTENSIONS]
     if folder.kind == "yaml":
         return [n for n in names if os.path.splitext(n)[1].lower() == ".yaml"]
+    if folder.kind == "any":
+        return names
     return [n for n in names if os.path.splitext(n)[1] == ""]
 
 

@@ -3,27 +3,35 @@
 Layout under the cache root (`MODEL_CACHE_DIR`), which may be on a network volume that several
 workers share::
 
-    <root>/<folder>/<name>            a cached file, as ComfyUI lists it
-    <root>/<folder>/.<key>.part       a download in progress (ComfyUI lists no *.part file)
-    <root>/index.json                 what the cache created: URL key, sha256, size, last use
-    <root>/.lock                      flock: guards index.json and every rename or delete
-    <root>/.locks/<key>.lock          flock: held by whoever downloads <folder>/<name>
-    <root>/.leases/<key>.lock         flock: shared by each job that uses <folder>/<name>
+    <root>/<folder>/<name>                  a cached file, as ComfyUI lists it
+    <root>/<folder>/.<key>.<token>.part     a download in progress (ComfyUI lists no *.part)
+    <root>/.index/<key>.<token>.json        one entry per installed file: its URL key, sha256,
+                                            size, last use and the inode it was installed as
+    <root>/.lock                            flock: guards every eviction, rename and lease
+    <root>/.locks/<key>.lock                flock: held by whoever downloads <folder>/<name>
+    <root>/.leases/<key>.lock               flock: shared by each job that uses <folder>/<name>
 
-(`<key>` is a hash of "<folder>/<name>", so any name gives a short, safe lock file name.)
+(`<key>` is a hash of "<folder>/<name>", so any name gives a short, safe file name; `<token>`
+is random, one per download.)
 
-Why an index instead of file times: atime is not kept on most mounts (noatime/relatime, and
-network volumes), and the cache needs more than a time anyway: which files it created (files
-put there by hand are never evicted or overwritten), each file's URL and checksum (so a hit
-never re-hashes gigabytes), and its size. The index is small, read and rewritten (atomically)
-under the root lock on each operation, so workers sharing the volume see one truth.
+Why an index instead of file times: atime is not kept on most mounts, and the cache needs more
+than a time anyway: which files it created (files put there by hand are never evicted or
+overwritten), each file's URL and checksum (so a hit never re-hashes gigabytes), its size.
+
+Why one index file per entry, written before its file is renamed into place: installing is
+then one recoverable step. A crash or a failed write before the rename leaves an entry for a
+file that is not there (ignored, and removed when the cache opens: `reconcile`); after it, the
+file and its entry agree. No file the cache installs is ever unknown to the index. And no
+writer rewrites anyone else's entry, so workers whose locks do not reach each other (a network
+file system that does not share flock between machines) can never lose an entry: at worst
+both download a file, and the entry that names the file's inode wins. Each download writes a
+part file of its own, so a file is never renamed into place before it is whole.
 
 Why flock leases: a file in use must survive eviction even when the evicting worker is another
 machine. Each job holds a shared flock on the file's lease lock until it releases; the evictor
 tries an exclusive, non-blocking flock and skips the file when that fails. A crashed job's
-locks vanish with its process, so nothing stays pinned forever. flock locks belong to an open
-file description, so two threads of one process exclude each other as two processes do.
-Lock files are never deleted: deleting a lock file someone may be about to lock breaks it.
+locks vanish with its process. Download locks are removed by their holder (a waiter that finds
+its lock file replaced tries again), so failed downloads leave no lock files behind.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -46,13 +55,20 @@ from .fetch import ModelFetchFailed
 
 log = logging.getLogger(__name__)
 
-_INDEX = "index.json"
+_INDEX = ".index"
+_LEGACY_INDEX = "index.json"  # one file for all entries, before issue 22
 _LOCK_POLL_S = 0.05
+# An entry that names no file is removed when the cache opens once it is this old: younger, it
+# may belong to an install about to rename its file (on a volume whose locks are not shared).
+_STALE_ENTRY_S = 600.0
 
 
 class CacheEntry(BaseModel):
     """One file the cache created, as the index records it."""
 
+    key: str = ""  # "<folder>/<name>"
+    token: str = ""  # names the entry's file; one per install
+    inode: int | None = None  # of the file installed (kept by the rename)
     url_key: str  # sha256 of the URL: the URL itself may carry a signature
     sha256: str | None = None  # known once a request gave a checksum (hashing costs a core)
     size: int
@@ -63,51 +79,55 @@ class CacheEntry(BaseModel):
 # --- flock ---------------------------------------------------------------------------------
 
 
+def _open_lock(path: Path, mode: int) -> int | None:
+    """A descriptor of `path` holding flock `mode`, or None when someone else holds it. A lock
+    file its holder removed meanwhile is opened again (`None` is never for a removed file)."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # locked a file that was removed: its holder is done, take the new one
+
+
 def wait_lock(
     path: Path, mode: int, *, deadline: float | None, cancel: threading.Event | None, what: str
 ) -> int:
     """An open descriptor holding flock `mode` on `path`, waited for until `deadline` (polled,
     because a blocking flock cannot be given a timeout or be cancelled)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                return fd
-            except BlockingIOError:
-                pass
-            if cancel is not None and cancel.is_set():
-                raise JobCancelled(f"{what}: cancelled while waiting")
-            if deadline is not None and time.monotonic() > deadline:
-                # `what` may start with the job's field ("models[0]: ...").
-                raise ModelFetchFailed(
-                    f"{what}: the job's time limit passed while waiting",
-                    {"reason": "timeout", "waiting_for": what},
-                )
-            time.sleep(_LOCK_POLL_S)
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def try_lock(path: Path, mode: int) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, mode | fcntl.LOCK_NB)
-        return fd
-    except BlockingIOError:
-        os.close(fd)
-        return None
+    while True:
+        fd = _open_lock(path, mode)
+        if fd is not None:
+            return fd
+        if cancel is not None and cancel.is_set():
+            raise JobCancelled(f"{what}: cancelled while waiting")
+        if deadline is not None and time.monotonic() > deadline:
+            # `what` may start with the job's field ("models[0]: ...").
+            raise ModelFetchFailed(
+                f"{what}: the job's time limit passed while waiting",
+                {"reason": "timeout", "waiting_for": what},
+            )
+        time.sleep(_LOCK_POLL_S)
 
 
 @contextmanager
 def held(
-    path: Path, mode: int, *, deadline: float | None, cancel: threading.Event | None, what: str
+    path: Path, mode: int, *, deadline: float | None, cancel: threading.Event | None, what: str,
+    remove: bool = False,
 ) -> Iterator[None]:
     fd = wait_lock(path, mode, deadline=deadline, cancel=cancel, what=what)
     try:
         yield
     finally:
+        if remove:  # while still held: a waiter that locked the old file sees it is gone
+            path.unlink(missing_ok=True)
         os.close(fd)  # closing the descriptor releases the flock
 
 
@@ -119,15 +139,17 @@ class CacheStore:
 
     def __init__(self, root: Path, folders: Iterable[str]) -> None:
         self.root = root
-        for sub in (".locks", ".leases", *folders):
+        self.folders = tuple(folders)
+        for sub in (".locks", ".leases", _INDEX, *self.folders):
             (root / sub).mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
         return self.root / key
 
-    def part_path(self, key: str) -> Path:
+    def new_part_path(self, key: str) -> Path:
+        """A partial file of its own for one download of `key`."""
         folder = key.split("/", 1)[0]
-        return self.root / folder / f".{_digest(key)}.part"
+        return self.root / folder / f".{_digest(key)}.{uuid.uuid4().hex[:12]}.part"
 
     def root_lock(self, deadline: float | None = None) -> AbstractContextManager[None]:
         return held(self.root / ".lock", fcntl.LOCK_EX, deadline=deadline, cancel=None,
@@ -137,7 +159,7 @@ class CacheStore:
         self, key: str, *, deadline: float, cancel: threading.Event | None, what: str
     ) -> AbstractContextManager[None]:
         return held(self._lock_file(".locks", key), fcntl.LOCK_EX, deadline=deadline,
-                    cancel=cancel, what=what)
+                    cancel=cancel, what=what, remove=True)
 
     def take_lease(self, key: str) -> int:
         """A descriptor holding a shared lease on `key` (close it to release). Callers hold
@@ -146,69 +168,150 @@ class CacheStore:
                          cancel=None, what="a lease")
 
     def lease_is_free(self, key: str) -> bool:
-        fd = try_lock(self._lock_file(".leases", key), fcntl.LOCK_EX)
+        fd = _open_lock(self._lock_file(".leases", key), fcntl.LOCK_EX)
         if fd is None:
             return False
         os.close(fd)
         return True
 
     def delete_unless_leased(self, key: str) -> bool:
-        """Delete the file unless a job holds a lease on it; the caller holds the root lock."""
-        fd = try_lock(self._lock_file(".leases", key), fcntl.LOCK_EX)
+        """Delete the file and its entries unless a job holds a lease on it; the caller holds
+        the root lock. The file goes first: an entry without its file is ignored."""
+        fd = _open_lock(self._lock_file(".leases", key), fcntl.LOCK_EX)
         if fd is None:
             return False
         try:
             self.path(key).unlink(missing_ok=True)
+            self.remove_entries(key)
             return True
         finally:
             os.close(fd)
 
-    def sweep_parts(self) -> int:
-        """Delete `.part` files whose download lock is free (left by a crashed download)."""
+    def _lock_file(self, kind: str, key: str) -> Path:
+        return self.root / kind / f"{_digest(key)}.lock"
+
+    # --- the index -----------------------------------------------------------------------
+
+    def write_entry(self, entry: CacheEntry) -> None:
+        """Write (or rewrite) `entry`'s own file atomically; raises OSError (a full disk)."""
+        if not entry.token:
+            entry.token = uuid.uuid4().hex[:12]
+        final = self.root / _INDEX / f"{_digest(entry.key)}.{entry.token}.json"
+        partial = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with open(partial, "w", encoding="utf-8") as file:
+                file.write(entry.model_dump_json())
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def remove_entries(self, key: str, keep: str | None = None) -> None:
+        """Remove `key`'s entries, except the one with token `keep`."""
+        for path in (self.root / _INDEX).glob(f"{_digest(key)}.*.json"):
+            if keep is None or not path.name.endswith(f".{keep}.json"):
+                path.unlink(missing_ok=True)
+
+    def drop(self, entry: CacheEntry) -> None:
+        """Remove one entry's file (an install that did not happen)."""
+        (self.root / _INDEX / f"{_digest(entry.key)}.{entry.token}.json").unlink(missing_ok=True)
+
+    def entry(self, key: str) -> CacheEntry | None:
+        """The entry of the file at `key` now, or None when the cache does not know it."""
+        return _current(self.path(key), self._entries(f"{_digest(key)}.*.json"))
+
+    def read_index(self) -> dict[str, CacheEntry]:
+        """Every file the cache knows, by key."""
+        by_key: dict[str, list[CacheEntry]] = {}
+        for entry in self._entries("*.json"):
+            by_key.setdefault(entry.key, []).append(entry)
+        index: dict[str, CacheEntry] = {}
+        for key, entries in by_key.items():
+            current = _current(self.path(key), entries)
+            if current is not None:
+                index[key] = current
+        return index
+
+    def _entries(self, pattern: str) -> list[CacheEntry]:
+        entries = []
+        for path in (self.root / _INDEX).glob(pattern):
+            try:
+                entries.append(CacheEntry.model_validate_json(path.read_bytes()))
+            except (OSError, ValueError, ValidationError):
+                continue  # removed meanwhile, or damaged from outside: not an entry
+        return entries
+
+    # --- when the cache opens ------------------------------------------------------------
+
+    def reconcile(self, stale_part_s: float) -> int:
+        """Bring index and disk together once, at start: adopt the entries of the index file
+        older versions kept, remove entries that name no file, and delete partial files no
+        live download owns (untouched for `stale_part_s`). Returns the files deleted."""
+        with self.root_lock():
+            self._adopt_legacy_index()
+            now = time.time()
+            by_key: dict[str, list[CacheEntry]] = {}
+            for entry in self._entries("*.json"):
+                by_key.setdefault(entry.key, []).append(entry)
+            for key, entries in by_key.items():
+                current = _current(self.path(key), entries)
+                for entry in entries:
+                    if entry is not current and now - entry.last_used > _STALE_ENTRY_S:
+                        self.drop(entry)
+            return self._sweep_parts(stale_part_s)
+
+    def _adopt_legacy_index(self) -> None:
+        legacy = self.root / _LEGACY_INDEX
+        try:
+            raw = json.loads(legacy.read_text(encoding="utf-8"))["entries"]
+            for key, value in raw.items():
+                entry = CacheEntry.model_validate({**value, "key": key})
+                stat = _stat(self.path(key))
+                if stat is not None and stat.st_size == entry.size:
+                    entry.inode = stat.st_ino
+                    self.write_entry(entry)
+        except FileNotFoundError:
+            return
+        except (ValueError, KeyError, TypeError, AttributeError, ValidationError) as exc:
+            log.error("model cache: old index %s is unreadable (%s); its files stay, unmanaged",
+                      legacy, type(exc).__name__)
+        legacy.unlink(missing_ok=True)
+
+    def _sweep_parts(self, stale_s: float) -> int:
         removed = 0
         for part in self.root.glob("*/.*.part"):
-            fd = try_lock(self.root / ".locks" / f"{part.name[1:-5]}.lock", fcntl.LOCK_EX)
+            stat = _stat(part)
+            if stat is None or time.time() - stat.st_mtime < stale_s:
+                continue  # written to lately: a download (perhaps on another machine) owns it
+            lock = self.root / ".locks" / f"{part.name[1:].split('.', 1)[0]}.lock"
+            fd = _open_lock(lock, fcntl.LOCK_EX)
             if fd is None:
                 continue  # a live download owns it
             try:
                 part.unlink(missing_ok=True)
                 removed += 1
             finally:
+                lock.unlink(missing_ok=True)
                 os.close(fd)
         return removed
 
-    def _lock_file(self, kind: str, key: str) -> Path:
-        return self.root / kind / f"{_digest(key)}.lock"
 
-    # --- the index (callers hold the root lock) ------------------------------------------
-
-    def read_index(self) -> dict[str, CacheEntry]:
-        try:
-            raw = json.loads((self.root / _INDEX).read_text(encoding="utf-8"))
-            entries = {k: CacheEntry.model_validate(v) for k, v in raw["entries"].items()}
-        except FileNotFoundError:
-            return {}
-        except (ValueError, KeyError, TypeError, AttributeError, ValidationError) as exc:
-            # Written atomically, so this is damage from outside; its files stay, unmanaged.
-            log.error("model cache index %s is unreadable (%s); starting a new one",
-                      self.root / _INDEX, type(exc).__name__)
-            return {}
-        # A file deleted (or changed) by hand is forgotten; a changed one is no longer ours.
-        return {key: e for key, e in entries.items() if _size(self.path(key)) == e.size}
-
-    def write_index(self, entries: dict[str, CacheEntry]) -> None:
-        data = {"version": 1, "entries": {k: e.model_dump() for k, e in entries.items()}}
-        partial = self.root / f".{_INDEX}.tmp"
-        with open(partial, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=1, sort_keys=True)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(partial, self.root / _INDEX)
+def _current(path: Path, entries: list[CacheEntry]) -> CacheEntry | None:
+    """Which of a key's entries describes the file at `path`: the one installed as its inode;
+    else (a file system whose inodes change) the newest of its size."""
+    stat = _stat(path)
+    if stat is None:
+        return None
+    sized = [e for e in entries if e.size == stat.st_size]
+    same = [e for e in sized if e.inode == stat.st_ino]
+    chosen = same or sized
+    return max(chosen, key=lambda e: e.last_used) if chosen else None
 
 
-def _size(path: Path) -> int | None:
+def _stat(path: Path) -> os.stat_result | None:
     try:
-        return path.stat().st_size
+        return path.stat()
     except OSError:
         return None
 

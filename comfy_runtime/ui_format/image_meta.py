@@ -2,9 +2,10 @@
 
 JSON: Python's parser builds every list and object of a text at once, each costing about 60
 bytes against the 2 or 3 of the text (`[],`): a few MB of text can ask for gigabytes. So
-before parsing, the text's size is held to the caller's limit and its lists and objects (its
-`[` and `{`, strings included: an overcount, never an undercount) to `MAX_CONTAINERS`; a text
-nested past what the parser's recursion allows is refused, not crashed on.
+before parsing, the text's size is held to the caller's limit, its lists and objects (its
+`[` and `{`, strings included: an overcount, never an undercount) to `MAX_CONTAINERS`, and its
+values (each but the first in a list or object follows a `,`) to `MAX_VALUES`; a text nested
+past what the parser's recursion allows is refused, not crashed on.
 
 PNG: text chunks `prompt` (the API graph that ran) and `workflow` (the editor workflow),
 `tEXt` as ComfyUI writes them, or `zTXt`/`iTXt`; an `eXIf` chunk is read too.
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 
 MAX_CONTAINERS = 200_000
 """Lists and objects in one workflow text: 100 times those of the largest template (1,783)."""
+MAX_VALUES = 500_000
+"""Values in one workflow text: 100 times those of the largest template (4,812 commas). Each is
+a Python object once parsed: 8 MiB of numbers (2 million) took 1.7 s and 217 MB."""
 
 
 def _refuse(text: str) -> UnsupportedStructure:
@@ -50,6 +54,10 @@ def load_json(text: bytes | str, max_bytes: int, what: str = "the workflow text"
     if containers > MAX_CONTAINERS:
         raise _refuse(f"{what} holds {containers} lists and objects, more than the "
                       f"{MAX_CONTAINERS} a workflow may")
+    values = data.count(b",") + containers + 1
+    if values > MAX_VALUES:
+        raise _refuse(f"{what} holds about {values} values, more than the {MAX_VALUES} a "
+                      "workflow may")
     try:
         return json.loads(data)
     except RecursionError:

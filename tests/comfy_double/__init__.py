@@ -1,4 +1,4 @@
-"""A protocol-faithful fake ComfyUI (0.3.64) for the project's tests and benchmarks.
+"""A protocol-faithful fake ComfyUI (0.3.64 or 0.33.0) for the project's tests and benchmarks.
 
     from tests.comfy_double import ComfyDouble, Faults
 """

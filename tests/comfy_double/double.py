@@ -11,12 +11,14 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from .catalogue import DEFAULT_OBJECT_INFO, Catalogue
+from .catalogue import Catalogue
 from .execution import PromptQueue, Runner
 from .faults import Faults
 from .files import Dirs
 from .hub import Hub
 from .server import ServerState, build_app
+from .versions import DEFAULT, Version
+from .versions import version as named_version
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +26,20 @@ DEFAULT_MODELS = {"checkpoints": ["random-sd15.safetensors"]}
 
 
 class ComfyDouble:
-    """A fake ComfyUI 0.3.64 on loopback that speaks the recorded protocol.
+    """A fake ComfyUI on loopback that speaks the recorded protocol of `version` ("0.3.64",
+    the default, or "0.33.0": versions.py says what differs).
 
-    `faults`, `models` and `caching` may be changed while it runs; `prompts` and `interrupts`
-    record what clients sent, `views` each /view asked for: (filename, whether a prompt was
-    running at that moment).
+    `faults`, `models` and `caching` may be changed while it runs; `prompts`, `interrupts` and
+    `cancels` record what clients sent, `views` each /view asked for: (filename, whether a
+    prompt was running at that moment).
     """
 
     def __init__(self, root: Path, *, port: int = 0, object_info_path: Path | None = None,
                  input_dir: Path | None = None, output_dir: Path | None = None,
                  temp_dir: Path | None = None, host: str = "127.0.0.1",
-                 disable_metadata: bool = False, argv: list[str] | None = None) -> None:
+                 disable_metadata: bool = False, argv: list[str] | None = None,
+                 version: str | Version = DEFAULT) -> None:
+        self.version = named_version(version) if isinstance(version, str) else version
         self.root = Path(root)
         self.input_dir = Path(input_dir) if input_dir else self.root / "input"
         self.output_dir = Path(output_dir) if output_dir else self.root / "output"
@@ -47,12 +52,14 @@ class ComfyDouble:
         self.faults = Faults()
         self.prompts: list[dict[str, Any]] = []
         self.interrupts: list[dict[str, Any]] = []
+        self.cancels: list[str] = []
+        """Prompt ids clients cancelled with POST /api/jobs/{id}/cancel (0.33.0)."""
         self.views: list[tuple[str, bool]] = []
         self.disable_metadata = disable_metadata
         self.argv = argv if argv is not None else ["main.py"]
         self.on_crash: Callable[[], Awaitable[None]] | None = None
         """Process mode sets this to exit; thread mode stops the server."""
-        self._catalogue = Catalogue(object_info_path or DEFAULT_OBJECT_INFO, self.input_dir,
+        self._catalogue = Catalogue(object_info_path or self.version.object_info, self.input_dir,
                                     {k: list(v) for k, v in DEFAULT_MODELS.items()})
         self._caching = True
         self._state: ServerState | None = None
@@ -104,6 +111,11 @@ class ComfyDouble:
         return item.prompt_id if item is not None else None
 
     @property
+    def feature_flags(self) -> dict[str, dict[str, Any]]:
+        """The feature flags each connected client declared, by client id."""
+        return dict(self._state.hub.flags) if self._state else {}
+
+    @property
     def history(self) -> dict[str, Any]:
         return self._state.queue.history if self._state else {}
 
@@ -116,11 +128,12 @@ class ComfyDouble:
         runner = Runner(queue, hub, self._catalogue, self.dirs, self.faults,
                         disable_metadata=self.disable_metadata)
         runner.caching = self._caching
+        runner.preview_method = preview_method(self.argv)
         runner.on_crash = self._crash
         self._state = ServerState(dirs=self.dirs, catalogue=self._catalogue, faults=self.faults,
                                   hub=hub, queue=queue, runner=runner, argv=self.argv,
                                   prompts=self.prompts, interrupts=self.interrupts,
-                                  views=self.views)
+                                  views=self.views, cancels=self.cancels, version=self.version)
         self._site_runner = web.AppRunner(build_app(self._state), handle_signals=False,
                                           access_log=None)
         await self._site_runner.setup()
@@ -218,3 +231,14 @@ class ComfyDouble:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def preview_method(argv: list[str]) -> str:
+    """The --preview-method in a command line, as ComfyUI's argparse reads it (default none)."""
+    method = "none"
+    for index, arg in enumerate(argv):
+        if arg == "--preview-method" and index + 1 < len(argv):
+            method = argv[index + 1]
+        elif arg.startswith("--preview-method="):
+            method = arg.split("=", 1)[1]
+    return method

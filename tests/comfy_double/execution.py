@@ -17,12 +17,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from PIL import Image
+
 from .catalogue import Catalogue
 from .faults import Faults
 from .files import Dirs
 from .graph import DependencyCycle, ExecutionOrder, is_link, signatures
 from .hub import Hub
-from .media import preview_frame
+from .media import (
+    MALFORMED_FRAMES,
+    frame_type1,
+    frame_type4,
+    huge_png_header,
+    png_bytes,
+    progress_text_frame,
+)
 from .nodes import REGISTRY, InterruptProcessing, NodeContext, NodeResult
 
 log = logging.getLogger(__name__)
@@ -140,6 +149,10 @@ class _Channel:
         await self._hub.send(event, data, self._sid)
         await self._counted()
 
+    @property
+    def sid(self) -> str | None:
+        return self._sid
+
     async def send_bytes(self, payload: bytes) -> None:
         await self._maybe_drop()
         await self._hub.send_bytes(payload, self._sid)
@@ -229,6 +242,7 @@ class Runner:
         self.faults = faults
         self.disable_metadata = disable_metadata
         self.caching = True
+        self.preview_method = "none"  # ComfyUI's --preview-method (its default: none)
         self.last_node_id: str | None = None
         self.client_id: str | None = None
         self.on_crash: Callable[[], Awaitable[None]] | None = None
@@ -522,16 +536,46 @@ class _PromptRun:
             extra_data=self.item.extra_data, disable_metadata=runner.disable_metadata,
             progress=lambda value, maximum, preview: self._progress(
                 node_id, value, maximum, preview),
-            sleep=runner.sleep, step_delay_s=faults.step_delay_s)
+            sleep=runner.sleep, step_delay_s=faults.step_delay_s,
+            previews=runner.preview_method != "none")
         if asyncio.iscoroutinefunction(impl.run):
             return await impl.run(ctx, **inputs)
         return await asyncio.to_thread(impl.run, ctx, **inputs)
 
     async def _progress(self, node_id: str, value: int, maximum: int, preview: Any) -> None:
+        """ComfyUI's progress hook (main.py): progress_state, then with the client's
+        `supports_preview_metadata` a type 4 frame before `progress`, else a type 1 after it.
+        `preview`: a Pillow image (sent as PNG, as SaveImageWebsocket's are) or JPEG bytes."""
         self.runner.check_interrupt()
         await self.board.update(node_id, value, maximum)
+        image, mime = (preview, "image/jpeg") if isinstance(preview, bytes) else (
+            (png_bytes(preview, None, compress_level=1), "image/png") if preview else (b"", ""))
+        with_metadata = self.runner.hub.previews_with_metadata(self.channel.sid)
+        if self.runner.faults.progress_text is not None:
+            await self.channel.send_bytes(progress_text_frame(node_id,
+                                                              self.runner.faults.progress_text))
+        if image and with_metadata:
+            await self.channel.send_bytes(frame_type4(image, mime, self.item.prompt_id, node_id))
+            await self._extra_frames(node_id)  # after it: the newest frame when progress comes
         await self.channel.send("progress", {"value": value, "max": maximum,
                                              "prompt_id": self.item.prompt_id, "node": node_id},
                                 everyone=True)
-        if preview is not None:
-            await self.channel.send_bytes(preview_frame(preview))
+        if image and not with_metadata:
+            await self.channel.send_bytes(frame_type1(image, mime))
+
+    async def _extra_frames(self, node_id: str) -> None:
+        """The extra_frames fault: frames that must never reach this prompt's job as previews."""
+        kinds = self.runner.faults.extra_frames
+        if "other_prompt" in kinds:
+            red = Image.new("RGB", (64, 64), (255, 0, 0))
+            await self.channel.send_bytes(frame_type4(png_bytes(red, None, 1), "image/png",
+                                                      "another-prompt", node_id))
+        if "huge" in kinds:
+            await self.channel.send_bytes(frame_type4(huge_png_header(), "image/png",
+                                                      self.item.prompt_id, node_id))
+        if "not_an_image" in kinds:
+            await self.channel.send_bytes(frame_type4(b"not an image at all", "image/jpeg",
+                                                      self.item.prompt_id, node_id))
+        if "malformed" in kinds:
+            for payload in MALFORMED_FRAMES:
+                await self.channel.send_bytes(payload)

@@ -11,6 +11,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+AS_RECORDED = "as recorded"
+"""`Faults.required_frontend_version`'s default: the version played answers as recorded."""
+
 
 @dataclass
 class Faults:
@@ -39,9 +42,10 @@ class Faults:
     """/view answers 404 even for files that exist."""
     response_delay_s: float = 0.0
     """Every HTTP response (not the websocket) is delayed this long."""
-    required_frontend_version: str | None = "1.27.10"
-    """The frontend `/system_stats` says this ComfyUI pins (0.3.64's); another version plays
-    a newer or older ComfyUI, None one too old to name it (the field is left out)."""
+    required_frontend_version: str | None = AS_RECORDED
+    """The frontend `/system_stats` says this ComfyUI pins: as the version played recorded it
+    (0.3.64: 1.27.10, 0.33.0: 1.48.7), another version, or None for a ComfyUI too old to name
+    one (the field is left out)."""
     drop_ws_after: int | None = None
     """Close the prompt's websocket after N per-prompt messages; the run goes on."""
     garbled_ws_text: bool = False
@@ -60,6 +64,19 @@ class Faults:
     out_of_memory_class: str | None = None
     """Nodes of this class_type fail like a CUDA out-of-memory error."""
 
+    extra_frames: set[str] = field(default_factory=set)
+    """Binary frames sent beside each sampler preview, to the prompt's client: "other_prompt"
+    (a type 4 preview naming another prompt, all red), "malformed" (frames that do not parse:
+    cut short, a length past the end, metadata that is not JSON, no image, an unknown type),
+    "huge" (a type 4 preview whose PNG header claims 30000x30000 pixels), "not_an_image"
+    (a type 4 preview whose bytes are no image)."""
+    feature_flags_ignored: bool = False
+    """Ignore the feature flags clients declare, as a ComfyUI before them did: previews go out
+    as type 1 frames that name no prompt."""
+    progress_text: str | None = None
+    """Sampler stand-ins send this as a type 3 progress text frame at every step, as API nodes
+    do."""
+
     @classmethod
     def from_json(cls, text: str) -> Faults:
         """Build from a JSON object of field values (the COMFY_DOUBLE_FAULTS variable)."""
@@ -68,7 +85,7 @@ class Faults:
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown fault switches: {sorted(unknown)}")
-        for name in ("http_500", "malformed_json"):
+        for name in ("http_500", "malformed_json", "extra_frames"):
             if name in raw:
                 raw[name] = set(raw[name])
         return cls(**raw)

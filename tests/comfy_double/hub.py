@@ -1,4 +1,5 @@
-"""The websocket side: one socket per client id, JSON events and binary preview frames."""
+"""The websocket side: one socket per client id, JSON events and binary preview frames, and
+the feature flags each client declared (ComfyUI reads them from a socket's first message)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ class Hub:
     def __init__(self) -> None:
         # ComfyUI keeps the latest socket per client id; a reconnect replaces the old one.
         self.sockets: dict[str, web.WebSocketResponse] = {}
+        self.flags: dict[str, dict[str, Any]] = {}
+
+    def set_flags(self, sid: str, flags: dict[str, Any]) -> None:
+        self.flags[sid] = flags
+
+    def previews_with_metadata(self, sid: str | None) -> bool:
+        """Whether `sid` declared `supports_preview_metadata` (type 4 frames, else type 1)."""
+        return sid is not None and self.flags.get(sid, {}).get("supports_preview_metadata") is True
 
     def register(self, sid: str, ws: web.WebSocketResponse) -> None:
         self.sockets[sid] = ws
@@ -22,6 +31,7 @@ class Hub:
     def unregister(self, sid: str, ws: web.WebSocketResponse) -> None:
         if self.sockets.get(sid) is ws:
             del self.sockets[sid]
+            self.flags.pop(sid, None)
 
     async def send(self, event: str, data: dict[str, Any], sid: str | None) -> None:
         """To `sid` only, or to every socket when sid is None (ComfyUI's broadcast)."""

@@ -6,8 +6,9 @@
 
 Unknown flags (--cpu, --lowvram ...) are accepted and ignored. Without directory flags the
 current directory is the root (input/, output/, temp/ are created there).
-Environment: COMFY_DOUBLE_BOOT_DELAY_S (seconds to wait before listening, like ComfyUI's boot)
-and COMFY_DOUBLE_FAULTS (a JSON object of Faults fields).
+Environment: COMFY_DOUBLE_BOOT_DELAY_S (seconds to wait before listening, like ComfyUI's boot),
+COMFY_DOUBLE_FAULTS (a JSON object of Faults fields) and COMFY_DOUBLE_VERSION (the ComfyUI
+version to speak: 0.3.64, the default, or 0.33.0, whose log lines are coloured).
 Logging follows ComfyUI: stderr, or stdout for everything below ERROR with --log-stdout.
 """
 
@@ -19,6 +20,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 _HERE = Path(__file__).resolve().parent
 if __package__ in (None, ""):
@@ -29,7 +31,7 @@ if __package__ in (None, ""):
 
 from tests.comfy_double.double import ComfyDouble
 from tests.comfy_double.faults import Faults
-from tests.comfy_double.server import COMFYUI_VERSION
+from tests.comfy_double.versions import DEFAULT, Version, version
 
 log = logging.getLogger("comfy_double")
 
@@ -53,28 +55,42 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def setup_logging(level: str, use_stdout: bool) -> None:
+class _ColouredFormatter(logging.Formatter):
+    """ComfyUI 0.33's lines: the level tag in colour, then the message (log_lines.json)."""
+
+    COLOURS: ClassVar[dict[str, str]] = {
+        "DEBUG": "\x1b[36m", "INFO": "\x1b[32m", "WARNING": "\x1b[33m",
+        "ERROR": "\x1b[1m\x1b[31m", "CRITICAL": "\x1b[1m\x1b[35m"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        colour = self.COLOURS.get(record.levelname, "")
+        return f"{colour}[{record.levelname}]\x1b[0m {super().format(record)}"
+
+
+def setup_logging(level: str, use_stdout: bool, speaks: Version = DEFAULT) -> None:
     root = logging.getLogger()
     root.setLevel(level)
+    formatter = (_ColouredFormatter("%(message)s") if speaks.coloured_logs
+                 else logging.Formatter("%(message)s"))
     errors = logging.StreamHandler(sys.stderr)
-    errors.setFormatter(logging.Formatter("%(message)s"))
+    errors.setFormatter(formatter)
     if use_stdout:
         errors.addFilter(lambda record: record.levelno >= logging.ERROR)
         lesser = logging.StreamHandler(sys.stdout)
-        lesser.setFormatter(logging.Formatter("%(message)s"))
+        lesser.setFormatter(formatter)
         lesser.addFilter(lambda record: record.levelno < logging.ERROR)
         root.addHandler(lesser)
     root.addHandler(errors)
 
 
-async def serve(args: argparse.Namespace, argv: list[str]) -> None:
+async def serve(args: argparse.Namespace, argv: list[str], speaks: Version = DEFAULT) -> None:
     base = Path(args.base_directory) if args.base_directory else Path.cwd()
     double = ComfyDouble(
         base, port=args.port, host=args.listen.split(",")[0],
         input_dir=Path(args.input_directory) if args.input_directory else None,
         output_dir=Path(args.output_directory) if args.output_directory else None,
         temp_dir=Path(args.temp_directory) if args.temp_directory else None,
-        disable_metadata=args.disable_metadata, argv=["main.py", *argv])
+        disable_metadata=args.disable_metadata, argv=["main.py", *argv], version=speaks)
     faults_json = os.environ.get("COMFY_DOUBLE_FAULTS", "")
     if faults_json:
         injected = Faults.from_json(faults_json)
@@ -92,7 +108,7 @@ async def serve(args: argparse.Namespace, argv: list[str]) -> None:
     double.on_crash = crash
     log.info("Checkpoint files will always be loaded safely.")
     log.info("Python version: %s", sys.version)
-    log.info("ComfyUI version: %s", COMFYUI_VERSION)
+    log.info("ComfyUI version: %s", speaks.name)
     log.info("ComfyUI double (not ComfyUI): root %s", base)
     if args.ignored:
         log.info("ignoring flags: %s", " ".join(args.ignored))
@@ -108,9 +124,10 @@ async def serve(args: argparse.Namespace, argv: list[str]) -> None:
 def main() -> None:
     argv = sys.argv[1:]
     args = parse_args(argv)
-    setup_logging(args.verbose, args.log_stdout)
+    speaks = version(os.environ.get("COMFY_DOUBLE_VERSION") or DEFAULT.name)
+    setup_logging(args.verbose, args.log_stdout, speaks)
     try:
-        asyncio.run(serve(args, argv))
+        asyncio.run(serve(args, argv, speaks))
     except KeyboardInterrupt:
         log.info("\nStopped server")
 

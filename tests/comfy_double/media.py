@@ -7,11 +7,15 @@ shows a tensor's repr.
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
 import io
 import json
 import struct
+import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -104,10 +108,62 @@ def png_metadata(prompt: dict[str, Any] | None, extra_pnginfo: dict[str, Any] | 
     return text
 
 
-def preview_frame(image: Image.Image) -> bytes:
-    """A websocket binary frame as ComfyUI sends previews: event 1 (PREVIEW_IMAGE), format 2
-    (PNG), then the image."""
-    return struct.pack(">II", 1, 2) + png_bytes(image, None, compress_level=1)
+RECORDED_PREVIEWS = Path(__file__).resolve().parents[1] / "protocol" / "previews" / \
+    "txt2img_previews.json"
+
+
+def frame_type1(image: bytes, mime_type: str) -> bytes:
+    """A preview as ComfyUI sends it to a client without `supports_preview_metadata`: event 1
+    (PREVIEW_IMAGE), format 1 (JPEG) or 2 (PNG), then the image (server.py's send_image)."""
+    return struct.pack(">II", 1, 2 if mime_type == "image/png" else 1) + image
+
+
+def frame_type4(image: bytes, mime_type: str, prompt_id: str, node_id: str) -> bytes:
+    """The same for a client with the flag: event 4, the length of the JSON metadata, the
+    metadata, then the image (server.py's send_image_with_metadata; keys in its order)."""
+    meta = json.dumps({"node_id": node_id, "prompt_id": prompt_id, "display_node_id": node_id,
+                       "parent_node_id": None, "real_node_id": node_id,
+                       "image_type": mime_type}).encode()
+    return struct.pack(">II", 4, len(meta)) + meta + image
+
+
+def progress_text_frame(node_id: str, text: str) -> bytes:
+    """Event 3: the node id's length, the node id, the text (server.py's send_progress_text)."""
+    node = node_id.encode()
+    return struct.pack(">II", 3, len(node)) + node + text.encode()
+
+
+# Binary frames that do not parse, each of a kind a decoder must survive.
+MALFORMED_FRAMES = (
+    b"\x00\x00\x00\x04",                                     # cut short: no length
+    struct.pack(">II", 4, 1000) + b'{"prompt_id": "x"}',      # a length past the end
+    struct.pack(">II", 4, 5) + b"{nope" + b"\xff\xd8",        # metadata that is not JSON
+    struct.pack(">II", 4, 2) + b"[]" + b"\xff\xd8",            # metadata that is no object
+    struct.pack(">II", 1, 1),                                  # type 1 with no image
+    struct.pack(">II", 3, 9) + b"\xff\xfe",                    # text: node id cut short
+    struct.pack(">II", 77, 1) + b"\xff\xd8",                   # an event type nobody knows
+)
+
+
+def huge_png_header() -> bytes:
+    """The first bytes of a PNG that claims 30000x30000 pixels (its data is missing)."""
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    crc = zlib.crc32(b"IHDR" + ihdr)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", crc)
+
+
+@functools.lru_cache(maxsize=1)
+def recorded_previews() -> tuple[bytes, ...]:
+    """The JPEG previews a real ComfyUI 0.3.64 sent during a txt2img run, step by step
+    (tests/protocol/previews/, recorded with the feature flag: type 4 frames)."""
+    recording = json.loads(RECORDED_PREVIEWS.read_text())
+    images = []
+    for message in recording["runs"]["with_flag"]["ws_messages"]:
+        if message.get("binary") and message["event_type"] == 4:
+            payload = base64.b64decode(message["data_base64"])
+            (size,) = struct.unpack_from(">I", payload, 4)
+            images.append(payload[8 + size:])
+    return tuple(images)
 
 
 def placeholder_mp4(video: Video) -> bytes:

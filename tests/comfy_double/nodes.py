@@ -31,6 +31,7 @@ from .media import (
     placeholder_webm,
     png_bytes,
     png_metadata,
+    recorded_previews,
     silent_flac,
 )
 
@@ -39,7 +40,7 @@ class InterruptProcessing(Exception):
     """Raised inside a run when /interrupt arrives; ComfyUI's InterruptProcessingException."""
 
 
-ProgressFn = Callable[[int, int, "Image.Image | None"], Awaitable[None]]
+ProgressFn = Callable[[int, int, "Image.Image | bytes | None"], Awaitable[None]]
 
 
 @dataclass
@@ -52,6 +53,7 @@ class NodeContext:
     progress: ProgressFn
     sleep: Callable[[float], Awaitable[None]]
     step_delay_s: float = 0.0
+    previews: bool = False  # ComfyUI runs with a --preview-method other than none
 
     def metadata(self) -> dict[str, str] | None:
         return png_metadata(self.prompt, self.extra_data.get("extra_pnginfo"),
@@ -422,9 +424,12 @@ def empty_latent(ctx: NodeContext, width: int, height: int, batch_size: int = 1)
 async def ksampler(ctx: NodeContext, model: StandIn, seed: int, steps: int, cfg: float,
                    sampler_name: str, scheduler: str, positive: StandIn, negative: StandIn,
                    latent_image: Latent, denoise: float = 1.0) -> NodeResult:
+    # With a preview method, each step sends the preview a real ComfyUI sent at that step
+    # (tests/protocol/previews/), the last one again past the recording's steps.
+    recorded = recorded_previews() if ctx.previews else ()
     for step in range(1, steps + 1):
         await ctx.sleep(ctx.step_delay_s)
-        await ctx.progress(step, steps, None)
+        await ctx.progress(step, steps, recorded[min(step, len(recorded)) - 1] if recorded else None)
     return NodeResult((Latent(latent_image.width, latent_image.height, latent_image.batch_size,
                               seed),))
 

@@ -1,8 +1,9 @@
 """ComfyUI's HTTP and websocket routes, as the double answers them.
 
-Every route is also served under /api, like ComfyUI. Fault switches that concern HTTP (500s,
-bodies that are not JSON, slow answers, /view 404s) live in one middleware so the handlers
-stay faithful.
+The version played (versions.py) decides the few answers that differ, and whether the
+/api/jobs routes (jobs.py) exist. Every other route is also served under /api, like ComfyUI.
+Fault switches that concern HTTP (500s, bodies that are not JSON, slow answers, /view 404s)
+live in one middleware so the handlers stay faithful.
 """
 
 from __future__ import annotations
@@ -19,19 +20,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from .catalogue import MODEL_FOLDERS, Catalogue
-from .execution import SENSITIVE_KEYS, PromptQueue, QueueItem, Runner
-from .faults import Faults
+from .execution import SENSITIVE_KEYS, PromptQueue, QueueItem, Runner, now_ms
+from .faults import AS_RECORDED, Faults
 from .files import Dirs, upload_target, view_path
 from .hub import Hub
+from .jobs import JobRoutes
 from .validation import validate_prompt
+from .versions import DEFAULT, MAX_UPLOAD_SIZE, Version
 
 log = logging.getLogger(__name__)
 
-COMFYUI_VERSION = "0.3.64"
-MAX_UPLOAD_SIZE = 100 * 1024 * 1024
+COMFYUI_VERSION = DEFAULT.name
 # aiohttp's own answer to an unhandled exception: what ComfyUI sends for a body that is not JSON.
 TEXT_500 = "500 Internal Server Error\n\nServer got itself in trouble"
 ROOT_HTML = ("<!doctype html><html lang=\"en\"><head><meta charset=\"UTF-8\"><title>ComfyUI"
@@ -52,7 +54,9 @@ class ServerState:
     prompts: list[dict[str, Any]] = field(default_factory=list)
     interrupts: list[dict[str, Any]] = field(default_factory=list)
     views: list[tuple[str, bool]] = field(default_factory=list)
+    cancels: list[str] = field(default_factory=list)
     number: int = 0
+    version: Version = DEFAULT
 
 
 def _strip_api(path: str) -> str:
@@ -128,11 +132,31 @@ class Routes:
             if runner.client_id == sid and runner.last_node_id is not None:
                 await ws.send_str(json.dumps({"type": "executing",
                                               "data": {"node": runner.last_node_id}}))
-            async for _message in ws:
-                pass  # ComfyUI only reads feature flags from clients; the double needs none
+            first = True
+            async for message in ws:
+                # ComfyUI answers a client's first message, if it is its feature flags, with
+                # its own (ws_connect.json); it reads nothing else from clients.
+                if first and message.type == WSMsgType.TEXT:
+                    await self._feature_flags(sid, ws, message.data)
+                first = False
         finally:
             self.s.hub.unregister(sid, ws)
         return ws
+
+    async def _feature_flags(self, sid: str, ws: web.WebSocketResponse, text: str) -> None:
+        """ComfyUI keeps the flags of a socket's first message if it is `feature_flags`, and
+        answers with its own (server.py); anything else a client sends is ignored."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return
+        if self.s.faults.feature_flags_ignored:
+            return
+        if isinstance(message, dict) and message.get("type") == "feature_flags":
+            data = message.get("data")
+            self.s.hub.set_flags(sid, data if isinstance(data, dict) else {})
+            await ws.send_str(json.dumps({"type": "feature_flags",
+                                          "data": self.s.version.features}))
 
     async def get_prompt(self, request: web.Request) -> web.Response:
         return web.json_response(self.s.queue.status())
@@ -157,12 +181,22 @@ class Routes:
                 "details": "No prompt provided", "extra_info": {}}, "node_errors": {}},
                 status=400)
         prompt = copy.deepcopy(body["prompt"])
+        if (self.s.version.strict_prompt_id and body.get("prompt_id") is not None
+                and not _canonical_uuid(body["prompt_id"])):
+            return web.json_response({"error": {
+                "type": "invalid_prompt_id", "message": "prompt_id must be a valid UUID",
+                "details": "prompt_id must be a UUID string in canonical lowercase "
+                "hyphenated form; omit it to let the server generate one",
+                "extra_info": {}}, "node_errors": {}}, status=400)
         prompt_id = str(body.get("prompt_id") or uuid.uuid4())
+        newer = self.s.version.missing_node_error != "invalid_prompt"
         verdict = validate_prompt(prompt, self.s.catalogue, self.s.dirs,
-                                  body.get("partial_execution_targets"))
+                                  body.get("partial_execution_targets"), newer_errors=newer)
         extra_data = copy.deepcopy(body.get("extra_data") or {})
         if "client_id" in body:
             extra_data["client_id"] = body["client_id"]
+        if self.s.version.jobs_api:
+            extra_data["create_time"] = now_ms()  # what the jobs list sorts by
         if not verdict.ok:
             log.warning("invalid prompt: %s", verdict.error)
             return web.json_response({"error": verdict.error, "node_errors": verdict.node_errors},
@@ -275,16 +309,17 @@ class Routes:
 
     async def system_stats(self, request: web.Request) -> web.Response:
         ram_total, ram_free = _memory()
+        version = self.s.version
         system: dict[str, Any] = {
-            "os": os.name, "ram_total": ram_total, "ram_free": ram_free,
-            "comfyui_version": COMFYUI_VERSION,
-            "required_frontend_version": self.s.faults.required_frontend_version,
-            "installed_templates_version": "0.1.95", "required_templates_version": "0.1.95",
+            "os": os.name, "ram_total": ram_total, "ram_free": ram_free, **version.system,
             "python_version": sys.version, "pytorch_version": "2.14.1+cu130",
-            "embedded_python": False, "argv": self.s.argv,
+            "embedded_python": False, **version.extra_stats, "argv": self.s.argv,
         }
-        if system["required_frontend_version"] is None:
+        frontend = self.s.faults.required_frontend_version
+        if frontend is None:
             del system["required_frontend_version"]
+        elif frontend != AS_RECORDED:
+            system["required_frontend_version"] = frontend
         return web.json_response({
             "system": system,
             "devices": [{"name": "cpu", "type": "cpu", "index": None, "vram_total": ram_total,
@@ -311,11 +346,17 @@ class Routes:
         return web.json_response(self.s.catalogue.model_files(folder))
 
     async def features(self, request: web.Request) -> web.Response:
-        return web.json_response({"supports_preview_metadata": True,
-                                  "max_upload_size": MAX_UPLOAD_SIZE})
+        return web.json_response(self.s.version.features)
 
     async def empty_list(self, request: web.Request) -> web.Response:
         return web.json_response([])
+
+
+def _canonical_uuid(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 def _memory() -> tuple[int, int]:
@@ -332,4 +373,7 @@ def build_app(state: ServerState) -> web.Application:
     for method, path, handler in Routes(state).table():
         app.router.add_route(method, path, handler)
         app.router.add_route(method, "/api" + path, handler)
+    if state.version.jobs_api:
+        for method, path, handler in JobRoutes(state).table():
+            app.router.add_route(method, path, handler)
     return app

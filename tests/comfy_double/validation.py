@@ -183,23 +183,40 @@ class _Validator:
         return None
 
 
+def _missing_node(node_id: str, entry: Any, class_type: Any, newer: bool) -> Error:
+    """An unknown or absent class_type: 0.3.64's words, or 0.33's missing_node_type."""
+    where = f"Node ID '#{node_id}'"
+    if not newer:
+        if class_type is None:
+            return _error("invalid_prompt",
+                          "Cannot execute because a node is missing the class_type property.",
+                          where)
+        return _error("invalid_prompt",
+                      f"Cannot execute because node {class_type} does not exist.", where)
+    meta = entry.get("_meta") if isinstance(entry, dict) else None
+    title = meta.get("title") if isinstance(meta, dict) else None
+    if class_type is None:
+        message = (f"Node 'ID #{node_id}' has no class_type. The workflow may be corrupted or a "
+                   "custom node is missing.")
+    else:
+        message = f"Node '{title or class_type}' not found. The custom node may not be installed."
+    return _error("missing_node_type", message, where, node_id=node_id, class_type=class_type,
+                  node_title=title or class_type)
+
+
 def validate_prompt(prompt: Any, catalogue: Catalogue, dirs: Dirs,
-                    partial_targets: list[str] | None = None) -> Verdict:
+                    partial_targets: list[str] | None = None, *,
+                    newer_errors: bool = False) -> Verdict:
     if not isinstance(prompt, dict):
         return Verdict(False, _error("invalid_prompt", "Prompt must be an object of nodes",
                                      str(type(prompt).__name__)))
     outputs: list[str] = []
     for node_id, entry in prompt.items():
         if not isinstance(entry, dict) or "class_type" not in entry:
-            return Verdict(False, _error(
-                "invalid_prompt",
-                "Cannot execute because a node is missing the class_type property.",
-                f"Node ID '#{node_id}'"))
+            return Verdict(False, _missing_node(node_id, entry, None, newer_errors))
         class_type = entry["class_type"]
         if class_type not in catalogue:
-            return Verdict(False, _error(
-                "invalid_prompt", f"Cannot execute because node {class_type} does not exist.",
-                f"Node ID '#{node_id}'"))
+            return Verdict(False, _missing_node(node_id, entry, class_type, newer_errors))
         if catalogue.is_output_node(class_type) and (
                 partial_targets is None or node_id in partial_targets):
             outputs.append(node_id)

@@ -4,6 +4,7 @@ whose ComfyUI keeps dying asks for a fresh one."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -214,3 +215,36 @@ def test_an_exported_comfyui_url_does_not_reach_the_tests(tmp_path: Path) -> Non
     )
     assert result.returncode == 0, result.stdout[-2000:]
     assert " passed" in result.stdout
+
+
+def test_a_launched_comfyui_draws_previews_as_the_settings_say(tmp_path: Path) -> None:
+    command = launch_command(_settings_with_args(tmp_path, "--cpu"), gpu_probe=lambda: None)
+    assert command[command.index("--preview-method") + 1] == "auto"
+    assert command[command.index("--preview-size") + 1] == "256"
+    chosen = _settings_with_args(tmp_path, "--cpu --preview-method=taesd")
+    command = launch_command(chosen, gpu_probe=lambda: None)
+    assert command.count("--preview-method") == 0 and "--preview-method=taesd" in command
+    assert command[command.index("--preview-size") + 1] == "256"
+
+
+def test_coloured_log_lines_are_relayed_plain_at_their_level(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ComfyUI 0.33 colours its lines on a pipe too (tests/protocol/v0.33.0/log_lines.json)."""
+    recorded = json.loads((REPO_ROOT / "tests" / "protocol" / "v0.33.0" / "log_lines.json")
+                          .read_text())
+    lines = [recorded[0].rstrip("\n"), "\x1b[1m\x1b[31m[ERROR]\x1b[0m Failed to load node",
+             "a 0.3.64 line, bare"]
+    code = "\n".join(f"print({line!r})" for line in lines)
+    with caplog.at_level(logging.INFO, logger="comfyui"):
+        child = _child(tmp_path, code + "\nimport time; time.sleep(60)")
+        child.launch()
+        try:
+            _until(lambda: len(child.log_tail(10)) == 3)
+        finally:
+            child.stop()
+    assert child.log_tail(3) == [recorded[0].split("\x1b[0m ", 1)[1].rstrip("\n"),
+                                 "Failed to load node", "a 0.3.64 line, bare"]
+    relayed = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "comfyui"]
+    assert (logging.ERROR, "Failed to load node") in relayed
+    assert all("\x1b" not in message for _, message in relayed)

@@ -28,10 +28,11 @@ from pathlib import Path
 
 import pytest
 
-from comfy_runtime.errors import InputFetchFailed, InvalidInput
+from comfy_runtime.errors import InputFetchFailed, InvalidInput, JobCancelled
 from comfy_runtime.fetch import address_policy
 from comfy_runtime.fetch.download import FetchedInput, UrlPolicy, fetch_url
 from tests.loopback import PUBLIC_IP, judge_public, serve
+from tests.slow_server import header_drip_server
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -728,3 +729,40 @@ def test_https_refuses_a_certificate_for_another_name(public_tls: _Server) -> No
     assert caught.value.details[0]["reason"] == "network_error"
     assert "certificate" in caught.value.message.lower()
     assert public_tls.requests == []
+
+
+# --- one deadline for connect, headers and body (issue 22, defect 7) --------------------------
+
+
+def test_slowly_sent_headers_hit_the_total_deadline() -> None:
+    # One header byte every 0.2 s: every read gets something, so only a deadline that covers
+    # the headers ends it.
+    with header_drip_server(0.2) as (base, _):
+        started = time.monotonic()
+        with pytest.raises(InputFetchFailed) as caught:
+            fetch_url(f"{base}/x.png", _policy(timeout_s=1.0, allow_private=True), field=FIELD)
+    assert caught.value.details[0]["reason"] == "timeout"
+    assert time.monotonic() - started < 2.0
+
+
+def test_cancelling_stops_a_download_whose_headers_drip() -> None:
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    with header_drip_server(0.2) as (base, _):
+        started = time.monotonic()
+        with pytest.raises(JobCancelled):
+            fetch_url(f"{base}/x.png", _policy(timeout_s=30.0, allow_private=True),
+                      field=FIELD, cancel=cancel)
+    assert time.monotonic() - started < 1.5
+
+
+# --- hosts that are not valid names (issue 22, defect 11) -------------------------------------
+
+
+@pytest.mark.parametrize("url", ["http://xn--zz.example.com/a.png", "https://xn--/a.png",
+                                 "http://XN--ZZ.example.com:8080/b.png?sig=1"])
+def test_an_invalid_internationalised_host_is_invalid_input(url: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        fetch_url(url, _policy(), field=FIELD, resolver=_refusing_resolver)
+    assert caught.value.details[0]["field"] == FIELD
+    assert caught.value.details[0]["reason"] == "invalid_url"

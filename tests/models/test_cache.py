@@ -647,17 +647,29 @@ def test_files_the_cache_did_not_create_are_never_touched(
 
 def test_sweep_removes_orphaned_partial_files(tmp_path: Path) -> None:
     cache = _cache(tmp_path)
-    orphan = tmp_path / "loras" / ".0123456789abcdef0123456789abcdef.part"
+    orphan = tmp_path / "loras" / ".0123456789abcdef0123456789abcdef.5f3c9a.part"
     orphan.write_bytes(b"half")
-    assert cache.sweep() == 1 and not orphan.exists()
+    live = tmp_path / "loras" / ".0123456789abcdef0123456789abcdef.77aa01.part"
+    live.write_bytes(b"growing")  # written to just now: perhaps a download on another machine
+    old = time.time() - 60
+    os.utime(orphan, (old, old))
+    assert cache.sweep() == 1 and not orphan.exists() and live.exists()
 
 
-def test_an_unreadable_index_is_replaced(server: _Server, tmp_path: Path) -> None:
+def test_an_old_index_is_adopted_and_a_damaged_entry_ignored(
+    server: _Server, tmp_path: Path
+) -> None:
+    (tmp_path / "loras").mkdir()
+    (tmp_path / "loras" / "old.safetensors").write_bytes(b"12345")
+    (tmp_path / "index.json").write_text(json.dumps({"version": 1, "entries": {
+        "loras/old.safetensors": {"url_key": "0" * 64, "size": 5, "last_used": 1.0,
+                                  "source": "http://x/old.safetensors"}}}))
     cache = _cache(tmp_path)
-    (tmp_path / "index.json").write_text("{not json")
+    (tmp_path / ".index" / "damaged.json").write_text("{not json")
+    cache.sweep()
+    assert not (tmp_path / "index.json").exists()
     _fill(server, cache, "k.safetensors")
-    assert _names(cache) == {"k.safetensors"}
-    assert os.path.getsize(tmp_path / "index.json") > 0
+    assert _names(cache) == {"old.safetensors", "k.safetensors"}
 
 
 def test_waiting_for_another_download_is_bounded_by_the_deadline(

@@ -7,7 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from comfy_runtime.errors import InvalidInput
@@ -20,23 +23,35 @@ from comfy_runtime.models.inputs import (
     rewrite_graph,
 )
 
-# Recorded from a real ComfyUI (the version the data file names).
-OBJECT_INFO = Path(__file__).resolve().parents[1] / "protocol" / "object_info.json"
+# Recorded from real ComfyUIs: the version the data file names, and 0.3.64 (the table's
+# entries for nodes 0.3.64 has must hold there too: the worker runs on both).
+PROTOCOL = Path(__file__).resolve().parents[1] / "protocol"
+OBJECT_INFO = PROTOCOL / "v0.33.0" / "object_info.json"
+OLD_OBJECT_INFO = PROTOCOL / "object_info.json"
 
 LORA_URL = "https://huggingface.co/u/r/resolve/main/style%20v2.safetensors?download=true"
 CKPT_URL = "https://example.com/models/sd15.ckpt"
 
 
-def _object_info() -> dict[str, Any]:
-    return dict(json.loads(OBJECT_INFO.read_text()))
+def _object_info(path: Path = OBJECT_INFO) -> dict[str, Any]:
+    return dict(json.loads(path.read_text()))
 
 
 # --- the table is ComfyUI's truth ----------------------------------------------------------------
 
 
-def test_every_table_entry_is_a_model_list_input_of_that_node() -> None:
-    info = _object_info()
+def test_the_table_is_of_the_recorded_version() -> None:
+    data = json.loads((Path(__file__).resolve().parents[2] / "comfy_runtime" / "models" / "data"
+                       / "comfyui_model_inputs.json").read_text())
+    assert OBJECT_INFO.parent.name == "v" + data["comfyui_version"]
+
+
+@pytest.mark.parametrize("recorded", [OBJECT_INFO, OLD_OBJECT_INFO], ids=["0.33.0", "0.3.64"])
+def test_every_table_entry_is_a_model_list_input_of_that_node(recorded: Path) -> None:
+    info = _object_info(recorded)
     for class_type, inputs in LOADER_INPUTS.items():
+        if recorded == OLD_OBJECT_INFO and class_type not in info:
+            continue  # a loader newer than 0.3.64
         assert class_type in info, class_type
         declared = {
             **info[class_type]["input"].get("required", {}),
@@ -206,3 +221,73 @@ def test_yaml_configs_have_their_own_extension() -> None:
     assert request.name == "v1.yaml"
     with pytest.raises(InvalidInput):
         parse_model_list([{"url": "https://h.test/v1.safetensors", "folder": "configs"}])
+
+
+# --- property tests: whatever a client sends, a request list or a clear error (issue 22) -----
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                  max_size=4),
+    max_leaves=20,
+)
+_URLISH = st.one_of(
+    st.builds(lambda host, path: f"https://{host}/{path}",
+              st.sampled_from(["example.com", "xn--zz.example.com", "xn--", "[::1]", "", "a b",
+                               "h\u00fcgging.co", "127.0.0.1:99999"]),
+              st.sampled_from(["m.safetensors", "x.ckpt", "a/b.pt", "", "..", "%2e%2e/x.pth",
+                               "c.yaml", "no_ext", "q.safetensors?sig=1"])),
+    st.text(max_size=40),
+)
+_ITEM = st.one_of(
+    st.fixed_dictionaries(
+        {"url": _URLISH, "folder": st.sampled_from(["loras", "checkpoints", "configs", "x", ""])},
+        optional={"name": st.one_of(st.none(), st.text(max_size=20),
+                                    st.sampled_from(["a.safetensors", "../a.pt", ".x.pt"])),
+                  "sha256": st.one_of(st.none(), st.text(max_size=70),
+                                      st.just("A" * 64), st.just("g" * 64)),
+                  "extra": _JSON},
+    ),
+    _JSON,
+)
+FUZZ = settings(max_examples=300, deadline=300, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(raw=st.one_of(st.lists(_ITEM, max_size=6), _JSON))
+def test_any_models_list_is_requests_or_invalid_input(raw: Any) -> None:
+    try:
+        requests = parse_model_list(raw)
+    except InvalidInput as exc:
+        assert exc.details and all(str(d["field"]).startswith("models") for d in exc.details)
+        return
+    for request in requests:
+        assert httpx.URL(request.url).host  # every request can be fetched as it stands
+        assert request.file_name and "/" not in request.file_name
+
+
+@FUZZ
+@given(graph=st.dictionaries(
+    st.text(max_size=4),
+    st.one_of(
+        st.fixed_dictionaries({
+            "class_type": st.sampled_from(["LoraLoader", "CheckpointLoaderSimple", "VAELoader",
+                                           "KSampler"]),
+            "inputs": st.one_of(st.dictionaries(
+                st.sampled_from(["lora_name", "ckpt_name", "vae_name", "seed"]),
+                st.one_of(_URLISH, _JSON), max_size=3), _JSON),
+        }),
+        _JSON,
+    ),
+    max_size=6,
+))
+def test_any_graph_gives_model_requests_named_where_they_are_or_invalid_input(graph: Any) -> None:
+    try:
+        found = find_graph_models(graph)
+    except InvalidInput as exc:
+        assert str(exc.details[0]["field"]).startswith("workflow.")
+        return
+    assert len(found.fields) == len(found.requests)
+    assert all(field.startswith("workflow.") for field in found.fields)
+    rewritten = rewrite_graph(graph, found, [r.file_name for r in found.requests])
+    assert find_graph_models(rewritten).requests == []

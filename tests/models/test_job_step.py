@@ -155,3 +155,61 @@ def test_info_lists_the_cache(cached: WorkerHarness, files: _Files) -> None:
     assert info["max_bytes"] == cached.settings.model_cache_max_bytes
     assert [f["folder"] for f in info["files"]] == ["checkpoints"]
     assert info["size_bytes"] == len(WEIGHTS)
+
+
+# --- costs counted before they are paid (issue 22) --------------------------------------------
+
+
+def test_more_models_than_max_models_per_job_are_refused_before_any_download(
+    cached: WorkerHarness, files: _Files
+) -> None:
+    limit = cached.settings.max_models_per_job
+    models = [{"url": files.url(f"/m{i}.safetensors"), "folder": "loras"}
+              for i in range(limit + 1)]
+    result = cached.run({"workflow": _txt2img("x.safetensors"), "models": models})
+    assert result["error_code"] == "invalid_input"
+    assert "MAX_MODELS_PER_JOB" in result["error"] and str(limit) in result["error"]
+    assert files.requests == []
+
+
+@pytest.mark.parametrize("refused", ["too many nodes", "bad base64"])
+def test_a_job_that_will_be_refused_downloads_no_model(
+    comfy_double, tmp_path: Path, files: _Files, refused: str
+) -> None:
+    harness = WorkerHarness(comfy_double, allow_private_urls=True,
+                            model_cache_dir=tmp_path / "cache",
+                            max_graph_nodes=4 if refused == "too many nodes" else 2000)
+    job: dict = {"workflow": _txt2img(files.url("/ckpt.safetensors"))}
+    if refused == "bad base64":
+        job["images"] = [{"name": "in.png", "image": "this is not base64!"}]
+    try:
+        result = harness.run(job)
+    finally:
+        harness.worker.close()
+    assert result["error_code"] in ("invalid_input", "workflow_invalid"), result
+    assert files.requests == [], "a model was downloaded for a job refused anyway"
+
+
+def test_a_model_url_in_a_loader_input_is_named_where_it_is(
+    cached: WorkerHarness, files: _Files
+) -> None:
+    result = cached.run({"workflow": _txt2img(files.url("/missing.safetensors"))})
+    assert result["error_code"] == "model_fetch_failed"
+    assert result["details"][0]["field"] == "workflow.4.inputs.ckpt_name"
+    assert "workflow.4.inputs.ckpt_name: downloading" in result["error"]
+
+
+def test_an_attached_comfyui_that_does_not_list_the_cache_is_explained(
+    comfy_double, tmp_path: Path, files: _Files
+) -> None:
+    # Attached to a ComfyUI started without MODEL_CACHE_DIR in its extra model paths.
+    harness = WorkerHarness(comfy_double, allow_private_urls=True,
+                            model_cache_dir=tmp_path / "cache")
+    try:
+        result = harness.run({"workflow": _txt2img(files.url("/ckpt.safetensors"))})
+    finally:
+        harness.worker.close()
+    assert result["error_code"] == "missing_model", result
+    assert "model cache" in result["error"] and "--extra-model-paths-config" in result["error"]
+    assert "comfy_worker_model_cache" in result["details"][0]["extra_model_paths"]
+    assert str(tmp_path / "cache") in result["details"][0]["extra_model_paths"]
