@@ -278,3 +278,22 @@ def test_a_recorded_or_unnamed_frontend_converts_without_a_note(
     result = harness.run({"workflow": _recording("handmade_bypass_chain")["workflow"],
                           "convert_only": True, "strict_conversion": True})
     assert "errors" not in result and "api_workflow" in result, result
+
+
+def test_comfyui_0_33_converts_as_its_frontend_1_48_7(tmp_path: Path) -> None:
+    """The 0.33.0 double names frontend 1.48.7: a template recorded in that frontend, with
+    V3 inputs, converts to exactly what it queued, with no note."""
+    from tests.comfy_double import ComfyDouble
+    from tests.ui_format.recorded_sets import SETS
+
+    recorded = next(r for r in SETS[1].items() if r["name"] == "utility_image_stitch")
+    double = ComfyDouble(tmp_path / "comfy", version="0.33.0")
+    double.start()
+    try:
+        harness = WorkerHarness(double)
+        result = harness.run({"workflow": recorded["workflow"], "convert_only": True})
+        harness.worker.close()
+    finally:
+        double.stop()
+    assert "errors" not in result, result
+    assert _plain(result["api_workflow"]) == _plain(recorded["frontend_output"])
