@@ -365,7 +365,11 @@ def launch_comfyui(
     process = ComfyProcess(command, cwd=settings.comfyui_dir, base_url=settings.comfyui_base_url,
                            env=launch_env(command, os.environ, settings.max_concurrency),
                            owned_files=(model_paths_file(),))
-    process.launch()
+    try:
+        process.launch()
+    except BaseException:
+        process.close()  # a launch that failed leaves no model-paths file behind either
+        raise
     atexit.register(process.close)
     return process
 

@@ -24,6 +24,7 @@ from comfy_runtime.comfyui.supervision import (
     launch_comfyui,
     launch_command,
 )
+from comfy_runtime.errors import ComfyUIUnavailable
 from comfy_runtime.settings import REPO_ROOT, Settings
 from comfy_runtime.worker import Worker
 from handler import respond
@@ -202,6 +203,14 @@ def test_closing_comfyui_removes_the_model_paths_file_its_launch_wrote(tmp_path:
     finally:
         process.close()
     assert not written.exists()
+
+
+def test_a_launch_that_fails_leaves_no_model_paths_file(tmp_path: Path) -> None:
+    settings = Settings(comfyui_dir=tmp_path / "no-comfyui-here", comfyui_port=free_port(),
+                        network_volume_dir=tmp_path / "no-volume")
+    with pytest.raises(ComfyUIUnavailable, match="ComfyUI not found"):
+        launch_comfyui(settings, gpu_probe=lambda: None)
+    assert not supervision.model_paths_file().exists()
 
 
 def test_an_exported_comfyui_url_does_not_reach_the_tests(tmp_path: Path) -> None:
