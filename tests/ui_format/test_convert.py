@@ -31,6 +31,7 @@ from comfy_runtime.ui_format import (
 )
 from comfy_runtime.ui_format.replace import js_string
 from comfy_runtime.ui_format.values import api_value, js_value
+from tests.ui_format.recorded_sets import same_json, strip_meta
 
 HERE = Path(__file__).resolve().parent
 RECORDINGS = HERE / "recordings"
@@ -47,21 +48,6 @@ def _recordings() -> list[Path]:
     return sorted(p for p in RECORDINGS.glob("*.json") if p.name != "index.json")
 
 
-def _strip_meta(graph: dict[str, Any]) -> dict[str, Any]:
-    return {k: {kk: vv for kk, vv in v.items() if kk != "_meta"} for k, v in graph.items()}
-
-
-def same_json(a: Any, b: Any) -> bool:
-    """Equality that tells 1 from 1.0 and True from 1, as the JSON text would."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
-    return bool(a == b)
-
-
 @pytest.fixture(scope="module")
 def recorded_object_info() -> dict[str, Any]:
     if not OBJECT_INFO.is_file():
@@ -72,13 +58,13 @@ def recorded_object_info() -> dict[str, Any]:
 def _outcome(recording: dict[str, Any], object_info: dict[str, Any]) -> str:
     """'match', 'refused', or a description of how the conversion differs."""
     try:
-        got = _strip_meta(to_api(recording["workflow"], object_info))
+        got = strip_meta(to_api(recording["workflow"], object_info))
     except ConversionError:
         return "refused"
     if "frontend_output" not in recording:
         return f"converted, but the frontend failed: {recording.get('frontend_error')}"
     # The recording went through JSON from a browser: its numbers already are what JS writes.
-    expected = js_value(_strip_meta(recording["frontend_output"]))
+    expected = js_value(strip_meta(recording["frontend_output"]))
     if same_json(got, expected):
         return "match"
     differing = sorted(k for k in set(got) | set(expected)
@@ -187,7 +173,7 @@ class WF:
 
 def convert(wf: WF | dict[str, Any]) -> dict[str, Any]:
     data = wf.build() if isinstance(wf, WF) else wf
-    return _strip_meta(to_api(data, OBJECT_INFO_SMALL))
+    return strip_meta(to_api(data, OBJECT_INFO_SMALL))
 
 
 def _txt2img() -> WF:
@@ -226,7 +212,7 @@ def test_custom_node_values_saved_as_an_object_are_matched_by_name() -> None:
     info = {**OBJECT_INFO_SMALL,
             "VHSLike": {**OBJECT_INFO_SMALL["Noise"], "python_module": "custom_nodes.vhs"}}
     wf = WF().node(1, "VHSLike", {"flag": True, "amount": 11}, outputs=["NOISE"])
-    out = _strip_meta(to_api(wf.build(), info))
+    out = strip_meta(to_api(wf.build(), info))
     assert out["1"]["inputs"] == {"amount": 11, "flag": True}
 
 
@@ -643,7 +629,7 @@ def test_cli_prints_the_api_graph(tmp_path: Path) -> None:
     (tmp_path / "oi.json").write_text(json.dumps(OBJECT_INFO_SMALL))
     done = _cli(str(tmp_path / "wf.json"), "--object-info", str(tmp_path / "oi.json"))
     assert done.returncode == 0, done.stderr
-    assert _strip_meta(json.loads(done.stdout)) == convert(_txt2img())
+    assert strip_meta(json.loads(done.stdout)) == convert(_txt2img())
 
 
 def test_cli_converts_the_workflow_inside_a_png(tmp_path: Path) -> None:
@@ -759,4 +745,4 @@ def test_cli_reads_definitions_from_a_running_comfyui(tmp_path: Path) -> None:
     finally:
         server.shutdown()
     assert done.returncode == 0, done.stderr
-    assert _strip_meta(json.loads(done.stdout)) == convert(_txt2img())
+    assert strip_meta(json.loads(done.stdout)) == convert(_txt2img())
