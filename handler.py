@@ -29,8 +29,6 @@ log = logging.getLogger("comfy_worker")
 
 _worker: Worker | None = None
 _sdk_config: dict[str, Any] | None = None  # what runpod.serverless.start was given
-# The keys under which a result lists its outputs, in the order a stream sends them.
-OUTPUT_KEYS = ("images", "videos", "audio", "files", "text")
 
 
 async def handler(job: dict[str, Any]) -> dict[str, Any]:
@@ -40,42 +38,30 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
 
 async def stream_handler(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     """STREAM_RESULTS=true: the job as a stream of flat items, each with a `type`:
-    `progress` (a progress report), then one `output` per output (`{"type": "output",
-    "images": [item]}`, exactly as in the result), and last `result`: the whole answer that
-    `handler` returns, a failure's `error` fields included (the SDK then fails the job)."""
-    loop = asyncio.get_running_loop()
-    items: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    `progress` reports, one `output` per output as soon as it is delivered (`{"type":
+    "output", "images": [item]}`, exactly as in the result), and last `result`: the whole
+    answer that `handler` returns, a failure's `error` fields included (the SDK then fails
+    the job). See comfy_runtime/outputs/stream.py."""
+    from comfy_runtime.outputs.stream import job_stream
 
-    def progress(report: dict[str, Any]) -> None:  # called on the run's thread
-        loop.call_soon_threadsafe(items.put_nowait, {"type": "progress", **report})
-
-    answer = asyncio.ensure_future(_answer(job, progress))
-    # Queued after every report the run made: their call_soon_threadsafe came first.
-    answer.add_done_callback(lambda _: items.put_nowait(None))
-    try:
-        while (item := await items.get()) is not None:
-            yield item
-        body = answer.result()
-    finally:
-        answer.cancel()  # the stream was abandoned or cancelled; a no-op once answered
-    if body.pop("refresh_worker", False) and _sdk_config is not None:
-        # The SDK reads `refresh_worker` from a plain handler's result only; for a generator
-        # it reads its config, after the job.
-        _sdk_config["refresh_worker"] = True
-    if "error" not in body:
-        for key in OUTPUT_KEYS:
-            for output in body.get(key) or []:
-                yield {"type": "output", key: [output]}
-    yield {"type": "result", **body}
+    worker = _get_worker()
+    items = job_stream(lambda progress, outputs: _answer(job, progress, outputs),
+                       max_response_bytes=worker.settings.max_response_bytes)
+    async for item in items:
+        if item["type"] == "result" and item.pop("refresh_worker", False) and _sdk_config:
+            # The SDK reads `refresh_worker` from a plain handler's result only; for a
+            # generator it reads its config, after the job.
+            _sdk_config["refresh_worker"] = True
+        yield item
 
 
-async def _answer(job: dict[str, Any], progress: Any) -> dict[str, Any]:
+async def _answer(job: dict[str, Any], progress: Any, outputs: Any = None) -> dict[str, Any]:
     from comfy_runtime.errors import InternalError
     from comfy_runtime.worker import Failed
 
     job_id = job.get("id", "local")
     try:
-        outcome: Outcome = await _get_worker().handle(job, progress=progress)
+        outcome: Outcome = await _get_worker().handle(job, progress=progress, outputs=outputs)
     except Exception as exc:  # noqa: BLE001 (the edge: nothing may escape as a raw traceback)
         log.exception("job %s: unexpected %s", job_id, type(exc).__name__)
         outcome = Failed(InternalError(

@@ -44,6 +44,9 @@ docs/development.md repeats it.
         bucket .......... endpoint, bucket, prefix and region from BUCKET_* settings
         store ........... the object store (boto3): uploads with retries, presigned URLs
         delivery ........ format conversion, then base64 or object-store URLs within the limit
+        live ............ outputs delivered as their nodes finish, each told at once
+        job_step ........ a job's outputs: delivered together, or one by one as they come
+        stream .......... a job as a stream of items within the answer's limit
     workflows ....... bundled workflows: a graph by name, with typed parameters
     workflow_source . the workflow field in any form (graph, editor, file, name) as an API graph
     info ............ the info request: what this worker offers, read live

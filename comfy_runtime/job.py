@@ -13,7 +13,6 @@ waits for both before it removes anything.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -35,15 +34,7 @@ from .contract import ConvertedWorkflow, JobInput, JobOutput, parse_job_input
 from .errors import ComfyUIUnavailable, JobError, JobTimeout, MissingModel
 from .graph_checks import check_graph
 from .inputs.decode import InputLimits, decode_inputs, decode_payload, upload_inputs
-from .job_files import (
-    CONCAT_CLASS,
-    ComfyFolders,
-    FileRef,
-    JobCleaner,
-    isolate,
-    job_folder,
-    public_subfolder,
-)
+from .job_files import CONCAT_CLASS, ComfyFolders, FileRef, JobCleaner, isolate, job_folder
 from .models.cache import ModelCache
 from .models.job_step import (
     JobModels,
@@ -52,8 +43,10 @@ from .models.job_step import (
     explain_missing,
     url_inputs_as_names,
 )
-from .outputs.collect import EarlyDownloads, collect_outputs, fetch_outputs, websocket_outputs
-from .outputs.delivery import convert_image, deliver, no_store_error
+from .outputs.collect import collect_outputs
+from .outputs.delivery import no_store_error
+from .outputs.job_step import JobOutputs, OutputPlace
+from .outputs.live import OutputSink
 from .progress import ProgressReporter, ProgressSink, previews_off_reason
 from .settings import Settings
 from .workflow_source import resolve_workflow
@@ -103,12 +96,14 @@ class _Timer:
 
 
 async def run_job(
-    ctx: JobContext, job_id: str, raw_input: Any, *, progress: ProgressSink | None = None
+    ctx: JobContext, job_id: str, raw_input: Any, *, progress: ProgressSink | None = None,
+    outputs: OutputSink | None = None,
 ) -> JobOutput | ConvertedWorkflow:
     """The job's output (or, with `convert_only`, its API graph); a failure is raised as the
-    `JobError` that says why."""
+    `JobError` that says why. `outputs`, when given, is told each output as soon as it is
+    delivered, while the run goes on (a streamed job)."""
     job_input = parse_job_input(raw_input)
-    job = _Job(ctx, job_id, job_input, progress)
+    job = _Job(ctx, job_id, job_input, progress, outputs)
     if job_input.convert_only:
         return ConvertedWorkflow(api_workflow=await job.step("converting its workflow",
                                                              job.converted), errors=job.warnings)
@@ -117,7 +112,8 @@ async def run_job(
 
 class _Job:
     def __init__(
-        self, ctx: JobContext, job_id: str, job_input: JobInput, progress: ProgressSink | None
+        self, ctx: JobContext, job_id: str, job_input: JobInput, progress: ProgressSink | None,
+        sink: OutputSink | None = None,
     ) -> None:
         self.ctx = ctx
         self.job_id = job_id
@@ -131,7 +127,10 @@ class _Job:
         self.queued = False
         self.stuck = False
         self.finished: FinishedRun | None = None
-        self.early: EarlyDownloads | None = None  # outputs fetched as their nodes finish
+        place = OutputPlace(ctx.client, ctx.pools, ctx.folders, ctx.store,
+                            ctx.settings.max_response_bytes)
+        self.outputs = JobOutputs(place, job_input.output, job_id=job_id, folder=self.folder,
+                                  sink=sink)
         self.models = JobModels()
         self.warnings: list[str] = []  # non-fatal notes for the output's `errors`
         self._writers: list[Future[Any]] = []
@@ -260,15 +259,13 @@ class _Job:
 
     def _listeners(self, graph: dict[str, Any], previews_off: str | None
                    ) -> Callable[[Event], None]:
-        """What hears the run's events: progress updates, and early downloads over HTTP."""
+        """What hears the run's events: progress updates, and the outputs as they come."""
         listeners: list[Callable[[Event], None]] = []
         if self.progress:
             listeners.append(ProgressReporter(graph, self.progress, previews=self.input.previews,
                                               previews_off=previews_off))
-        if self.ctx.folders is None:  # with the folders here, a file is only a path to take
-            self.early = EarlyDownloads(self.ctx.client, self.ctx.pools.start,
-                                        include_previews=self.input.output.include_previews)
-            listeners.append(self.early.on_event)
+        if self.outputs.listener is not None:
+            listeners.append(self.outputs.listener)
 
         def hear(event: Event) -> None:
             for listener in listeners:
@@ -321,33 +318,10 @@ class _Job:
     def _collect(self, finished: FinishedRun, graph: dict[str, Any]) -> JobOutput:
         self.timer.mark("run")
         self.finished = finished
-        options = self.input.output
-        refs, texts = collect_outputs(finished.outputs, include_previews=options.include_previews)
-        if self.early is not None:
-            files = self.early.fetch(refs, self.ctx.pools.fan_out)
-        else:
-            files = fetch_outputs(self.ctx.client, refs, self.ctx.folders, self.ctx.pools.fan_out)
-        files += websocket_outputs(finished.frames, graph)
-        if options.format:
-            files = [convert_image(f, options.format, options.quality) for f in files]
-        output = JobOutput(prompt_id=finished.prompt_id, text=texts, models=self.models.used,
+        output = JobOutput(prompt_id=finished.prompt_id, models=self.models.used,
                            errors=list(self.warnings))
-        if not files and not texts:
-            output.errors.append("the workflow ran but produced no outputs (is there a "
-                                 "SaveImage or other output node?)")
-        self._check_time("delivering its outputs")
-        delivered = deliver(
-            files,
-            delivery=options.delivery,
-            job_id=self.job_id,
-            store=self.ctx.store,
-            max_response_bytes=self.ctx.settings.max_response_bytes,
-            other_bytes=len(json.dumps([t.model_dump() for t in texts])),
-            fan_out=self.ctx.pools.fan_out,
-        )
-        for file, item in zip(files, delivered):
-            item.subfolder = public_subfolder(item.subfolder, self.folder)
-            getattr(output, file.ref.kind).append(item)
+        self.outputs.collect(finished, graph, output,
+                             lambda: self._check_time("delivering its outputs"))
         self.timer.mark("outputs")
         output.timings_ms = self._timings(finished)
         return output
@@ -376,7 +350,7 @@ class _Job:
 
     def _wait_for_writers(self) -> None:
         grace = max(0.0, self.deadline - time.monotonic()) + _WRITER_GRACE_S
-        wait(self._writers, timeout=grace)
+        wait(self._writers + self.outputs.pending, timeout=grace)
         if self.stuck and not wait_until_ended(self.ctx.client, self.prompt_id, grace):
             log.warning("job %s: prompt %s still runs; its files are removed anyway",
                         self.job_id, self.prompt_id)

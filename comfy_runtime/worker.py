@@ -32,6 +32,7 @@ from .info import worker_info
 from .job import JobContext, run_job
 from .job_files import ComfyFolders, JobCleaner
 from .models.cache import CacheConfig, ModelCache
+from .outputs.live import OutputSink
 from .progress import ProgressSink
 from .settings import Settings
 from .workflows import WorkflowRegistry
@@ -178,7 +179,10 @@ class Worker:
         return {"workflow": "warmup"}
 
     # --- jobs -------------------------------------------------------------------------------
-    async def handle(self, job: dict[str, Any], progress: ProgressSink | None = None) -> Outcome:
+    async def handle(self, job: dict[str, Any], progress: ProgressSink | None = None,
+                     outputs: OutputSink | None = None) -> Outcome:
+        """One job's outcome; `progress` hears its progress reports and `outputs` each output
+        as soon as it is delivered (both from the job's threads)."""
         job_id = str(job.get("id") or "local")
         try:
             await self._ensure_comfyui()
@@ -191,7 +195,7 @@ class Worker:
             return await self._info()
         try:
             outcome: Outcome = Succeeded(
-                await run_job(self.ctx, job_id, raw_input, progress=progress)
+                await run_job(self.ctx, job_id, raw_input, progress=progress, outputs=outputs)
             )
         except JobError as exc:
             log.warning("job %s failed: %s: %s", job_id, exc.code, exc.message)

@@ -535,9 +535,14 @@ def test_a_prompt_that_will_not_stop_is_said_and_cleaned_once_it_ends(comfy_doub
     # ComfyUI looks for interrupts only between steps and nodes: a long model load outlasts
     # the stop grace.
     harness = WorkerHarness(comfy_double, stop_grace_s=0.5)
+    # A first job pays the worker's one-off costs, which a loaded machine can stretch past
+    # the 0.5 s below before the prompt is even queued.
+    warm = {"1": {**EMPTY_512["1"], "inputs": {**EMPTY_512["1"]["inputs"], "color": 7}},
+            "2": EMPTY_512["2"]}  # another value, so ComfyUI's cache leaves the next job be
+    assert "images" in harness.run({"workflow": warm})
     harness.double.faults.busy_class, harness.double.faults.busy_s = "EmptyImage", 2.5
     started = time.monotonic()
-    result = harness.run({"workflow": EMPTY_512, "timeout_s": 0.5})
+    result = harness.run({"workflow": EMPTY_512, "timeout_s": 0.5}, job_id="job-2")
     assert result["error_code"] == "timeout"
     assert "did not stop it" in result["error"]
     assert result["details"][0]["stopped"] is False

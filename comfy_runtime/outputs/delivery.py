@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Literal
@@ -100,19 +101,85 @@ def deliver(
         if size <= max_response_bytes:
             return [_inline(f) for f in files]
         if delivery == "base64" or store is None:
-            raise OutputTooLarge(
-                f"the result would be {size / 1e6:.1f} MB as base64, over the "
-                f"{max_response_bytes / 1e6:.1f} MB the platform accepts; configure an object "
-                "store (BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY) "
-                "and use output.delivery 'auto' or 's3', or make fewer or smaller outputs",
-                {"size_bytes": size, "limit_bytes": max_response_bytes, "files": len(files)},
-            )
+            raise _too_large(size, max_response_bytes, len(files))
         log.info(
             "job %s: result would be %.1f MB inline; uploading to the object store",
             job_id, size / 1e6,
         )
     assert store is not None
     return _upload_all(files, job_id=job_id, store=store, fan_out=fan_out)
+
+
+def _too_large(size: int, limit: int, files: int) -> OutputTooLarge:
+    return OutputTooLarge(
+        f"the result would be {size / 1e6:.1f} MB as base64, over the {limit / 1e6:.1f} MB "
+        "the platform accepts; configure an object store (BUCKET_ENDPOINT_URL, "
+        "BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY) and use output.delivery 'auto' or "
+        "'s3', or make fewer or smaller outputs",
+        {"size_bytes": size, "limit_bytes": limit, "files": files},
+    )
+
+
+class ResponseBudget:
+    """What the answer may still hold inline, for outputs delivered one at a time.
+
+    A streamed job's answer, as the platform keeps it, is every streamed item and then the
+    result: each inline output is in it twice (`copies`). Shared by the threads that deliver
+    a job's outputs, so each take is under a lock.
+    """
+
+    def __init__(self, limit_bytes: int, *, copies: int = 1) -> None:
+        self.limit_bytes = limit_bytes
+        self._copies = copies
+        self._used = _ENVELOPE_OVERHEAD
+        self._files = 0
+        self._lock = threading.Lock()
+
+    def charge(self, nbytes: int) -> None:
+        """Count bytes that go inline whatever the budget says (text outputs)."""
+        with self._lock:
+            self._used += nbytes * self._copies
+
+    def take(self, file: OutputFileData) -> bool:
+        """Whether `file` fits inline; when it does, its room is taken."""
+        cost = (4 * ((file.size + 2) // 3) + _ITEM_OVERHEAD) * self._copies
+        with self._lock:
+            self._files += 1
+            if self._used + cost > self.limit_bytes:
+                return False
+            self._used += cost
+            return True
+
+    def too_large(self, file: OutputFileData) -> OutputTooLarge:
+        with self._lock:
+            size = self._used + (4 * ((file.size + 2) // 3) + _ITEM_OVERHEAD) * self._copies
+            return _too_large(size, self.limit_bytes, self._files)
+
+
+def deliver_one(
+    file: OutputFileData,
+    *,
+    delivery: Delivery,
+    job_id: str,
+    store: ObjectStore | None,
+    budget: ResponseBudget,
+    names: KeyNames,
+) -> OutputFile:
+    """One output delivered on its own, as soon as it exists (a streamed job's outputs).
+
+    `auto` decides per file: inline while the answer has room for it, else to the store.
+    """
+    if delivery == "s3" and store is None:
+        raise no_store_error()
+    if delivery != "s3":
+        if budget.take(file):
+            return _inline(file)
+        if delivery == "base64" or store is None:
+            raise budget.too_large(file)
+        log.info("job %s: %s would pass the inline limit; uploading it to the object store",
+                 job_id, file.filename)
+    assert store is not None
+    return _upload(file, names.claim(file), job_id=job_id, store=store)
 
 
 def _inline(file: OutputFileData) -> OutputFile:
@@ -134,40 +201,42 @@ def _inline(file: OutputFileData) -> OutputFile:
 def _upload_all(
     files: list[OutputFileData], *, job_id: str, store: ObjectStore, fan_out: FanOut
 ) -> list[OutputFile]:
-    names = _unique_names(files)
-
-    def upload(pair: tuple[OutputFileData, str]) -> OutputFile:
-        file, name = pair
-        with file.open() as body:  # streamed from disk when the file is local
-            stored = store.upload(
-                job_id=job_id, filename=name, data=body, content_type=file.mime_type
-            )
-        file.release()
-        return OutputFile(
-            filename=file.filename,
-            type="s3_url",
-            data=stored.url,
-            node_id=file.ref.node_id,
-            mime_type=file.mime_type,
-            subfolder=file.ref.subfolder,
-        )
-
-    return fan_out(upload, list(zip(files, names)))
+    names = KeyNames()
+    pairs = [(file, names.claim(file)) for file in files]
+    return fan_out(lambda pair: _upload(*pair, job_id=job_id, store=store), pairs)
 
 
-def _unique_names(files: list[OutputFileData]) -> list[str]:
-    # Files from different subfolders may share a name; keys within a job must not.
-    seen: set[str] = set()
-    names = []
-    for file in files:
+def _upload(file: OutputFileData, name: str, *, job_id: str, store: ObjectStore) -> OutputFile:
+    with file.open() as body:  # streamed from disk when the file is local
+        stored = store.upload(job_id=job_id, filename=name, data=body,
+                              content_type=file.mime_type)
+    file.release()
+    return OutputFile(
+        filename=file.filename,
+        type="s3_url",
+        data=stored.url,
+        node_id=file.ref.node_id,
+        mime_type=file.mime_type,
+        subfolder=file.ref.subfolder,
+    )
+
+
+class KeyNames:
+    """Object keys for a job's files: files from different subfolders may share a name, keys
+    within a job must not. Claimed one at a time, from any thread."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def claim(self, file: OutputFileData) -> str:
         name = file.filename
-        if name in seen:
-            name = f"{file.ref.subfolder.replace('/', '_')}_{name}" if file.ref.subfolder else name
-        counter = 1
-        base = name
-        while name in seen:
-            name = f"{counter}_{base}"
-            counter += 1
-        seen.add(name)
-        names.append(name)
-    return names
+        with self._lock:
+            if name in self._seen and file.ref.subfolder:
+                name = f"{file.ref.subfolder.replace('/', '_')}_{name}"
+            counter, base = 1, name
+            while name in self._seen:
+                name = f"{counter}_{base}"
+                counter += 1
+            self._seen.add(name)
+        return name

@@ -11,7 +11,15 @@ import pytest
 
 from comfy_runtime.errors import InvalidInput, OutputTooLarge
 from comfy_runtime.outputs.collect import OutputFileData, OutputRef
-from comfy_runtime.outputs.delivery import deliver, inline_size
+from comfy_runtime.contract import OutputFile
+from comfy_runtime.outputs.delivery import (
+    Delivery,
+    KeyNames,
+    ResponseBudget,
+    deliver,
+    deliver_one,
+    inline_size,
+)
 from comfy_runtime.outputs.store import ObjectStore
 from comfy_runtime.settings import Settings
 from tests.s3_server import (
@@ -123,3 +131,48 @@ def test_local_files_are_streamed_not_read_whole(store: ObjectStore, tmp_path) -
 def test_base64_refuses_rather_than_overflowing(store: ObjectStore) -> None:
     with pytest.raises(OutputTooLarge):
         deliver(_files(60_000), delivery="base64", job_id="j", store=store, max_response_bytes=50_000)
+
+
+# --- one at a time, as a streamed job delivers ------------------------------------------------
+def _one(file: OutputFileData, budget: ResponseBudget, names: KeyNames, delivery: Delivery,
+         store: ObjectStore | None) -> OutputFile:
+    return deliver_one(file, delivery=delivery, job_id="job-3", store=store, budget=budget,
+                       names=names)
+
+
+def test_a_streamed_answer_counts_each_inline_output_twice() -> None:
+    # 30 KB is 40 KB as base64: once it fits 100 KB, twice (item and result) it fits once
+    budget, names = ResponseBudget(100_000, copies=2), KeyNames()
+    first, second = _files(30_000, 30_000)
+    assert _one(first, budget, names, "base64", None).type == "base64"
+    with pytest.raises(OutputTooLarge) as caught:
+        _one(second, budget, names, "base64", None)
+    assert caught.value.details[0]["size_bytes"] > 100_000, caught.value.details
+    assert "BUCKET_ENDPOINT_URL" in caught.value.message
+
+
+def test_auto_one_at_a_time_sends_to_the_store_what_no_longer_fits(store: ObjectStore) -> None:
+    budget, names = ResponseBudget(100_000, copies=2), KeyNames()
+    files = _files(30_000, 30_000, 1_000)
+    originals = [f.data for f in files]
+    items = [_one(f, budget, names, "auto", store) for f in files]
+    # per output: inline while the answer has room, the store past it, inline again if small
+    assert [i.type for i in items] == ["base64", "s3_url", "base64"]
+    assert httpx.get(items[1].data).content == originals[1]
+    assert base64.b64decode(items[2].data) == originals[2]
+
+
+def test_text_outputs_take_their_room_first() -> None:
+    budget = ResponseBudget(100_000, copies=2)
+    budget.charge(20_000)  # 40 KB of the answer's 100 KB are text, counted twice
+    with pytest.raises(OutputTooLarge):
+        _one(_files(30_000)[0], budget, KeyNames(), "base64", None)
+
+
+def test_store_keys_stay_unique_when_claimed_one_by_one() -> None:
+    names = KeyNames()
+    files = _files(10, 10, 10)
+    for file, subfolder in zip(files, ("", "a/b", "")):
+        file.filename = "same.png"
+        file.ref = OutputRef("1", "same.png", subfolder, "output", "images", False)
+    assert [names.claim(f) for f in files] == ["same.png", "a_b_same.png", "1_same.png"]
