@@ -53,13 +53,14 @@ def test_plain_progress_is_untouched_while_it_fits() -> None:
     assert room.fit(report) == {"type": "progress", **report}
 
 
-@pytest.fixture
-def small_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerHarness]:
+@pytest.fixture(params=[JOB_LIMIT])
+def small_answers(request: pytest.FixtureRequest, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerHarness]:
     double = ComfyDouble(tmp_path / "comfy",
                          argv=["main.py", "--preview-method", "auto", "--preview-size", "256"])
     double.start()
     double.faults.step_delay_s = 0.1
-    harness = WorkerHarness(double, max_response_bytes=JOB_LIMIT)
+    harness = WorkerHarness(double, max_response_bytes=request.param)
     monkeypatch.setattr(handler, "_worker", harness.worker)
     monkeypatch.setattr(handler, "_sdk_config", {"handler": handler.stream_handler})
     try:
@@ -72,11 +73,7 @@ def small_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[W
 def test_a_long_stream_with_previews_stays_under_the_answers_limit(
         small_answers: WorkerHarness) -> None:
     job = {**sampler_job(40), "previews": {"max_size": 128, "interval_s": 0.25}}
-
-    async def collect() -> list[dict[str, Any]]:
-        return [item async for item in handler.stream_handler({"id": "s-2", "input": job})]
-
-    items = asyncio.run(collect())
+    items = _stream(job)
     assert items[-1]["type"] == "result" and "error" not in items[-1], items[-1]
     progress = [item for item in items if item["type"] == "progress"]
     assert any("preview" in item for item in progress), "no preview was streamed"
@@ -84,3 +81,22 @@ def test_a_long_stream_with_previews_stays_under_the_answers_limit(
     assert sum(map(_size, progress)) <= JOB_LIMIT // PROGRESS_SHARE
     # what the platform keeps (every item) fits the limit
     assert len(json.dumps(items)) <= JOB_LIMIT
+
+
+@pytest.mark.parametrize("small_answers", [LIMIT], indirect=True)
+def test_an_output_that_fits_once_but_not_twice_fails_the_streamed_job(
+        small_answers: WorkerHarness) -> None:
+    # the 64x64 output is about 16 KB as base64: it fits the 30 KB progress leaves once, not
+    # twice, and without an object store the job fails as an unstreamed one would
+    items = _stream({**sampler_job(2), "output": {"delivery": "base64"}})
+    result = items[-1]
+    assert result["type"] == "result" and result["error_code"] == "output_too_large", result
+    assert "BUCKET_ENDPOINT_URL" in result["error"]
+    assert not [item for item in items if item["type"] == "output"], items
+
+
+def _stream(job: dict[str, Any]) -> list[dict[str, Any]]:
+    async def collect() -> list[dict[str, Any]]:
+        return [item async for item in handler.stream_handler({"id": "s-2", "input": job})]
+
+    return asyncio.run(collect())
