@@ -7,7 +7,7 @@
 
 On a machine without a GPU the worker launches ComfyUI with `--cpu` and, with more than one
 job in flight (MAX_CONCURRENCY) and unless the environment sets one, OMP_WAIT_POLICY=PASSIVE
-(supervision.launch_env): torch's idle OpenMP threads sleep instead of spinning. That helps
+(launch.launch_env): torch's idle OpenMP threads sleep instead of spinning. That helps
 jobs in flight share the cores (bench/concurrency.py); this measures what it costs the
 heaviest thing ComfyUI does on a CPU, the sampling. Each round launches a fresh ComfyUI per policy, in alternating order ("unset"
 removes the variable, so ComfyUI gets libgomp's default), runs one job to load the model,

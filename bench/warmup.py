@@ -6,7 +6,7 @@
 
 Needs a real ComfyUI with at least one checkpoint (a random-weight SD1.5 one is enough on a
 CPU: bench/make_random_sd15.py). COMFYUI_ARGS comes from the environment as in production;
-on a machine without a GPU the worker adds --cpu itself (supervision.device_args).
+on a machine without a GPU the worker adds --cpu itself (launch.device_args).
 
 Boot: --boots times each, alternating, ComfyUI alone (its main.py with the same flags,
 polled every 50 ms until /system_stats answers) and the worker's launch (`launch_comfyui` +

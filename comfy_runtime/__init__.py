@@ -31,6 +31,7 @@ docs/development.md repeats it.
         diagnosis ....... what ComfyUI's error reports mean, as job errors
         prompt_run ...... queue one prompt and follow it to its end, whatever happens
         node_definitions  node definitions, fetched once per ComfyUI process
+        launch .......... a launched ComfyUI's command line, device, previews, environment
         supervision ..... ComfyUI as our child: launch, readiness, deaths, restart
     graph_checks .... checks on an API graph before it reaches ComfyUI (size, depth, paths)
     contract ........ the job's input and output as pydantic models, and their JSON Schema

@@ -9,6 +9,8 @@ and ComfyUI itself as our child process.
     prompt_run ...... `PromptRun`: queue one prompt and follow it to its end, whatever happens
     diagnosis ....... what ComfyUI's error reports mean, as job errors
     node_definitions  `DefinitionsCache`: node definitions, fetched once per ComfyUI process
+    launch .......... `launch_command`, `launch_env`: a launched ComfyUI's command line, device,
+                      previews, environment and model folders
     supervision ..... `ComfyProcess`, `launch_comfyui`: launch, readiness, deaths, restart
 
 Knows nothing about RunPod or the job's contract; below it are only `settings`, `errors`,

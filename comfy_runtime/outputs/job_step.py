@@ -20,7 +20,7 @@ from ..blocking import Pools
 from ..comfyui.client import ComfyClient
 from ..comfyui.events import Event
 from ..comfyui.run_record import FinishedRun
-from ..contract import JobOutput, OutputFile, OutputOptions, TextOutput
+from ..contract import JobOutput, MediaKind, OutputFile, OutputOptions, TextOutput
 from ..job_files import ComfyFolders, public_subfolder
 from .collect import (
     EarlyDownloads,
@@ -103,7 +103,7 @@ class JobOutputs:
 
     def _deliver_all(self, refs: list[OutputRef], sent: list[OutputFileData],
                      texts: list[TextOutput], check_time: Callable[[], None]
-                     ) -> list[tuple[str, OutputFile]]:
+                     ) -> list[tuple[MediaKind, OutputFile]]:
         place = self._place
         if self._early is not None:
             files = self._early.fetch(refs, place.pools.fan_out)

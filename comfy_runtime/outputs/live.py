@@ -14,6 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 from typing import Any
 
 from ..comfyui.events import Event, NodeExecuted
@@ -65,7 +66,7 @@ class LiveOutputs:
             self._tell_text(text)
         for ref in refs:
             if ref not in self._files:
-                self._files[ref] = self._start(lambda ref=ref: self._delivered(ref))
+                self._files[ref] = self._start(partial(self._delivered, ref))
 
     def finish(
         self, refs: list[OutputRef], texts: list[TextOutput], sent: list[OutputFileData]

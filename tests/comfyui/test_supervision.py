@@ -16,13 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from comfy_runtime.comfyui import supervision
+from comfy_runtime.comfyui import launch
 from comfy_runtime.comfyui.supervision import (
     MAX_CRASHES,
     ComfyProcess,
     CrashWindow,
     launch_comfyui,
-    launch_command,
 )
 from comfy_runtime.errors import ComfyUIUnavailable
 from comfy_runtime.settings import REPO_ROOT, Settings
@@ -101,50 +100,6 @@ def test_repeated_deaths_between_jobs_ask_for_a_fresh_worker(launched: Worker) -
         assert result.get("refresh_worker", False) is (death >= MAX_CRASHES), (death, result)
 
 
-# --- the device: --cpu where no GPU is visible (issue 14) -------------------------------------
-def _settings_with_args(tmp_path: Path, args: str) -> Settings:
-    return Settings(comfyui_dir=DOUBLE_DIR, comfyui_port=free_port(), comfyui_args=args,
-                    network_volume_dir=tmp_path / "no-volume")
-
-
-@pytest.mark.parametrize("args", ["", "--disable-smart-memory", "--preview-method auto"])
-def test_no_gpu_and_no_device_chosen_launches_on_the_cpu(
-    tmp_path: Path, args: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level(logging.WARNING, logger="comfy_runtime.comfyui.supervision"):
-        command = launch_command(_settings_with_args(tmp_path, args), gpu_probe=lambda: None)
-    assert command.count("--cpu") == 1
-    assert command[-1] == "--cpu"
-    assert "no GPU visible" in caplog.text and "--cpu" in caplog.text
-
-
-@pytest.mark.parametrize("args", [
-    "--cpu", "--directml", "--directml 1", "--cuda-device 0", "--cuda-device=1",
-    "--default-device 0", "--oneapi-device-selector level_zero:0", "--gpu-only",
-    "--highvram", "--lowvram", "--novram", "--normalvram",
-])
-def test_a_device_chosen_in_comfyui_args_is_kept(tmp_path: Path, args: str) -> None:
-    command = launch_command(_settings_with_args(tmp_path, args), gpu_probe=lambda: None)
-    assert command.count("--cpu") == args.split().count("--cpu")
-    assert command[-len(args.split()):] == args.split()
-
-
-def test_a_visible_gpu_launches_without_cpu(tmp_path: Path) -> None:
-    command = launch_command(_settings_with_args(tmp_path, ""), gpu_probe=lambda: "/dev/nvidia0")
-    assert "--cpu" not in command
-
-
-def test_the_default_probe_sees_no_gpu_without_device_nodes_or_nvidia_smi(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(supervision.os.path, "exists", lambda path: False)
-    monkeypatch.setattr(supervision.sys, "platform", "linux")
-    monkeypatch.setattr(supervision.shutil, "which", lambda name: None)
-    assert supervision.visible_gpu() is None
-    monkeypatch.setattr(supervision.os.path, "exists", lambda path: path == "/dev/nvidia0")
-    assert supervision.visible_gpu() == "/dev/nvidia0"
-
-
 # --- on the CPU, torch's idle OpenMP threads sleep (issue 14) ---------------------------------
 def _launched_env(tmp_path: Path, gpu: str | None, max_concurrency: int = 2) -> str:
     """OMP_WAIT_POLICY as the ComfyUI the worker launches sees it ("-" when unset)."""
@@ -210,7 +165,7 @@ def test_a_launch_that_fails_leaves_no_model_paths_file(tmp_path: Path) -> None:
                         network_volume_dir=tmp_path / "no-volume")
     with pytest.raises(ComfyUIUnavailable, match="ComfyUI not found"):
         launch_comfyui(settings, gpu_probe=lambda: None)
-    assert not supervision.model_paths_file().exists()
+    assert not launch.model_paths_file().exists()
 
 
 def test_an_exported_comfyui_url_does_not_reach_the_tests(tmp_path: Path) -> None:
@@ -224,16 +179,6 @@ def test_an_exported_comfyui_url_does_not_reach_the_tests(tmp_path: Path) -> Non
     )
     assert result.returncode == 0, result.stdout[-2000:]
     assert " passed" in result.stdout
-
-
-def test_a_launched_comfyui_draws_previews_as_the_settings_say(tmp_path: Path) -> None:
-    command = launch_command(_settings_with_args(tmp_path, "--cpu"), gpu_probe=lambda: None)
-    assert command[command.index("--preview-method") + 1] == "auto"
-    assert command[command.index("--preview-size") + 1] == "256"
-    chosen = _settings_with_args(tmp_path, "--cpu --preview-method=taesd")
-    command = launch_command(chosen, gpu_probe=lambda: None)
-    assert command.count("--preview-method") == 0 and "--preview-method=taesd" in command
-    assert command[command.index("--preview-size") + 1] == "256"
 
 
 def test_coloured_log_lines_are_relayed_plain_at_their_level(
