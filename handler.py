@@ -46,7 +46,8 @@ async def stream_handler(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
 
     worker = _get_worker()
     items = job_stream(lambda progress, outputs: _answer(job, progress, outputs),
-                       max_response_bytes=worker.settings.max_response_bytes)
+                       max_response_bytes=worker.settings.max_response_bytes,
+                       status=_progress_sink(job))
     async for item in items:
         if item["type"] == "result" and item.pop("refresh_worker", False) and _sdk_config:
             # The SDK reads `refresh_worker` from a plain handler's result only; for a

@@ -48,15 +48,18 @@ class ProgressRoom:
         return item
 
 
-async def job_stream(answer: Answer, *, max_response_bytes: int
-                     ) -> AsyncIterator[dict[str, Any]]:
-    """The job's items, in the order they happened; the `result` last, after every other."""
+async def job_stream(answer: Answer, *, max_response_bytes: int,
+                     status: ProgressSink | None = None) -> AsyncIterator[dict[str, Any]]:
+    """The job's items, in the order they happened; the `result` last, after every other.
+    Each progress report also goes to `status` (the platform's job status), as unstreamed."""
     loop = asyncio.get_running_loop()
     items: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     room = ProgressRoom(max_response_bytes)
 
     def progress(report: dict[str, Any]) -> None:  # called on the job's threads
         loop.call_soon_threadsafe(_put_progress, report)
+        if status is not None:
+            status(report)
 
     def _put_progress(report: dict[str, Any]) -> None:  # on the loop: `room` has one user
         item = room.fit(report)

@@ -92,6 +92,10 @@ def test_job_loop_streams_progress_outputs_then_the_result(tmp_path: Any) -> Non
             _check_stream(streamed)
             # return_aggregate_stream: the job's output is the list of what was streamed
             assert done["output"] == streamed, brief(done)
+            # and the job's status shows its progress as without streaming
+            updates = [p["output"] for p in queue.progress("streamed")]
+            assert any("preview" in u for u in updates) and updates[-1]["percent"] == 100.0, \
+                brief(updates)
 
             queue.push("broken", bad_node_job())
             failed = _wait_done(queue, "broken", JOB_S)
