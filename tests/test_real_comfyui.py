@@ -363,3 +363,43 @@ def test_previews_arrive_as_jpegs_of_the_asked_size_and_only_when_asked(worker: 
         # the frame ComfyUI sent just before the progress event of the same step
         assert preview["step"] == report["step"] and 1 <= preview["step"] <= 8
     assert not [r for r in job(False) if "preview" in r]
+
+
+def test_a_stream_shows_each_output_as_its_node_finishes(
+        worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21: with STREAM_RESULTS, an image saved before the sampler runs reaches the
+    stream while the sampler still has steps to go; the result lists what was streamed."""
+    if not checkpoints():
+        pytest.skip("needs an SD1.5 checkpoint")
+    import handler
+
+    monkeypatch.setattr(handler, "_worker", worker)
+    graph = json.loads((Path(__file__).parent.parent / "workflows" / "txt2img.json").read_text())
+    graph = graph.get("workflow", graph)
+    sampler = next(key for key, node in graph.items() if node["class_type"] == "KSampler")
+    graph[sampler]["inputs"].update(steps=8, seed=int(time.time()))
+    loader = next(node for node in graph.values() if node["class_type"] == "CheckpointLoaderSimple")
+    loader["inputs"]["ckpt_name"] = checkpoints()[0]
+    latent = graph[graph[sampler]["inputs"]["latent_image"][0]]
+    latent["inputs"].update(width=64, height=64)
+    graph["90"] = {"class_type": "EmptyImage",
+                   "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 0xFF0000}}
+    graph["91"] = {"class_type": "SaveImage",
+                   "inputs": {"images": ["90", 0], "filename_prefix": "early"}}
+
+    async def stream() -> list[dict[str, Any]]:
+        job = {"id": "real-stream", "input": {"workflow": graph}}
+        return [item async for item in handler.stream_handler(job)]
+
+    items = asyncio.run(stream())
+    worker.drain_cleanups()
+    result = items[-1]
+    assert result["type"] == "result" and len(result.get("images", [])) == 2, result
+    outputs = [i for i, item in enumerate(items) if item["type"] == "output"]
+    steps = [i for i, item in enumerate(items) if item["type"] == "progress"
+             and item.get("node") == sampler and item.get("step")]
+    assert len(outputs) == 2 and steps, [item["type"] for item in items]
+    assert items[outputs[0]]["images"][0]["filename"].startswith("early")
+    assert outputs[0] < steps[-1] < outputs[1]
+    assert sorted(json.dumps(items[i]["images"][0], sort_keys=True) for i in outputs) == sorted(
+        json.dumps(item, sort_keys=True) for item in result["images"])
