@@ -118,8 +118,8 @@ class Settings(BaseSettings):
     )
     stream_results: bool = Field(
         False,
-        description="Stream each job on /stream/{id}: progress, each output as it is "
-        "delivered, then the result (a generator handler; /runsync then returns the list).",
+        description="Stream each job on /stream/{id}: progress, each output as soon as its "
+        "node finished, then the result (a generator handler; /runsync then returns the list).",
     )
 
     # --- limits --------------------------------------------------------------------------
@@ -151,7 +151,7 @@ class Settings(BaseSettings):
         19_500_000,
         gt=0,
         description="Largest JSON result returned inline; past it outputs go to the object "
-        "store (RunPod refuses results over 20 MB).",
+        "store (RunPod refuses results over 20 MB). A streamed job's items count together.",
     )
     allow_private_urls: bool = Field(
         False,
