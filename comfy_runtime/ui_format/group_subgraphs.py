@@ -131,6 +131,10 @@ class _Group:
         if self.raw.mode != 0:
             state = "muted" if self.raw.mode == 2 else "bypassed"
             raise self.fail(f"runs its members although the group node is {state}")
+        if not self.config.nodes:
+            text = (f"legacy group node {self.raw.id} ('{self.raw.type}') has no members: "
+                    f"frontend {self.frontend} cannot make a subgraph of it and drops it")
+            raise UnsupportedStructure(text, [problem(self.raw.id, self.raw.type, text)])
         values = group_values(self.raw, self.config.node_def)
         self._paste()
         for name, (index, inner) in self.config.widget_to_inner.items():
@@ -253,11 +257,17 @@ class _Group:
                 continue
             for target, target_name in legacy.primitive_targets.get(index, []):
                 self._check(target, target_name, meant[name], "drops the value of its "
-                                                              "PrimitiveNode member: it queues")
+                            "PrimitiveNode member: it queues", from_primitive=True)
             self._check_outside(self.members[index], meant[name])
 
-    def _check(self, index: int, name: str, meant: Any, what: str) -> None:
+    def _check(self, index: int, name: str, meant: Any, what: str,
+               from_primitive: bool = False) -> None:
         widget = self.comfy[index].widget(name) if index in self.comfy else None
+        slots = self.work.nodes[self.members[index]]["inputs"]
+        if not from_primitive and any(
+                s.get("link") is not None and (s.get("widget") or {}).get("name") == name
+                for s in slots):
+            return  # a link from outside gives the value, not the widget
         if widget is not None and not _same(widget.value, meant):
             raise self.fail(f"{what} {widget.value!r} in '{name}' of member {index} "
                             f"({self.config.nodes[index].type}) where the file means {meant!r}")

@@ -222,3 +222,11 @@ def test_a_group_with_many_inner_links_is_pasted_once() -> None:
         [0, 0, 1, 0, i, "LATENT"] for i in range(50000)]
     definitions = NodeDefinitions(NEWER[-1].load_object_info(), frontend="1.49.6")
     assert len(to_api_with_definitions(workflow, definitions)) == 4000
+
+
+def test_a_group_without_members_is_refused_as_the_frontend_drops_it() -> None:
+    workflow, definitions = _group_workflow()
+    group = workflow["extra"]["groupNodes"]["RerouteWidget"]
+    group["nodes"], group["links"], group["external"] = [], [], []
+    with pytest.raises(UnsupportedStructure, match="has no members"):
+        to_api_with_definitions(workflow, definitions)
