@@ -19,6 +19,10 @@ input, and a group output behind Reroutes names the node before them. Notes are 
 `external` entries that name the node by a copy of it, not an index, never match a node,
 as in the frontend. Upload widgets inside a group, Reroutes that carry a widget value, and
 groups inside subgraphs are refused.
+
+Frontends 1.48 and later build the same definition (`newer=True`) with one difference: an
+input counts as a widget only when its type is a name in their widget registry, so an
+old-style combo (a list of options) is an input slot; `group_subgraphs` then follows them.
 """
 
 from __future__ import annotations
