@@ -171,10 +171,11 @@ def test_the_folders_stay_small() -> None:
         package: count for package in _subpackages()
         if (count := len([p for p in (PACKAGE / package).glob("*.py")
                           if not p.stem.startswith("__")]))
-        > MAX_PACKAGE_MODULES + (3 if package == ALONE else 2)
+        > MAX_PACKAGE_MODULES + (4 if package == ALONE else 2)
     }
-    # ui_format (13 modules, one of them the recorded frontends it follows) is the one package
-    # allowed past 10 by three: it is lifted whole.
+    # ui_format (14 modules: one of them the recorded frontends it follows, three the legacy
+    # group nodes as old frontends expand them and as newer ones make subgraphs of them) is
+    # the one package allowed past 10 by four: it is lifted whole.
     assert crowded == {}
 
 

@@ -19,6 +19,10 @@ input, and a group output behind Reroutes names the node before them. Notes are 
 `external` entries that name the node by a copy of it, not an index, never match a node,
 as in the frontend. Upload widgets inside a group, Reroutes that carry a widget value, and
 groups inside subgraphs are refused.
+
+Frontends 1.48 and later build the same definition (`newer=True`) with one difference: an
+input counts as a widget only when its type is a name in their widget registry, so an
+old-style combo (a list of options) is an input slot; `group_subgraphs` then follows them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 from .definitions import NodeDef, NodeDefinitions, build_node_def
 from .errors import UnsupportedStructure, problem
+from .frontends import LEGACY, widget_types
 from .graph import RawNode, _node
 
 PREFIX = "workflow>"
@@ -58,6 +63,9 @@ class GroupConfig:
     output_to_inner: list[tuple[int, int]] = field(default_factory=list)
     # inner PrimitiveNode index -> the (inner index, widget name) pairs it feeds
     primitive_targets: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
+    # inner index -> {inner input name -> group input number}, and each number's input name
+    input_names: dict[int, dict[str, int]] = field(default_factory=dict)
+    counted: list[str] = field(default_factory=list)
 
 
 def _refuse(name: str, text: str) -> UnsupportedStructure:
@@ -72,8 +80,13 @@ def _is_widget(raw: Any) -> bool:
 class _Builder:
     """Builds the group's definition in the order the frontend adds inputs and outputs."""
 
-    def __init__(self, name: str, data: dict[str, Any], defs: NodeDefinitions) -> None:
+    def __init__(self, name: str, data: dict[str, Any], defs: NodeDefinitions,
+                 newer: bool = False) -> None:
         self.name, self.data, self.defs = name, data, defs
+        # Newer frontends count an input as a widget only when its type is a name in their
+        # widget registry: an old-style combo (a list of options) becomes an input slot.
+        self.newer = newer
+        self.widget_kinds = widget_types(defs.frontend)[0]
         self.config = GroupConfig(name, [_node({**n, "id": i}) for i, n in
                                          enumerate(data.get("nodes") or [])],
                                   NodeDef(name, (), (), (), ()))
@@ -159,7 +172,13 @@ class _Builder:
             section = self.defs.object_info[target.type]["input"]
             kind = ((section.get("required") or {}).get(widget.get("name"))
                     or section["optional"][widget.get("name")])[0]
-        if not _is_widget([kind]):
+        if self.newer and isinstance(kind, list):
+            raise _refuse(self.name, f"legacy group node '{PREFIX}{self.name}': a COMBO "
+                                     f"PrimitiveNode inside it has no widget in "
+                                     f"frontend {self.defs.frontend} (the combo's options are "
+                                     "an old-style list), so the group's later values land in "
+                                     "the wrong widgets")
+        if not self._is_widget([kind]):
             raise _refuse(self.name, f"a PrimitiveNode inside the group feeds a {kind!r} input, "
                                      "which has no widget")
         return {"input": {"required": {"value": [kind, {}]}}, "output": [kind]}
@@ -177,7 +196,7 @@ class _Builder:
                 target = self.config.nodes[int(link[2])]
                 saved = (target.data.get("inputs") or [])[int(link[3])]
                 kind = saved.get("type") if kind == "*" else kind
-                if saved.get("widget"):
+                if saved.get("widget") and not self.newer:
                     raise _refuse(self.name, _REROUTE_WIDGET.format(f"'{saved.get('name')}' of "
                                                                     f"'{target.type}'"))
         elif links_to:
@@ -188,7 +207,7 @@ class _Builder:
                          if len(lk) > 5 and lk[2] == index), "*")
             if kind == "*":
                 kind = self.external.get(index, {}).get(0) or kind
-        if _is_widget([kind]):
+        if _is_widget([kind]) and not self.newer:
             raise _refuse(self.name, _REROUTE_WIDGET.format(f"of type {kind!r}"))
         return {"input": {"required": {kind: [kind, {"forceInput": True}]}}, "output": [kind]}
 
@@ -219,7 +238,7 @@ class _Builder:
         converted: dict[int, str] = {}
         slots: list[str] = []
         for input_name, raw in inputs.items():
-            if not _is_widget(raw):
+            if not self._is_widget(raw):
                 slots.append(input_name)
                 continue
             at = next((i for i, s in enumerate(saved) if s.get("name") == input_name
@@ -235,9 +254,8 @@ class _Builder:
             if i in links_to:
                 self._primitive_link(links_to[i], node, input_name, inputs[input_name])
                 continue
-            self._add_input(node, input_name, inputs[input_name])
-            input_map[i] = self.input_count
-            self.input_count += 1
+            name = self._add_input(node, input_name, inputs[input_name])
+            input_map[i] = self._count(index, input_name, name)
         deferred.append((node, inputs, len(slots), converted))
         self._outputs(node, info)
 
@@ -254,8 +272,21 @@ class _Builder:
                 continue
             name = self._add_input(node, input_name, inputs[input_name])
             self.config.widget_to_inner[name] = (index, input_name)
-            self.config.input_map.setdefault(index, {})[n_slots + i] = self.input_count
-            self.input_count += 1
+            self.config.input_map.setdefault(index, {})[n_slots + i] = self._count(
+                index, input_name, name)
+
+    def _is_widget(self, raw: Any) -> bool:
+        if not self.newer:
+            return _is_widget(raw)
+        kind = raw[0] if isinstance(raw, (list, tuple)) and raw else raw
+        return isinstance(kind, str) and kind in self.widget_kinds
+
+    def _count(self, index: int, input_name: str, name: str) -> int:
+        """Number the group's next input slot (the frontend's `inputCount`)."""
+        self.config.input_names.setdefault(index, {})[input_name] = self.input_count
+        self.config.counted.append(name)
+        self.input_count += 1
+        return self.input_count - 1
 
     def _outputs(self, node: RawNode, info: dict[str, Any]) -> None:
         index = int(node.id)
@@ -275,19 +306,22 @@ class _Builder:
         for args in deferred:
             self.converted(*args)
         info = {"input": {"required": self.required}, "output": self.outputs}
-        self.config.node_def = build_node_def(PREFIX + self.name, info)
+        self.config.node_def = build_node_def(PREFIX + self.name, info,
+                                              self.defs.frontend if self.newer else LEGACY)
         return self.config
 
 
-def group_configs(workflow: dict[str, Any], defs: NodeDefinitions) -> dict[str, GroupConfig]:
-    """The group node types a workflow defines, keyed by their node type."""
+def group_configs(workflow: dict[str, Any], defs: NodeDefinitions,
+                  newer: bool = False) -> dict[str, GroupConfig]:
+    """The group node types a workflow defines, keyed by their node type (`newer`: as
+    frontends 1.48 and later build them)."""
     groups = (workflow.get("extra") or {}).get("groupNodes") or {}
     if not isinstance(groups, dict):
         raise UnsupportedStructure("extra.groupNodes is not an object")
     configs = {}
     for name, data in groups.items():
         try:
-            configs[PREFIX + name] = _Builder(name, data, defs).build()
+            configs[PREFIX + name] = _Builder(name, data, defs, newer).build()
         except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
             # The group's data is hand-edited or damaged in a way the editor would trip on.
             raise _refuse(name, f"group node data is malformed ({type(exc).__name__})") from exc

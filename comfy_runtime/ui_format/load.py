@@ -28,6 +28,7 @@ from .errors import TooManyNodes, UnknownNodeTypes, UnsupportedStructure, proble
 from .frontends import is_legacy
 from .graph import IOSlot, Link, RawGraph, check_links, read_workflow, saved_outputs
 from .group_nodes import PREFIX, group_configs, missing_inner_types
+from .group_subgraphs import groups_to_subgraphs
 from .values import UNDEFINED
 
 # What the editor-only members of a group node are (they never reach the API graph).
@@ -132,7 +133,10 @@ def _unknown_types(graphs: list[RawGraph], known: set[str], defs: NodeDefinition
             if graph.subgraph_id is None and node.type.startswith("workflow/"):
                 node.type = PREFIX + node.type[len("workflow/"):]
             if node.type.startswith(PREFIX) and graph.subgraph_id is not None:
-                text = "legacy group node inside a subgraph (the frontend refuses it too)"
+                text = "legacy group node inside a subgraph (the frontend refuses it too)" \
+                    if is_legacy(defs.frontend) else (
+                        f"legacy group node inside a subgraph: frontend {defs.frontend} leaves it "
+                        f"unconverted and queues '{node.type}', a class ComfyUI does not have")
                 raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
             if node.type in defs or node.type in VIRTUAL_TYPES or node.type in known:
                 continue
@@ -148,17 +152,11 @@ def _unknown_types(graphs: list[RawGraph], known: set[str], defs: NodeDefinition
                            details)
 
 
-def _newer_rewrites(workflow: Any, root: RawGraph, subs: dict[str, RawGraph],
-                    groups: set[str]) -> None:
-    """What newer frontends change on load: they turn legacy group nodes into subgraphs (fresh
-    ids, other links: refused, not reproduced), and give every subgraph node whose id an
-    earlier node already holds (root first, then definitions in file order) the next id after
-    the workflow's last node id, rewriting its links."""
-    for node in root.nodes:
-        if node.type in groups:
-            text = (f"legacy group node '{node.type}': this frontend turns it into a subgraph "
-                    "when loading, which the converter does not reproduce")
-            raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
+def _newer_rewrites(workflow: Any, root: RawGraph, subs: dict[str, RawGraph]) -> None:
+    """What newer frontends change on load first: every subgraph node whose id an earlier
+    node already holds (root first, then definitions in file order) gets the next id after
+    the workflow's last node id, and its links follow. (Group nodes come after: see
+    `group_subgraphs`.)"""
     seen = {node.id for node in root.nodes}
     last: int | None = None
     for sub in subs.values():
@@ -189,7 +187,8 @@ class _Loader:
         self.defs = defs
         self.root_raw, self.sub_raw = read_workflow(workflow)
         missing = missing_inner_types(workflow, defs)
-        self.groups = {} if missing else group_configs(workflow, defs)
+        newer = not is_legacy(defs.frontend)
+        self.groups = {} if missing else group_configs(workflow, defs, newer)
         known = set(self.sub_raw) | set(self.groups)
         _unknown_types([self.root_raw, *self.sub_raw.values()], known, defs, missing)
         # Counted from the definitions before any node is built: building is what costs.
@@ -198,10 +197,17 @@ class _Loader:
         self._order = {sub_id: index for index, sub_id in enumerate(self.sub_raw)}
         self._uses = Counter(node.type for raw in (self.root_raw, *self.sub_raw.values())
                              for node in raw.nodes if node.type in self.sub_raw)
-        if not is_legacy(defs.frontend):
-            _newer_rewrites(workflow, self.root_raw, self.sub_raw, set(self.groups))
+        if newer:
+            _newer_rewrites(workflow, self.root_raw, self.sub_raw)
         for raw in (self.root_raw, *self.sub_raw.values()):
             check_links(raw)
+        # Subgraphs that newer frontends make of group nodes: their PrimitiveNodes push nothing.
+        self.converted: set[str] = set()
+        if newer and self.groups:
+            self.converted = groups_to_subgraphs(workflow, self.root_raw, self.sub_raw,
+                                                 self.groups, defs)
+            for sub_id in self.converted:
+                check_links(self.sub_raw[sub_id])
         self.subgraphs: dict[str, Graph] = {}
         self._building: list[str] = []
 
@@ -353,7 +359,8 @@ def load(workflow: Any, defs: NodeDefinitions, max_nodes: int) -> tuple[Graph, d
     root = loader.build(loader.root_raw, root=True)
     _fix_link_slots(root, set())
     for graph in _graphs_in_serialize_order(root, loader.subgraphs):
-        primitives = [node for node in graph.nodes.values() if node.kind == "primitive"]
+        primitives = [node for node in graph.nodes.values() if node.kind == "primitive"
+                      and graph.subgraph_id not in loader.converted]
         outgoing = _outgoing(graph) if primitives else {}
         for node in primitives:
             _apply_primitive(graph, node, root, outgoing)

@@ -29,6 +29,13 @@ TEMPLATES = {
     if path.name != "index.json" and path.stat().st_size < 40_000
 }
 MAX_NODES = 2000
+# Newer frontends turn group nodes into subgraphs (issue 24): their recorded group cases.
+NEWER_INFO: dict[str, Any] = json.loads(
+    (HERE / "recordings-1.49.6" / "object_info.json").read_text(encoding="utf-8"))
+GROUP_CASES = {
+    path.stem: json.loads(path.read_text(encoding="utf-8"))["workflow"]
+    for path in sorted((HERE / "recordings-1.49.6").glob("handmade_group_*.json"))
+}
 
 # FUZZ_EXAMPLES=5000 FUZZ_RANDOM=1 digs deeper, off CI.
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")), deadline=3000,
@@ -59,8 +66,9 @@ def _places(value: Any, found: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
 
 
 @st.composite
-def mutated_template(draw: st.DrawFn) -> dict[str, Any]:
-    workflow = copy.deepcopy(TEMPLATES[draw(st.sampled_from(sorted(TEMPLATES)))])
+def mutated_template(draw: st.DrawFn, sources: dict[str, Any] | None = None) -> dict[str, Any]:
+    sources = TEMPLATES if sources is None else sources
+    workflow = copy.deepcopy(sources[draw(st.sampled_from(sorted(sources)))])
     for _ in range(draw(st.integers(1, 4))):
         places = _places(workflow, [])
         if not places:
@@ -138,9 +146,10 @@ def generated_workflow(draw: st.DrawFn) -> dict[str, Any]:
     return workflow
 
 
-def _converts_or_refuses(workflow: Any) -> None:
+def _converts_or_refuses(workflow: Any, object_info: dict[str, Any] | None = None,
+                         frontend: str = "1.27.10") -> None:
     try:
-        out = to_api(workflow, OBJECT_INFO, max_nodes=MAX_NODES)
+        out = to_api(workflow, object_info or OBJECT_INFO, max_nodes=MAX_NODES, frontend=frontend)
     except ConversionError:
         return
     assert isinstance(out, dict)
@@ -158,6 +167,20 @@ def test_a_mutated_template_converts_or_is_refused(workflow: dict[str, Any]) -> 
 @given(generated_workflow())
 def test_a_generated_workflow_converts_or_is_refused(workflow: dict[str, Any]) -> None:
     _converts_or_refuses(workflow)
+
+
+@FUZZ
+@given(mutated_template(GROUP_CASES))
+def test_a_mutated_group_node_converts_or_is_refused_by_a_newer_frontend(
+        workflow: dict[str, Any]) -> None:
+    _converts_or_refuses(workflow, NEWER_INFO, "1.49.6")
+
+
+@FUZZ
+@given(generated_workflow())
+def test_a_generated_workflow_converts_or_is_refused_by_a_newer_frontend(
+        workflow: dict[str, Any]) -> None:
+    _converts_or_refuses(workflow, NEWER_INFO, "1.49.6")
 
 
 @settings(FUZZ, max_examples=min(FUZZ.max_examples, 60))
