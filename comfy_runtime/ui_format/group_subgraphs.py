@@ -71,7 +71,9 @@ def group_values(raw: RawNode, node_def: NodeDef) -> dict[str, Any]:
 
 def _refuse(raw: RawNode, frontend: str, text: str) -> UnsupportedStructure:
     full = (f"legacy group node {raw.id} ('{raw.type}'): frontend {frontend} turns it into a "
-            f"subgraph that {text}, which is not what the file means")
+            f"subgraph that {text}, which is not what the file means; open the workflow in "
+            "that editor, check the group's values and save it again (it is then saved as a "
+            "subgraph, which converts as it shows)")
     return UnsupportedStructure(full, [problem(raw.id, raw.type, full)])
 
 
