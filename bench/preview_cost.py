@@ -1,23 +1,34 @@
-"""Median txt2img sampling time (the KSampler node) and execution with PREVIEW_METHOD=auto
-against none, and their ratio, on two real ComfyUIs the worker launches (CPU).
+"""Median per-pair ratio auto / none, with a seeded bootstrap 95% interval, of txt2img sampling
+time (the KSampler node), execution, ComfyUI's CPU seconds and the worker's CPU seconds, on two
+real ComfyUIs the worker launches with PREVIEW_METHOD=auto and none (CPU); and the worker's
+own time to re-encode one recorded preview.
 
     COMFYUI_DIR=/path/to/ComfyUI COMFYUI_PYTHON=/path/to/its/python \\
         [COMFYUI_ARGS="--extra-model-paths-config models.yaml"] \\
-        python bench/preview_cost.py [--ports 8188,8189] [--jobs 6] [--size 64] [--steps 8] \\
-                                     [--max-size 256] [--dirs /tmp/bench-comfy]
+        python bench/preview_cost.py [--jobs 40] [--size 64] [--steps 8] [--max-size 256] \\
+                                     [--interval 0.25] [--seed 0] [--ports 8188,8189] \\
+                                     [--dirs /tmp/bench-comfy]
 
 A job that asks for `previews` costs ComfyUI a preview per sampler step (drawn with its
 --preview-method, encoded as JPEG at --preview-size, sent over the websocket) and costs the
 worker a decode, shrink and JPEG encode per preview it sends. Both ComfyUIs are launched by
 the worker at once, one with PREVIEW_METHOD=auto and one with none (PREVIEW_MAX_SIZE the
-same), each loads the model with one job, then the timed jobs go to one and the other in
-turn, never two at a time: a busy machine slows both alike. Every job asks for previews
-({"max_size": --max-size, "interval_s": 0.25}); with none, ComfyUI draws none and the worker
-sends none. Printed: each job's KSampler time, then per method the median KSampler time
-(`timings_ms.nodes`), the median execution (`timings_ms.execution`), the previews received,
-ComfyUI's CPU seconds per job (steadier than wall time on a shared machine), and the ratios
-auto / none. Needs a checkpoint (a random-weight SD1.5 is enough:
-bench/make_random_sd15.py).
+same); each loads the model with one untimed job. Then come --jobs pairs: one job on each,
+never two at a time, which goes first drawn per pair (seeded; as many pairs start with auto
+as with none), so drift and a busy neighbour touch both sides of a pair alike. Every job asks
+for previews ({"max_size": --max-size, "interval_s": --interval}); with none, ComfyUI draws
+none and the worker sends none.
+
+Printed: the load average before and after (a noisy run shows), each pair's figures, then
+per method the medians, and per figure two ratios: of the medians, and the median of the
+per-pair ratios with its 95% interval (percentile bootstrap of the median over pairs, 2000
+resamples, stdlib `random` seeded by --seed). A difference under 3% is resolved when the
+interval lies inside 0.97x..1.03x or wholly beyond 1.03x. The two sides are apart: ComfyUI's
+CPU seconds (drawing and sending previews at every step) and the worker's CPU seconds (its
+whole process, threads included: decoding, shrinking and encoding the previews it sends),
+plus the median time of `comfy_runtime.progress.encode_preview` on the frames a real
+ComfyUI sent (tests/protocol/previews/), times the previews a job received. Needs a
+checkpoint (a random-weight SD1.5 is enough: bench/make_random_sd15.py).
 """
 
 from __future__ import annotations
@@ -25,22 +36,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import statistics
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _double import machine  # noqa: E402
+from _double import cpu_seconds, machine  # noqa: E402
 
 from comfy_runtime.comfyui.supervision import launch_comfyui  # noqa: E402
+from comfy_runtime.progress import encode_preview  # noqa: E402
 from comfy_runtime.settings import Settings  # noqa: E402
 from comfy_runtime.worker import Worker  # noqa: E402
 from handler import respond  # noqa: E402
+from tests.comfy_double.media import recorded_previews  # noqa: E402
 
 METHODS = ("auto", "none")
 KSAMPLER = "3"  # the bundled txt2img's sampler node
+RESAMPLES = 2000
+FIGURES = ("KSampler ms", "execution ms", "ComfyUI CPU s", "worker CPU s")
+
+
+class Job(NamedTuple):
+    """One timed job's figures; the first four are FIGURES, in order."""
+
+    sampler_ms: float
+    execution_ms: float
+    comfy_cpu_s: float
+    worker_cpu_s: float
+    previews: int
 
 
 def launch(method: str, port: int, dirs: Path, max_size: int) -> Worker:
@@ -48,7 +75,10 @@ def launch(method: str, port: int, dirs: Path, max_size: int) -> Worker:
     own = {kind: dirs / method / kind for kind in ("input", "output", "temp", "user")}
     for folder in own.values():
         folder.mkdir(parents=True, exist_ok=True)
+    # --user-directory does not move ComfyUI's database (it stays in the ComfyUI folder's
+    # user/): without its own, the second ComfyUI fails to lock it and runs without one.
     folder_flags = " ".join(f"--{kind}-directory {path}" for kind, path in own.items())
+    folder_flags += f" --database-url sqlite:///{own['user'] / 'comfyui.db'}"
     base = Settings()
     settings = Settings(comfyui_port=port, warmup_workflow="none", preview_method=method,
                         preview_max_size=max_size,
@@ -60,76 +90,151 @@ def launch(method: str, port: int, dirs: Path, max_size: int) -> Worker:
     return worker
 
 
-def cpu_s(worker: Worker) -> float:
-    """CPU seconds ComfyUI's process has used so far (user + system, /proc/PID/stat): less
-    swayed than wall time by other work on a shared machine."""
-    pid = worker.process.pid if worker.process is not None else None
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def comfy_cpu_s(worker: Worker) -> float:
+    """CPU seconds ComfyUI's process has used so far: less swayed than wall time by other
+    work on a shared machine."""
+    assert worker.process is not None and worker.process.pid is not None
+    return cpu_seconds(worker.process.pid)
 
 
-def one_job(worker: Worker, index: int, args: argparse.Namespace
-            ) -> tuple[float, float, int, float]:
-    """(KSampler ms, execution ms, previews received, ComfyUI's CPU s) of one txt2img job
-    with previews."""
+def one_job(worker: Worker, index: int, args: argparse.Namespace) -> Job:
+    """The figures of one txt2img job with previews."""
     reports: list[dict[str, Any]] = []
-    cpu_before = cpu_s(worker)
+    comfy_before, worker_before = comfy_cpu_s(worker), time.process_time()
     params = {"prompt": f"a lighthouse at dusk, painting number {index}", "steps": args.steps,
               "width": args.size, "height": args.size, "seed": index}
     job = {"workflow": "txt2img", "params": params,
-           "previews": {"max_size": args.max_size, "interval_s": 0.25}}
+           "previews": {"max_size": args.max_size, "interval_s": args.interval}}
     result = respond(asyncio.run(worker.handle({"id": f"bench-{index}", "input": job},
                                                progress=reports.append)))
     if "error" in result:
         raise SystemExit(f"job failed: {result['error']}")
-    cpu = cpu_s(worker) - cpu_before
+    # process_time: this process, every thread, finer than /proc's clock ticks
+    comfy_cpu, worker_cpu = comfy_cpu_s(worker) - comfy_before, time.process_time() - worker_before
     worker.drain_cleanups()
     timings = result["timings_ms"]
     previews = sum(1 for report in reports if "preview" in report)
-    return timings["nodes"][KSAMPLER], timings["execution"], previews, cpu
+    return Job(timings["nodes"][KSAMPLER], timings["execution"], comfy_cpu, worker_cpu,
+               previews)
+
+
+def pair_orders(pairs: int, rng: random.Random) -> list[tuple[str, str]]:
+    """Which method goes first in each pair: as many auto-first as none-first (one more of
+    either when odd), shuffled, so neither always meets the other's leftovers."""
+    orders = [METHODS if i % 2 == 0 else METHODS[::-1] for i in range(pairs)]
+    rng.shuffle(orders)
+    return orders
+
+
+def median_interval(values: list[float], rng: random.Random) -> tuple[float, float, float]:
+    """The median of `values` and a 95% percentile-bootstrap interval for it."""
+    medians = sorted(statistics.median(rng.choices(values, k=len(values)))
+                     for _ in range(RESAMPLES))
+    return (statistics.median(values), medians[int(0.025 * RESAMPLES)],
+            medians[int(0.975 * RESAMPLES) - 1])
+
+
+def encode_ms(max_size: int, rounds: int = 20) -> float:
+    """Median milliseconds of one `encode_preview` (the worker's decode, shrink and JPEG
+    encode of a frame it sends) on the frames a real ComfyUI sent, at `max_size`."""
+    frames = recorded_previews()
+    times = []
+    for _ in range(rounds):
+        for frame in frames:
+            start = time.perf_counter()
+            if encode_preview(frame, max_size) is None:
+                raise SystemExit("a recorded preview did not re-encode")
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def load(before: bool) -> str:
+    """The load average; before the run, a warning when other work will blur the ratios
+    (after it, the bench's own ComfyUI is part of it)."""
+    one, five, fifteen = os.getloadavg()
+    cpus = os.cpu_count() or 1
+    busy = "  BUSY: other work will blur the ratios" if before and one > cpus / 2 else ""
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} (1, 5, 15 min) on {cpus} CPUs{busy}"
+
+
+def run_pairs(workers: dict[str, Worker], args: argparse.Namespace
+              ) -> list[dict[str, Job]]:
+    """The timed pairs, each {method: Job}, printed as they come."""
+    pairs: list[dict[str, Job]] = []
+    for index, order in enumerate(pair_orders(args.jobs, random.Random(args.seed))):
+        start = time.monotonic()
+        pair = {method: one_job(workers[method], index, args) for method in order}
+        pairs.append(pair)
+        auto, none = pair["auto"], pair["none"]
+        print(f"  pair {index + 1:3} {order[0]:4} first  KSampler {auto.sampler_ms:7.0f} / "
+              f"{none.sampler_ms:7.0f} ms = {auto.sampler_ms / none.sampler_ms:.3f}x  ComfyUI "
+              f"CPU {auto.comfy_cpu_s:5.1f} / {none.comfy_cpu_s:5.1f} s  worker CPU "
+              f"{1000 * auto.worker_cpu_s:3.0f} / {1000 * none.worker_cpu_s:3.0f} ms  previews "
+              f"{auto.previews}/{none.previews}  {time.monotonic() - start:5.1f} s  "
+              f"load {os.getloadavg()[0]:.2f}", flush=True)
+    return pairs
+
+
+def report(pairs: list[dict[str, Job]], args: argparse.Namespace) -> None:
+    """Medians per method, then per figure the ratio of medians and the median pair ratio
+    with its bootstrap interval; then the worker's side per preview."""
+    print(f"\n{'method':6} " + " ".join(f"{name:>14}" for name in FIGURES) + f" {'previews':>9}")
+    medians = {m: [statistics.median(p[m][i] for p in pairs) for i in range(5)] for m in METHODS}
+    for method in METHODS:
+        print(f"{method:6} " + " ".join(f"{v:14.3f}" for v in medians[method][:4])
+              + f" {medians[method][4]:9.0f}")
+    rng = random.Random(args.seed)
+    print(f"\nauto / none over {len(pairs)} pairs (median pair, 95% bootstrap interval; "
+          "ratio of medians):")
+    for i, name in enumerate(FIGURES):
+        ratios = [p["auto"][i] / p["none"][i] for p in pairs if p["none"][i] > 0]
+        if len(ratios) < 2:
+            print(f"  {name:14} too few pairs with a non-zero 'none' figure")
+            continue
+        mid, low, high = median_interval(ratios, rng)
+        of_medians = medians["auto"][i] / medians["none"][i] if medians["none"][i] else 0.0
+        print(f"  {name:14} {mid:.3f}x [{low:.3f}, {high:.3f}]  (medians {of_medians:.3f}x)")
+    extra = [1000 * (p["auto"].worker_cpu_s - p["none"].worker_cpu_s) for p in pairs]
+    if len(extra) > 1:
+        mid, low, high = median_interval(extra, rng)
+        print(f"  worker CPU, auto - none: {mid:.1f} ms [{low:.1f}, {high:.1f}] per job")
+    per_preview = encode_ms(args.max_size)
+    per_job = per_preview * medians["auto"][4]
+    print(f"\nworker: encode_preview {per_preview:.2f} ms per preview (median, recorded "
+          f"{args.max_size}px frames); x {medians['auto'][4]:.0f} previews per job = "
+          f"{per_job:.1f} ms, {100 * per_job / medians['auto'][0]:.2f}% of the median "
+          "KSampler time with auto")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ports", default="8188,8189", help="ComfyUI ports for auto, none")
-    parser.add_argument("--jobs", type=int, default=6, help="timed jobs per method")
+    parser.add_argument("--jobs", type=int, default=40, help="timed pairs (one job each)")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--max-size", type=int, default=256,
                         help="PREVIEW_MAX_SIZE and each job's previews.max_size")
+    parser.add_argument("--interval", type=float, default=0.25,
+                        help="each job's previews.interval_s (at least 0.25)")
+    parser.add_argument("--seed", type=int, default=0, help="pair order and bootstrap")
     parser.add_argument("--dirs", type=Path, default=Path("/tmp/comfy-worker-preview-cost"))
     args = parser.parse_args()
     ports = [int(p) for p in args.ports.split(",")]
-    print(f"machine: {machine()}\ntxt2img {args.size}x{args.size}, {args.steps} steps, "
-          f"previews at most {args.max_size} px; {args.jobs} timed jobs per method, in turn")
-    workers = {method: launch(method, port, args.dirs, args.max_size)
-               for method, port in zip(METHODS, ports)}
-    figures: dict[str, list[tuple[float, float, int, float]]] = {m: [] for m in METHODS}
+    print(f"machine: {machine()}\nload average before: {load(True)}\ntxt2img {args.size}x"
+          f"{args.size}, {args.steps} steps, previews at most {args.max_size} px every "
+          f"{args.interval} s; {args.jobs} pairs, order drawn per pair (seed {args.seed})")
+    workers: dict[str, Worker] = {}
     try:
-        for method, worker in workers.items():
+        for method, port in zip(METHODS, ports):
+            workers[method] = launch(method, port, args.dirs, args.max_size)
+        for worker in workers.values():
             one_job(worker, -1, args)  # loads the model
-        for index in range(args.jobs):
-            for method in METHODS if index % 2 == 0 else tuple(reversed(METHODS)):
-                figures[method].append(one_job(workers[method], index, args))
-                sampler, execution, previews, cpu = figures[method][-1]
-                print(f"  job {index + 1} {method:5} KSampler {sampler:8.0f} ms, execution "
-                      f"{execution:8.0f} ms, {previews} previews, ComfyUI CPU {cpu:6.1f} s",
-                      flush=True)
+        pairs = run_pairs(workers, args)
     finally:
         for worker in workers.values():
             worker.close()
-    medians: dict[str, list[float]] = {
-        m: [float(statistics.median(f[i] for f in figures[m])) for i in range(4)]
-        for m in METHODS}
-    print(f"\n{'method':6} {'KSampler ms':>12} {'execution ms':>13} {'previews':>9} "
-          f"{'ComfyUI CPU s':>14}")
-    for method in METHODS:
-        m_sampler, m_execution, m_previews, m_cpu = medians[method]
-        print(f"{method:6} {m_sampler:12.0f} {m_execution:13.0f} {m_previews:9.0f} "
-              f"{m_cpu:14.1f}")
-    auto, none = medians["auto"], medians["none"]
-    print(f"auto / none: KSampler {auto[0] / none[0]:.3f}x, execution {auto[1] / none[1]:.3f}x, "
-          f"ComfyUI CPU {auto[3] / none[3]:.3f}x")
+    print(f"load average after: {load(False)}")
+    report(pairs, args)
 
 
 if __name__ == "__main__":

@@ -47,3 +47,27 @@ def test_the_development_page_lists_every_bench_file() -> None:
     page = (REPO_ROOT / "docs" / "development.md").read_text(encoding="utf-8")
     listed = set(re.findall(r"^\| `bench/([\w.]+\.py)` \|", page, flags=re.MULTILINE))
     assert listed == {path.name for path in SCRIPTS}
+
+
+def test_preview_cost_balances_which_goes_first_and_brackets_its_median_pair() -> None:
+    """bench/preview_cost.py's pairs start as often with either method (one more when odd),
+    in an order drawn from its seed, and its bootstrap interval holds the median pair ratio
+    and narrows as pairs agree."""
+    import random
+    import sys
+
+    sys.path.insert(0, str(BENCH))
+    import preview_cost
+
+    orders = preview_cost.pair_orders(9, random.Random(0))
+    assert sorted(order[0] for order in orders).count("auto") in (4, 5)
+    assert {tuple(order) for order in orders} == {("auto", "none"), ("none", "auto")}
+    assert orders == preview_cost.pair_orders(9, random.Random(0))
+    noise = random.Random(1)
+    wide = [noise.gauss(1.0, 0.10) for _ in range(40)]
+    narrow = [1.0 + (r - 1.0) / 10 for r in wide]
+    mid, low, high = preview_cost.median_interval(wide, random.Random(0))
+    assert low <= mid <= high and low < 1.0 < high
+    n_mid, n_low, n_high = preview_cost.median_interval(narrow, random.Random(0))
+    assert n_high - n_low < (high - low) / 5
+    assert preview_cost.median_interval([1.02] * 5, random.Random(0)) == (1.02, 1.02, 1.02)
