@@ -27,7 +27,10 @@ interval lies inside 0.97x..1.03x or wholly beyond 1.03x. The two sides are apar
 CPU seconds (drawing and sending previews at every step) and the worker's CPU seconds (its
 whole process, threads included: decoding, shrinking and encoding the previews it sends),
 plus the median time of `comfy_runtime.progress.encode_preview` on the frames a real
-ComfyUI sent (tests/protocol/previews/), times the previews a job received. Needs a
+ComfyUI sent (tests/protocol/previews/), times the previews a job received. Last, what a
+preview costs ComfyUI at each step apart from sampling, timed with ComfyUI's own previewer
+by its own python (bench/_comfyui_preview_step.py), as a share of a sampling step: a figure
+the machine's noise does not blur. Needs a
 checkpoint (a random-weight SD1.5 is enough: bench/make_random_sd15.py).
 """
 
@@ -35,9 +38,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -148,6 +153,18 @@ def encode_ms(max_size: int, rounds: int = 20) -> float:
     return 1000 * statistics.median(times)
 
 
+def comfyui_step_ms(args: argparse.Namespace) -> dict[str, float]:
+    """What a preview costs ComfyUI per step apart from sampling, timed with its own previewer
+    by its own python (bench/_comfyui_preview_step.py): {"draw_ms", "encode_ms"}."""
+    settings = Settings()
+    script = Path(__file__).resolve().parent / "_comfyui_preview_step.py"
+    done = subprocess.run(
+        [settings.comfyui_python, str(script), "--size", str(args.size),
+         "--max-size", str(args.max_size)],
+        cwd=settings.comfyui_dir, capture_output=True, text=True, timeout=600, check=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def load(before: bool) -> str:
     """The load average; before the run, a warning when other work will blur the ratios
     (after it, the bench's own ComfyUI is part of it)."""
@@ -198,6 +215,12 @@ def report(pairs: list[dict[str, Job]], args: argparse.Namespace) -> None:
     if len(extra) > 1:
         mid, low, high = median_interval(extra, rng)
         print(f"  worker CPU, auto - none: {mid:.1f} ms [{low:.1f}, {high:.1f}] per job")
+    step = comfyui_step_ms(args)
+    step_ms = medians["auto"][0] / args.steps
+    print(f"\nComfyUI: per sampler step, drawing the preview {step['draw_ms']:.2f} ms (sampling "
+          f"thread), shrinking and encoding it {step['encode_ms']:.2f} ms (server thread); "
+          f"{100 * (step['draw_ms'] + step['encode_ms']) / step_ms:.3f}% of a sampling step "
+          f"({step_ms:.0f} ms: median KSampler time with auto / {args.steps} steps)")
     per_preview = encode_ms(args.max_size)
     per_job = per_preview * medians["auto"][4]
     print(f"\nworker: encode_preview {per_preview:.2f} ms per preview (median, recorded "
