@@ -33,7 +33,7 @@ from typing import Any
 from .definitions import NodeDef, NodeDefinitions, build_node_def
 from .errors import UnsupportedStructure, problem
 from .frontends import LEGACY, widget_types
-from .graph import RawNode, _node
+from .graph import InSlot, RawNode, _node, saved_outputs
 
 PREFIX = "workflow>"
 PRIMITIVE, REROUTE = "PrimitiveNode", "Reroute"
@@ -326,6 +326,38 @@ def group_configs(workflow: dict[str, Any], defs: NodeDefinitions,
             # The group's data is hand-edited or damaged in a way the editor would trip on.
             raise _refuse(name, f"group node data is malformed ({type(exc).__name__})") from exc
     return configs
+
+
+def check_legacy_instance(node_id: str, node_type: str, mode: int, inputs: list[InSlot],
+                          config: GroupConfig) -> None:
+    """Refuse a group node instance that the frontends which wrote group nodes (1.27) queue
+    otherwise than the file shows: they read the instance's inputs by the group's input
+    numbers alone and ignore the group node's mute."""
+    def refuse(text: str) -> UnsupportedStructure:
+        return UnsupportedStructure(text, [problem(node_id, node_type, text)])
+
+    for raw in config.nodes:
+        if raw.type == PRIMITIVE and any(out.links for out in saved_outputs(raw)):
+            # Recreating it replays its saved links, which name nothing inside the group.
+            raise refuse(f"group node '{config.name}' holds a PrimitiveNode that lists output "
+                         "links; the editor fails to queue it")
+    if mode == 2:  # recorded: `handmade_group_node_muted` queues the members, SaveImage too
+        raise refuse(f"group node {node_id} ('{node_type}') is muted, but the editor queues "
+                     "its members as if it were not")
+    numbered = {number: (index, name) for index, names in config.input_names.items()
+                for name, number in names.items()}
+    for position, slot in enumerate(inputs):
+        if slot.link is None:
+            continue
+        if position not in numbered:  # recorded: `handmade_group_old_style_inputs`
+            raise refuse(f"group node {node_id} ('{node_type}'): the editor drops the link into "
+                         f"its input '{slot.name}', which the group does not number")
+        index, name = numbered[position]
+        if slot.name != config.counted[position]:
+            # recorded: `handmade_group_primitive_widget_linked`
+            raise refuse(f"group node {node_id} ('{node_type}'): the editor queues the link into "
+                         f"its input '{slot.name}' as '{name}' of member {index} "
+                         f"({config.nodes[index].type}), by the input's position")
 
 
 def missing_inner_types(workflow: dict[str, Any],

@@ -26,8 +26,8 @@ from .configure import (
 from .definitions import NodeDefinitions
 from .errors import TooManyNodes, UnknownNodeTypes, UnsupportedStructure, problem
 from .frontends import is_legacy
-from .graph import IOSlot, Link, RawGraph, check_links, read_workflow, saved_outputs
-from .group_nodes import PREFIX, group_configs, missing_inner_types
+from .graph import IOSlot, Link, RawGraph, check_links, read_workflow
+from .group_nodes import PREFIX, check_legacy_instance, group_configs, missing_inner_types
 from .group_subgraphs import groups_to_subgraphs
 from .values import UNDEFINED
 
@@ -378,12 +378,7 @@ def _expand_group(node: Node, defs: NodeDefinitions) -> None:
     """Recreate the inner nodes from the group's data, then give them the instance's values
     (a PrimitiveNode's value goes to the widgets it feeds)."""
     config = node.group
-    for raw in config.nodes:
-        if raw.type == "PrimitiveNode" and any(out.links for out in saved_outputs(raw)):
-            # Recreating it replays its saved links, which name nothing inside the group.
-            text = (f"group node '{config.name}' holds a PrimitiveNode that lists output links; "
-                    "the editor fails to queue it")
-            raise UnsupportedStructure(text, [problem(node.id, node.type, text)])
+    check_legacy_instance(node.id, node.type, node.mode, node.inputs, config)
     node.group_inner = [
         Node(raw.id, raw.type, _INNER_KINDS.get(raw.type, "note"), raw.mode, [], [], raw=raw)
         if raw.type in VIRTUAL_TYPES

@@ -598,6 +598,159 @@ inner.outputs[0].links = [wf.links[0][0]];
 return wf;
 """,
     ),
+    "group_primitive_widget_linked": (
+        "A group holding a PrimitiveNode (-> EmptyImage.width) whose group widget 'value' is "
+        "linked after grouping from a PrimitiveInt outside: a linked group input the group "
+        "does not number.",
+        """
+const p = add('PrimitiveNode', [-300, 0]); const img = add('EmptyImage', [0, 0]);
+con(p, 0, img, 'width'); p.widgets[0].value = 40; set(img, {height: 12});
+const s = add('SaveImage', [600, 0]); con(img, 0, s, 'images');
+const gn = await groupNode([p, img], 'PrimLinked');
+const po = add('PrimitiveInt', [-600, 0]); set(po, {value: 52, control_after_generate: 'fixed'});
+const vi = gn.inputs.findIndex((i) => i.widget && i.name === 'value');
+if (vi < 0) throw new Error('no value input on the group: ' + gn.inputs.map((i) => i.name));
+po.connect(0, gn, vi);
+return save();
+""",
+    ),
+    "group_old_style_inputs": (
+        "A group saved as frontends before widget sockets saved them: members list only their "
+        "sockets, the instance only its linked widget input ('height', fed by a PrimitiveInt "
+        "outside), so the group does not number it; built in the frontend, then the slot lists "
+        "edited.",
+        """
+const img = add('EmptyImage', [0, 0]); set(img, {width: 20, height: 12});
+const inv = add('ImageInvert', [300, 0]); con(img, 0, inv, 0);
+const s = add('SaveImage', [600, 0]); con(inv, 0, s, 'images');
+const gn = await groupNode([img, inv], 'OldStyle');
+const po = add('PrimitiveInt', [-300, 0]); set(po, {value: 44, control_after_generate: 'fixed'});
+const hi = gn.inputs.findIndex((i) => i.widget && i.name === 'height');
+if (hi < 0) throw new Error('no height input on the group: ' + gn.inputs.map((i) => i.name));
+po.connect(0, gn, hi);
+const wf = save();
+for (const n of wf.extra.groupNodes.OldStyle.nodes) {
+  n.inputs = (n.inputs || []).filter((i) => !i.widget);
+}
+const inst = wf.nodes.find((n) => n.id === gn.id);
+inst.inputs = inst.inputs.filter((i) => !i.widget || i.link != null);
+inst.inputs.forEach((i, k) => {
+  const l = wf.links.find((x) => x[0] === i.link); if (l) l[4] = k;
+});
+return wf;
+""",
+    ),
+    "group_chained_plain": (
+        "Two group nodes chained, with only INT widgets (no old-style combo, so newer "
+        "frontends lay the values out alike): Source (EmptyImage, ImageInvert) feeds Crop "
+        "(ImageInvert, ImageCrop) and a SaveImage; a second Crop instance with its own width.",
+        """
+const img = add('EmptyImage', [0, 0]); set(img, {width: 30, height: 20});
+const inv = add('ImageInvert', [300, 0]); con(img, 0, inv, 0);
+const inv2 = add('ImageInvert', [450, 0]); con(inv, 0, inv2, 0);
+const cr = add('ImageCrop', [600, 0]); con(inv2, 0, cr, 'image');
+set(cr, {width: 12, height: 8, x: 2, y: 1});
+const s = add('SaveImage', [800, 0]); con(cr, 0, s, 'images');
+const s0 = add('SaveImage', [450, 300]); con(inv, 0, s0, 'images');
+set(s0, {filename_prefix: 'first'});
+const a = await groupNode([img, inv], 'Source');
+await groupNode([inv2, cr], 'Crop');
+const b2 = LiteGraph.createNode('workflow>Crop'); b2.pos = [450, 600]; g.add(b2);
+con(a, 0, b2, 0); set(b2, {width: 6});
+const s2 = add('SaveImage', [800, 600]); con(b2, 0, s2, 'images');
+set(s2, {filename_prefix: 'copy'});
+return save();
+""",
+    ),
+    "group_and_subgraphs": (
+        "Subgraphs and a group node at the root together: a subgraph (EmptyImage, ImageInvert) "
+        "feeds the group Between (ImageInvert, ImageCrop), whose output feeds another subgraph "
+        "(ImageInvert, SaveImage).",
+        """
+const e = add('EmptyImage', [0, 0]); set(e, {width: 16, height: 10});
+const i1 = add('ImageInvert', [200, 0]); con(e, 0, i1, 0);
+const i2 = add('ImageInvert', [400, 0]); con(i1, 0, i2, 0);
+const cr = add('ImageCrop', [550, 0]); con(i2, 0, cr, 'image'); set(cr, {width: 8, height: 6});
+const i3 = add('ImageInvert', [750, 0]); con(cr, 0, i3, 0);
+const s = add('SaveImage', [950, 0]); con(i3, 0, s, 'images'); set(s, {filename_prefix: 'sub'});
+subgraph([e, i1]);
+subgraph([i3, s]);
+await groupNode([i2, cr], 'Between');
+return save();
+""",
+    ),
+    "group_subgraph_high_ids": (
+        "As group_and_subgraphs, with the subgraphs' node ids moved up by 100, above the "
+        "workflow's last node id (as a pasted subgraph may hold them): where the group's "
+        "members are numbered from.",
+        """
+const e = add('EmptyImage', [0, 0]); set(e, {width: 16, height: 10});
+const i1 = add('ImageInvert', [200, 0]); con(e, 0, i1, 0);
+const i2 = add('ImageInvert', [400, 0]); con(i1, 0, i2, 0);
+const cr = add('ImageCrop', [550, 0]); con(i2, 0, cr, 'image'); set(cr, {width: 8, height: 6});
+const i3 = add('ImageInvert', [750, 0]); con(cr, 0, i3, 0);
+const s = add('SaveImage', [950, 0]); con(i3, 0, s, 'images'); set(s, {filename_prefix: 'sub'});
+subgraph([e, i1]);
+subgraph([i3, s]);
+await groupNode([i2, cr], 'Between');
+const wf = save();
+for (const sg of wf.definitions.subgraphs) {
+  for (const n of sg.nodes) n.id += 100;
+  for (const l of sg.links) {
+    if (l.origin_id > 0) l.origin_id += 100;
+    if (l.target_id > 0) l.target_id += 100;
+  }
+}
+return wf;
+""",
+    ),
+    "group_node_muted": (
+        "A muted group node holding a whole chain (EmptyImage, ImageInvert, SaveImage) next to "
+        "a plain chain.",
+        """
+const img = add('EmptyImage', [0, 0]); const inv = add('ImageInvert', [300, 0]);
+const s = add('SaveImage', [600, 0]); con(img, 0, inv, 0); con(inv, 0, s, 'images');
+const gn = await groupNode([img, inv, s], 'MutedPipe'); gn.mode = 2;
+const img2 = add('EmptyImage', [0, 300]); set(img2, {width: 8, height: 8});
+const s2 = add('SaveImage', [600, 300]); con(img2, 0, s2, 'images');
+set(s2, {filename_prefix: 'plain'});
+return save();
+""",
+    ),
+    "group_without_members": (
+        "A group node whose group definition lists no nodes (built in the frontend, then the "
+        "definition emptied), its output linked to a SaveImage, next to a plain chain.",
+        """
+const img = add('EmptyImage', [0, 0]); const inv = add('ImageInvert', [300, 0]);
+const s = add('SaveImage', [600, 0]); con(img, 0, inv, 0); con(inv, 0, s, 'images');
+await groupNode([img, inv], 'Hollow');
+const img2 = add('EmptyImage', [0, 300]); set(img2, {width: 8, height: 8});
+const s2 = add('SaveImage', [600, 300]); con(img2, 0, s2, 'images');
+set(s2, {filename_prefix: 'plain'});
+const wf = save();
+wf.extra.groupNodes.Hollow = {nodes: [], links: [], external: []};
+return wf;
+""",
+    ),
+    "group_primitive_after_target": (
+        "A PrimitiveNode inside a group that comes after the widget it feeds in the group's "
+        "member order (the frontend puts it first; built, then the two members swapped with "
+        "the indexes in the group's links and external).",
+        """
+const img = add('EmptyImage', [0, 0]); set(img, {height: 14});
+const p = add('PrimitiveNode', [-300, 0]); con(p, 0, img, 'width'); p.widgets[0].value = 30;
+const s = add('SaveImage', [600, 0]); con(img, 0, s, 'images');
+await groupNode([img, p], 'LatePrim');
+const wf = save();
+const grp = wf.extra.groupNodes.LatePrim;
+if (grp.nodes.length !== 2) throw new Error('expected two members');
+grp.nodes.reverse(); grp.nodes.forEach((n, i) => { n.index = i; });
+const swap = (i) => (i === 0 ? 1 : i === 1 ? 0 : i);
+for (const l of grp.links) { l[0] = swap(l[0]); l[2] = swap(l[2]); }
+for (const e of grp.external) e[0] = swap(e[0]);
+return wf;
+""",
+    ),
     "widget_input_links": (
         "Widgets fed by links from real nodes (PrimitiveInt, PrimitiveFloat, PrimitiveString, "
         "PrimitiveBoolean, StringConcatenate) next to widgets left as values; a widget input "

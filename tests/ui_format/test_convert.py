@@ -503,8 +503,22 @@ GROUP_SHAPES: dict[str, str] = {
     "group_in_subgraph": "legacy group node inside a subgraph",
     "group_chained": "match",
     "group_values_length": "match",
+    "group_primitive_widget_linked": "queues the link into its input 'value' as 'height'",
+    "group_old_style_inputs": "drops the link into its input 'height', which the group does",
+    "group_chained_plain": "match",
+    "group_and_subgraphs": "match",
+    "group_subgraph_high_ids": "match",
+    "group_node_muted": "is muted, but the editor queues its members as if it were not",
+    "group_without_members": "output 0 is not among the 0 outputs the group defines",
+    "group_primitive_after_target": "match",
 }
-GROUP_MISQUEUED = {"group_reroute_widget_outside": ("5:1", "height", ["1", 0])}
+GROUP_MISQUEUED = {"group_reroute_widget_outside": ("5:1", "height", ["1", 0]),
+                   # the link into the primitive's group widget 'value' lands in 'height'
+                   "group_primitive_widget_linked": ("4:1", "height", ["5", 0]),
+                   # the link into 'height' is dropped: the member keeps its own value
+                   "group_old_style_inputs": ("4:0", "height", 12),
+                   # the muted group's SaveImage is queued
+                   "group_node_muted": ("4:2", "images", ["4:1", 0])}
 
 
 @pytest.mark.parametrize(("name", "expected"), GROUP_SHAPES.items())
