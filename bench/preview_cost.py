@@ -7,7 +7,7 @@ own time to re-encode one recorded preview.
         [COMFYUI_ARGS="--extra-model-paths-config models.yaml"] \\
         python bench/preview_cost.py [--jobs 40] [--size 64] [--steps 8] [--max-size 256] \\
                                      [--interval 0.25] [--seed 0] [--ports 8188,8189] \\
-                                     [--dirs /tmp/bench-comfy]
+                                     [--dirs /tmp/bench-comfy] [--one-comfyui]
 
 A job that asks for `previews` costs ComfyUI a preview per sampler step (drawn with its
 --preview-method, encoded as JPEG at --preview-size, sent over the websocket) and costs the
@@ -17,7 +17,10 @@ same); each loads the model with one untimed job. Then come --jobs pairs: one jo
 never two at a time, which goes first drawn per pair (seeded; as many pairs start with auto
 as with none), so drift and a busy neighbour touch both sides of a pair alike. Every job asks
 for previews ({"max_size": --max-size, "interval_s": --interval}); with none, ComfyUI draws
-none and the worker sends none.
+none and the worker sends none. With --one-comfyui there is one ComfyUI, launched with
+PREVIEW_METHOD=auto, and a pair is a job with previews and one without: a ComfyUI that reads
+a prompt's preview method (0.33.0) draws none for the second, since the worker sends it
+`preview_method: none`; the two sides then share one process, its memory and its caches.
 
 Printed: the load average before and after (a noisy run shows), each pair's figures, then
 per method the medians, and per figure two ratios: of the medians, and the median of the
@@ -102,14 +105,19 @@ def comfy_cpu_s(worker: Worker) -> float:
     return cpu_seconds(worker.process.pid)
 
 
-def one_job(worker: Worker, index: int, args: argparse.Namespace) -> Job:
-    """The figures of one txt2img job with previews."""
+def one_job(worker: Worker, index: int, args: argparse.Namespace, method: str = "auto") -> Job:
+    """The figures of one txt2img job, on the side of the pair that `method` names: with
+    previews, except on the `none` side of --one-comfyui."""
     reports: list[dict[str, Any]] = []
     comfy_before, worker_before = comfy_cpu_s(worker), time.process_time()
+    # A seed of its own per job: with --one-comfyui, the pair's second job must not come
+    # from ComfyUI's cache.
+    seed = 2 * index + METHODS.index(method)
     params = {"prompt": f"a lighthouse at dusk, painting number {index}", "steps": args.steps,
-              "width": args.size, "height": args.size, "seed": index}
-    job = {"workflow": "txt2img", "params": params,
-           "previews": {"max_size": args.max_size, "interval_s": args.interval}}
+              "width": args.size, "height": args.size, "seed": seed}
+    job: dict[str, Any] = {"workflow": "txt2img", "params": params}
+    if method == "auto" or not args.one_comfyui:
+        job["previews"] = {"max_size": args.max_size, "interval_s": args.interval}
     result = respond(asyncio.run(worker.handle({"id": f"bench-{index}", "input": job},
                                                progress=reports.append)))
     if "error" in result:
@@ -180,7 +188,7 @@ def run_pairs(workers: dict[str, Worker], args: argparse.Namespace
     pairs: list[dict[str, Job]] = []
     for index, order in enumerate(pair_orders(args.jobs, random.Random(args.seed))):
         start = time.monotonic()
-        pair = {method: one_job(workers[method], index, args) for method in order}
+        pair = {method: one_job(workers[method], index, args, method) for method in order}
         pairs.append(pair)
         auto, none = pair["auto"], pair["none"]
         print(f"  pair {index + 1:3} {order[0]:4} first  KSampler {auto.sampler_ms:7.0f} / "
@@ -241,20 +249,28 @@ def main() -> None:
                         help="each job's previews.interval_s (at least 0.25)")
     parser.add_argument("--seed", type=int, default=0, help="pair order and bootstrap")
     parser.add_argument("--dirs", type=Path, default=Path("/tmp/comfy-worker-preview-cost"))
+    parser.add_argument("--one-comfyui", action="store_true",
+                        help="one ComfyUI (PREVIEW_METHOD=auto): jobs with previews against "
+                        "jobs without, which a ComfyUI that reads a prompt's preview method "
+                        "(0.33.0) draws none for")
     args = parser.parse_args()
     ports = [int(p) for p in args.ports.split(",")]
     print(f"machine: {machine()}\nload average before: {load(True)}\ntxt2img {args.size}x"
           f"{args.size}, {args.steps} steps, previews at most {args.max_size} px every "
-          f"{args.interval} s; {args.jobs} pairs, order drawn per pair (seed {args.seed})")
+          f"{args.interval} s; {args.jobs} pairs, order drawn per pair (seed {args.seed})"
+          + ("; one ComfyUI: jobs with previews against jobs without" if args.one_comfyui
+             else ""))
     workers: dict[str, Worker] = {}
     try:
-        for method, port in zip(METHODS, ports):
+        for method, port in zip(METHODS[:1] if args.one_comfyui else METHODS, ports):
             workers[method] = launch(method, port, args.dirs, args.max_size)
-        for worker in workers.values():
+        if args.one_comfyui:
+            workers["none"] = workers["auto"]
+        for worker in set(workers.values()):
             one_job(worker, -1, args)  # loads the model
         pairs = run_pairs(workers, args)
     finally:
-        for worker in workers.values():
+        for worker in set(workers.values()):
             worker.close()
     print(f"load average after: {load(False)}")
     report(pairs, args)

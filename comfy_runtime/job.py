@@ -311,9 +311,14 @@ class _Job:
                 self.stuck = True
                 self.ctx.on_stuck(self.prompt_id)
 
-    def _extra_data(self) -> dict[str, Any] | None:
+    def _extra_data(self) -> dict[str, Any]:
+        # A ComfyUI that reads a prompt's preview method (0.33.0 does; 0.3.64 ignores the key)
+        # draws no preview at any step of a job that asked for none, whatever PREVIEW_METHOD.
+        extra: dict[str, Any] = {} if self.input.previews else {"preview_method": "none"}
         key = self.input.comfy_org_api_key or self.ctx.settings.comfy_org_api_key
-        return {"api_key_comfy_org": key.get_secret_value()} if key else None
+        if key:
+            extra["api_key_comfy_org"] = key.get_secret_value()
+        return extra
 
     def _collect(self, finished: FinishedRun, graph: dict[str, Any]) -> JobOutput:
         self.timer.mark("run")

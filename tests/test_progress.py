@@ -121,6 +121,27 @@ def test_a_job_without_previews_gets_none(previewing: TimedHarness) -> None:
     assert not any("previews_off" in report for report in previewing.progress)
 
 
+@pytest.mark.parametrize(("version", "drawn"), [("0.3.64", True), ("0.33.0", False)])
+def test_a_comfyui_that_reads_a_prompts_preview_method_draws_none_for_a_job_without(
+        tmp_path: Path, version: str, drawn: bool) -> None:
+    # Launched with --preview-method auto; the job asks for no previews. 0.33.0 takes the
+    # prompt's preview_method ("none") over its flag and draws none at any step; 0.3.64
+    # ignores the key and draws them all, and the worker drops them.
+    double = ComfyDouble(tmp_path / "comfy", argv=WITH_PREVIEWS, version=version)
+    double.start()
+    double.faults.step_delay_s = 0.1
+    harness = WorkerHarness(double)
+    try:
+        assert "images" in harness.run(_job())
+        assert (double.preview_frames > 0) is drawn, double.preview_frames
+        assert not _previews(harness)
+        assert "images" in harness.run(_job({"max_size": 64}, steps=STEPS + 1), job_id="job-2")
+        assert _previews(harness) and double.preview_frames >= STEPS
+    finally:
+        harness.worker.close()
+        double.stop()
+
+
 def test_previews_come_at_most_once_per_interval(previewing: TimedHarness) -> None:
     previewing.double.faults.step_delay_s = 0.3
     previewing.run(_job({"interval_s": 1.0}, steps=10))

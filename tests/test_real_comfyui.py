@@ -403,3 +403,56 @@ def test_a_stream_shows_each_output_as_its_node_finishes(
     assert outputs[0] < steps[-1] < outputs[1]
     assert sorted(json.dumps(items[i]["images"][0], sort_keys=True) for i in outputs) == sorted(
         json.dumps(item, sort_keys=True) for item in result["images"])
+
+
+def test_a_prompts_preview_method_none_stops_its_previews_where_comfyui_reads_it() -> None:
+    """What the worker relies on to spare a job without `previews` the preview work: a
+    prompt's `extra_data.preview_method` "none" draws no preview at any step on a ComfyUI
+    that reads it (0.33.0), launched with --preview-method; 0.3.64 ignores the key."""
+    import uuid
+
+    import websocket
+
+    if not checkpoints():
+        pytest.skip("needs an SD1.5 checkpoint")
+    stats = httpx.get(f"{URL}/system_stats").json()
+    if "--preview-method" not in " ".join(stats["system"]["argv"]):
+        pytest.skip("start ComfyUI with --preview-method auto")
+    graph = json.loads((Path(__file__).parent.parent / "workflows" / "txt2img.json").read_text())
+    graph = graph.get("workflow", graph)
+    for node in graph.values():
+        if node["class_type"] == "CheckpointLoaderSimple":
+            node["inputs"]["ckpt_name"] = checkpoints()[0]
+        elif node["class_type"] == "EmptyLatentImage":
+            node["inputs"].update(width=64, height=64)
+    sampler = next(node for node in graph.values() if node["class_type"] == "KSampler")
+    sampler["inputs"]["steps"] = 3
+
+    def frames(extra: dict[str, Any]) -> int:
+        client_id = str(uuid.uuid4())
+        address = f"{URL.replace('http', 'ws', 1)}/ws?clientId={client_id}"
+        ws = websocket.create_connection(address, timeout=300)
+        try:
+            sampler["inputs"]["seed"] = uuid.uuid4().int % 2**32  # nothing from the cache
+            prompt_id = str(uuid.uuid4())
+            httpx.post(f"{URL}/prompt", json={"prompt": graph, "client_id": client_id,
+                                              "prompt_id": prompt_id, "extra_data": extra},
+                       timeout=30).raise_for_status()
+            binary = 0
+            while True:
+                message = ws.recv()
+                if isinstance(message, bytes):
+                    binary += 1
+                    continue
+                event = json.loads(message)
+                data = event.get("data") or {}
+                if data.get("prompt_id") == prompt_id and event["type"] in (
+                        "execution_success", "execution_error"):
+                    assert event["type"] == "execution_success", event
+                    return binary
+        finally:
+            ws.close()
+
+    assert frames({}) >= 3
+    reads_it = tuple(int(p) for p in stats["system"]["comfyui_version"].split(".")[:2]) >= (0, 33)
+    assert (frames({"preview_method": "none"}) == 0) is reads_it

@@ -282,7 +282,8 @@ def test_previews_format_and_api_key(harness: WorkerHarness) -> None:
     assert sorted(i["node_id"] for i in result["images"]) == ["2", "3"]
     assert all(i["mime_type"] == "image/jpeg" and i["filename"].endswith(".jpg") for i in result["images"])
     assert _image(result["images"][0]).format == "JPEG"
-    assert harness.double.prompts[-1]["extra_data"] == {"api_key_comfy_org": "sk-job-key"}
+    assert harness.double.prompts[-1]["extra_data"] == {"api_key_comfy_org": "sk-job-key",
+                                                        "preview_method": "none"}
     assert "sk-job-key" not in str(result)
     assert harness.leftovers() == []
 

@@ -116,6 +116,11 @@ class ComfyDouble:
         return dict(self._state.hub.flags) if self._state else {}
 
     @property
+    def preview_frames(self) -> int:
+        """Sampler preview frames sent so far, to any client."""
+        return self._state.runner.preview_frames if self._state else 0
+
+    @property
     def history(self) -> dict[str, Any]:
         return self._state.queue.history if self._state else {}
 
@@ -129,6 +134,7 @@ class ComfyDouble:
                         disable_metadata=self.disable_metadata)
         runner.caching = self._caching
         runner.preview_method = preview_method(self.argv)
+        runner.prompt_preview_method = self.version.prompt_preview_method
         runner.on_crash = self._crash
         self._state = ServerState(dirs=self.dirs, catalogue=self._catalogue, faults=self.faults,
                                   hub=hub, queue=queue, runner=runner, argv=self.argv,

@@ -37,6 +37,8 @@ from .nodes import REGISTRY, InterruptProcessing, NodeContext, NodeResult
 log = logging.getLogger(__name__)
 
 MAX_HISTORY = 10000
+_PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")  # LatentPreviewMethod's values
+
 # Keys ComfyUI strips from extra_data before a prompt reaches the queue listing or history.
 SENSITIVE_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
 
@@ -243,6 +245,8 @@ class Runner:
         self.disable_metadata = disable_metadata
         self.caching = True
         self.preview_method = "none"  # ComfyUI's --preview-method (its default: none)
+        self.prompt_preview_method = False  # a prompt's extra_data may override it (0.33.0)
+        self.preview_frames = 0  # sampler previews sent, for tests to count
         self.last_node_id: str | None = None
         self.client_id: str | None = None
         self.on_crash: Callable[[], Awaitable[None]] | None = None
@@ -537,10 +541,19 @@ class _PromptRun:
             progress=lambda value, maximum, preview: self._progress(
                 node_id, value, maximum, preview),
             sleep=runner.sleep, step_delay_s=faults.step_delay_s,
-            previews=runner.preview_method != "none")
+            previews=self._preview_method() != "none")
         if asyncio.iscoroutinefunction(impl.run):
             return await impl.run(ctx, **inputs)
         return await asyncio.to_thread(impl.run, ctx, **inputs)
+
+    def _preview_method(self) -> str:
+        """The prompt's preview method: --preview-method, or where this ComfyUI reads it, the
+        prompt's `extra_data.preview_method` (any method's name; "default" or another value
+        keeps --preview-method, as `latent_preview.set_preview_method` does)."""
+        method = self.item.extra_data.get("preview_method")
+        if self.runner.prompt_preview_method and method in _PREVIEW_METHODS:
+            return str(method)
+        return self.runner.preview_method
 
     async def _progress(self, node_id: str, value: int, maximum: int, preview: Any) -> None:
         """ComfyUI's progress hook (main.py): progress_state, then with the client's
@@ -551,6 +564,7 @@ class _PromptRun:
         image, mime = (preview, "image/jpeg") if isinstance(preview, bytes) else (
             (png_bytes(preview, None, compress_level=1), "image/png") if preview else (b"", ""))
         with_metadata = self.runner.hub.previews_with_metadata(self.channel.sid)
+        self.runner.preview_frames += isinstance(preview, bytes)  # a sampler's, not an output
         if self.runner.faults.progress_text is not None:
             await self.channel.send_bytes(progress_text_frame(node_id,
                                                               self.runner.faults.progress_text))

@@ -29,6 +29,9 @@ class Version:
     """Log lines start with an ANSI-coloured level tag: "\\x1b[32m[INFO]\\x1b[0m ..."."""
     missing_node_error: str = "invalid_prompt"
     """The error type of a prompt naming an unknown node class."""
+    prompt_preview_method: bool = False
+    """A prompt's `extra_data.preview_method` overrides --preview-method for that prompt
+    (execution.py's `set_preview_method` at the start of each prompt)."""
     extra_stats: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -63,6 +66,7 @@ V0_33_0 = Version(
     strict_prompt_id=True,
     coloured_logs=True,
     missing_node_error="missing_node_type",
+    prompt_preview_method=True,
     extra_stats={"deploy_environment": "local-git"},
 )
 
