@@ -112,7 +112,7 @@ def one_job(worker: Worker, index: int, args: argparse.Namespace, method: str = 
     comfy_before, worker_before = comfy_cpu_s(worker), time.process_time()
     # A seed of its own per job: with --one-comfyui, the pair's second job must not come
     # from ComfyUI's cache.
-    seed = 2 * index + METHODS.index(method)
+    seed = 2 * (index + 1) + METHODS.index(method)  # the untimed first job is index -1
     params = {"prompt": f"a lighthouse at dusk, painting number {index}", "steps": args.steps,
               "width": args.size, "height": args.size, "seed": seed}
     job: dict[str, Any] = {"workflow": "txt2img", "params": params}
