@@ -169,8 +169,8 @@ def test_secrets_stay_out_of_logs_and_results_with_a_working_store(
         "execution_failed",
     ]
     # The keys did reach ComfyUI, where they belong.
-    sent = [p.get("extra_data") for p in comfy_double.prompts]
-    assert {"api_key_comfy_org": JOB_KEY} in sent and {"api_key_comfy_org": SETTINGS_KEY} in sent
+    sent = [(p.get("extra_data") or {}).get("api_key_comfy_org") for p in comfy_double.prompts]
+    assert JOB_KEY in sent and SETTINGS_KEY in sent
     for secret in (*SECRETS, TEST_ACCESS_KEY_ID):
         assert secret not in repr(harness.settings)
     _assert_nothing_leaked(debug_logs, results)
