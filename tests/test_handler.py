@@ -82,6 +82,18 @@ def test_each_output_is_streamed_as_soon_as_its_node_finished(
     assert streamed == answered and len(result["images"]) == 2, (streamed, answered)
 
 
+def test_images_sent_over_the_websocket_are_streamed_when_the_run_ends(
+        streaming: dict[str, Any]) -> None:
+    graph = {"1": {"class_type": "EmptyImage",
+                   "inputs": {"width": 16, "height": 8, "batch_size": 1, "color": 255}},
+             "2": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["1", 0]}}}
+    items = _stream({"workflow": graph})
+    kinds = [item["type"] for item in items]
+    assert kinds[-2:] == ["output", "result"], kinds  # no node announces it: at the end
+    streamed, result = items[-2]["images"], items[-1]["images"]
+    assert streamed == result and len(result) == 1 and result[0]["type"] == "base64", result
+
+
 def test_a_failed_job_ends_its_stream_with_todays_error_fields(
         streaming: dict[str, Any]) -> None:
     items = _stream(bad_node_job())
