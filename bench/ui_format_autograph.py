@@ -21,23 +21,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from comfy_runtime.ui_format import NodeDefinitions, to_api_with_definitions  # noqa: E402
-from comfy_runtime.ui_format.values import js_value  # noqa: E402
+from comfy_runtime.ui_format.values import js_value, same_json  # noqa: E402
 
 DEFAULT_DIR = REPO / "tests" / "ui_format"
 
 
 def _strip(graph: dict[str, Any]) -> dict[str, Any]:
     return {k: {kk: vv for kk, vv in v.items() if kk != "_meta"} for k, v in graph.items()}
-
-
-def _same(a: Any, b: Any) -> bool:
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return bool(a == b)
 
 
 def _score(name: str, convert: Any, recordings: list[dict[str, Any]]) -> None:
@@ -49,7 +39,7 @@ def _score(name: str, convert: Any, recordings: list[dict[str, Any]]) -> None:
             refused += 1
             continue
         expected = rec.get("frontend_output")
-        if expected is not None and _same(got, js_value(_strip(expected))):
+        if expected is not None and same_json(got, js_value(_strip(expected))):
             match += 1
         else:
             differ += 1

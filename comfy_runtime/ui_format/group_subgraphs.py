@@ -34,19 +34,9 @@ from .errors import UnsupportedStructure, problem
 from .graph import RawGraph, RawNode
 from .group_nodes import PREFIX, PRIMITIVE, GroupConfig, group_configs
 from .to_subgraph import RootWork, copy_node, finish, start
+from .values import same_json
 
 _VIRTUAL = frozenset({"PrimitiveNode", "Reroute", "Note", "MarkdownNote"})
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equality that tells 1 from 1.0 and True from 1, as the queued JSON would."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return bool(a == b)
 
 
 def group_values(raw: RawNode, node_def: NodeDef) -> dict[str, Any]:
@@ -270,7 +260,7 @@ class _Group:
                 s.get("link") is not None and (s.get("widget") or {}).get("name") == name
                 for s in slots):
             return  # a link from outside gives the value, not the widget
-        if widget is not None and not _same(widget.value, meant):
+        if widget is not None and not same_json(widget.value, meant):
             raise self.fail(f"{what} {widget.value!r} in '{name}' of member {index} "
                             f"({self.config.nodes[index].type}) where the file means {meant!r}")
 
@@ -291,7 +281,7 @@ class _Group:
                         self.defs, True) if target["type"] in self.defs else None
                 node = self.outside[link.target_id]
                 widget = node.widget(name) if node is not None else None
-                if widget is None or not _same(widget.value, meant):
+                if widget is None or not same_json(widget.value, meant):
                     value = "no value" if widget is None else repr(widget.value)
                     raise self.fail(f"drops the value of its PrimitiveNode member: it queues "
                                     f"{value} in input {link.target_slot} of node "

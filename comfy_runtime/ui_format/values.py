@@ -24,6 +24,17 @@ _COMMENTS = re.compile(r"/\*[\s\S]*?\*/|//[^\n\r\u2028\u2029]*")
 _UNESCAPE = re.compile(r"\\([{}|])")
 
 
+def same_json(a: Any, b: Any) -> bool:
+    """Equality as the queued JSON tells values apart: 1 is not 1.0, True is not 1."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
 class _Undefined:
     """JavaScript's `undefined`: an input holding it is left out of the API graph."""
 

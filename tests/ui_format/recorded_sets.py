@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from comfy_runtime.ui_format import ConversionError, NodeDefinitions, to_api_with_definitions
-from comfy_runtime.ui_format.values import js_value
+from comfy_runtime.ui_format.values import js_value, same_json
 
 HERE = Path(__file__).resolve().parent
 
@@ -65,17 +65,6 @@ SETS = (
 
 def strip_meta(graph: dict[str, Any]) -> dict[str, Any]:
     return {k: {kk: vv for kk, vv in v.items() if kk != "_meta"} for k, v in graph.items()}
-
-
-def same_json(a: Any, b: Any) -> bool:
-    """Equality that tells 1 from 1.0 and True from 1, as the JSON text would."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
-    return bool(a == b)
 
 
 def outcome(recording: dict[str, Any], definitions: NodeDefinitions) -> tuple[str, str]:
