@@ -137,7 +137,8 @@ class _Group:
             text = (f"legacy group node {self.raw.id} ('{self.raw.type}') has no members: "
                     f"frontend {self.frontend} cannot make a subgraph of it and drops it")
             raise UnsupportedStructure(text, [problem(self.raw.id, self.raw.type, text)])
-        for index, linked, _ in self._legacy().misread:
+        legacy = self.template.legacy
+        for index, linked, _ in [] if isinstance(legacy, str) else legacy.misread:
             # recorded: `handmade_group_primitive_socket` queues the member without it
             raise self.fail(f"drops the value its PrimitiveNode member gives '{linked}' of "
                             f"member {index} ({self.config.nodes[index].type}), an input "
