@@ -217,6 +217,10 @@ def _comfy_outputs(node_def: NodeDef, saved: list[OutSlot]) -> list[OutSlot]:
     return result
 
 
+# Marks a legacy group's member pasted by a newer frontend (`group_subgraphs`).
+GROUP_MEMBER = "__legacy_group_member__"
+
+
 def configure_comfy(raw: RawNode, defs: NodeDefinitions, root: bool,
                     node_def: NodeDef | None = None) -> Node:
     """A node the frontend builds from a definition (ComfyUI's, or a group node's)."""
@@ -236,6 +240,11 @@ def configure_comfy(raw: RawNode, defs: NodeDefinitions, root: bool,
             if widget.name == "sampler_name" and isinstance(widget.value, str) \
                     and widget.value.startswith("sample_"):
                 widget.value = widget.value[7:]
+    if raw.data.get(GROUP_MEMBER):
+        # Recorded (`handmade_group_load_image`, 1.48.7 and 1.49.6): a member pasted out of
+        # a group node queues its image upload button's value ("upload": "image").
+        widgets = [Widget(replace(w.spec, in_prompt=True), w.value)
+                   if w.spec.kind == "button" and w.name == "upload" else w for w in widgets]
     saved = saved_inputs(raw)
     v3_slots_unknown = False
     if node_def.v3:

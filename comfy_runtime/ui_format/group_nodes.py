@@ -17,8 +17,9 @@ every widget it feeds. A Reroute linked on both sides inside the group drops out
 becomes an input and an output of its link's type. An inner node fed by a Reroute loses that
 input, and a group output behind Reroutes names the node before them. Notes are skipped.
 `external` entries that name the node by a copy of it, not an index, never match a node,
-as in the frontend. Upload widgets inside a group, Reroutes that carry a widget value, and
-groups inside subgraphs are refused.
+as in the frontend. An image upload member (LoadImage) is queued as outside a group
+(recorded: `handmade_group_load_image`); other upload and browser widgets inside a group,
+Reroutes that carry a widget value, and groups inside subgraphs are refused.
 
 Frontends 1.48 and later build the same definition (`newer=True`) with one difference: an
 input counts as a widget only when its type is a name in their widget registry, so an
@@ -66,6 +67,10 @@ class GroupConfig:
     # inner index -> {inner input name -> group input number}, and each number's input name
     input_names: dict[int, dict[str, int]] = field(default_factory=dict)
     counted: list[str] = field(default_factory=list)
+    # (member index, the input an inner PrimitiveNode's link names, the widget the editor
+    # gives the value to instead): the editor numbers the member's slots without its
+    # socket-only inputs, so such a link lands on another widget
+    misread: list[tuple[int, str, str]] = field(default_factory=list)
 
 
 def _refuse(name: str, text: str) -> UnsupportedStructure:
@@ -154,10 +159,18 @@ class _Builder:
             raise _refuse(self.name, f"group node holds '{node.type}', which is not supported "
                                      "inside a group node")
         node_def = self.defs.get(node.type)
-        if any(w.kind not in _PLAIN_KINDS for w in node_def.widgets) or node_def.unsupported:
+        if any(w.kind not in _PLAIN_KINDS and not self._image_upload(node, w.name)
+               for w in node_def.widgets) or node_def.unsupported:
             raise _refuse(self.name, f"group node holds '{node.type}', whose widgets are not "
                                      "reproduced inside a group node")
         return dict(self.defs.object_info[node.type])
+
+    def _image_upload(self, node: RawNode, widget: str) -> bool:
+        """LoadImage's upload button: recorded inside a group (`handmade_group_load_image`)."""
+        required = (self.defs.object_info[node.type].get("input") or {}).get("required") or {}
+        return widget == "upload" and any(
+            isinstance(raw, list) and len(raw) > 1 and isinstance(raw[1], dict)
+            and raw[1].get("image_upload") is True for raw in required.values())
 
     def _primitive_info(self, node: RawNode) -> dict[str, Any] | None:
         """A PrimitiveNode linked inside the group: one input `value` of its first link's type."""
@@ -212,12 +225,16 @@ class _Builder:
         return {"input": {"required": {kind: [kind, {"forceInput": True}]}}, "output": [kind]}
 
     def _primitive_link(self, link: tuple[int, int], target: RawNode, input_name: str,
-                        raw: Any) -> None:
+                        raw: Any, slot: int) -> None:
         """The frontend's check of a link into a member: a PrimitiveNode at the other end
         gives its group widget this widget's options and a control widget."""
         src = link[0]
         if self.config.nodes[src].type != PRIMITIVE:
             return
+        saved = target.data.get("inputs") or []
+        linked = saved[slot].get("name") if slot < len(saved) else input_name
+        if linked != input_name:  # recorded: `handmade_group_primitive_socket`
+            self.config.misread.append((int(target.id), str(linked), input_name))
         spec = self.primitive_specs.get(src)
         if spec is None:
             raise _refuse(self.name, "a PrimitiveNode inside the group is defined after the "
@@ -252,7 +269,7 @@ class _Builder:
         input_map = self.config.input_map.setdefault(index, {})
         for i, input_name in enumerate(slots):
             if i in links_to:
-                self._primitive_link(links_to[i], node, input_name, inputs[input_name])
+                self._primitive_link(links_to[i], node, input_name, inputs[input_name], i)
                 continue
             name = self._add_input(node, input_name, inputs[input_name])
             input_map[i] = self._count(index, input_name, name)
@@ -268,7 +285,7 @@ class _Builder:
             input_name = converted[key]
             if n_slots + i in links_to:
                 self._primitive_link(links_to[n_slots + i], node, input_name,
-                                     inputs[input_name])
+                                     inputs[input_name], n_slots + i)
                 continue
             name = self._add_input(node, input_name, inputs[input_name])
             self.config.widget_to_inner[name] = (index, input_name)
@@ -341,6 +358,10 @@ def check_legacy_instance(node_id: str, node_type: str, mode: int, inputs: list[
             # Recreating it replays its saved links, which name nothing inside the group.
             raise refuse(f"group node '{config.name}' holds a PrimitiveNode that lists output "
                          "links; the editor fails to queue it")
+    for index, linked, widget in config.misread:  # recorded: `handmade_group_primitive_socket`
+        raise refuse(f"group node {node_id} ('{node_type}'): a PrimitiveNode inside it feeds "
+                     f"'{linked}' of member {index} ({config.nodes[index].type}), an input "
+                     f"without a widget; the editor queues its value as '{widget}' instead")
     if mode == 2:  # recorded: `handmade_group_node_muted` queues the members, SaveImage too
         raise refuse(f"group node {node_id} ('{node_type}') is muted, but the editor queues "
                      "its members as if it were not")

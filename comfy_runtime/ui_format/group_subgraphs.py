@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .configure import Node, Widget, configure_comfy
+from .configure import GROUP_MEMBER, Node, Widget, configure_comfy
 from .definitions import NodeDef, NodeDefinitions
 from .errors import UnsupportedStructure, problem
 from .graph import RawGraph, RawNode
@@ -127,6 +127,12 @@ class _Group:
             text = (f"legacy group node {self.raw.id} ('{self.raw.type}') has no members: "
                     f"frontend {self.frontend} cannot make a subgraph of it and drops it")
             raise UnsupportedStructure(text, [problem(self.raw.id, self.raw.type, text)])
+        legacy = self.template.legacy
+        for index, linked, _ in [] if isinstance(legacy, str) else legacy.misread:
+            # recorded: `handmade_group_primitive_socket` queues the member without it
+            raise self.fail(f"drops the value its PrimitiveNode member gives '{linked}' of "
+                            f"member {index} ({self.config.nodes[index].type}), an input "
+                            "without a widget")
         values = group_values(self.raw, self.config.node_def)
         self._paste()
         for name, (index, inner) in self.config.widget_to_inner.items():
@@ -143,6 +149,7 @@ class _Group:
     def _member(self, raw: RawNode, new_id: str, index: int) -> dict[str, Any]:
         data = copy_node({**raw.data, "id": int(new_id)})
         data.pop("index", None)
+        data[GROUP_MEMBER] = True
         if raw.type in _VIRTUAL:
             for slot in data["inputs"]:
                 slot["link"] = None

@@ -751,6 +751,47 @@ for (const e of grp.external) e[0] = swap(e[0]);
 return wf;
 """,
     ),
+    "group_load_image": (
+        "A group node holding LoadImage (example.png, with its upload widget) and ImageInvert, "
+        "feeding a SaveImage outside.",
+        """
+const li = add('LoadImage', [0, 0]); set(li, {image: 'example.png'});
+const inv = add('ImageInvert', [300, 0]); con(li, 0, inv, 0);
+const s = add('SaveImage', [600, 0]); con(inv, 0, s, 'images');
+await groupNode([li, inv], 'Loaded');
+return save();
+""",
+    ),
+    "group_primitive_socket": (
+        "A PrimitiveNode inside a group whose only link goes to an input with no widget "
+        "(KlingVideoExtendNode's forceInput STRING `video_id`).",
+        """
+const k = add('KlingVideoExtendNode', [0, 0]); set(k, {prompt: 'more', cfg_scale: 0.25});
+const p = add('PrimitiveNode', [-300, 0]); con(p, 0, k, 'video_id');
+p.widgets[0].value = 'vid-1';
+await groupNode([p, k], 'Extend');
+return save();
+""",
+    ),
+    "group_primitive_socket_after": (
+        "As group_primitive_socket, with the PrimitiveNode listed after the node it feeds "
+        "(built, then the two members swapped with the indexes in the group's links and "
+        "external).",
+        """
+const k = add('KlingVideoExtendNode', [0, 0]); set(k, {prompt: 'more', cfg_scale: 0.25});
+const p = add('PrimitiveNode', [-300, 0]); con(p, 0, k, 'video_id');
+p.widgets[0].value = 'vid-1';
+await groupNode([p, k], 'ExtendLate');
+const wf = save();
+const grp = wf.extra.groupNodes.ExtendLate;
+if (grp.nodes.length !== 2) throw new Error('expected two members');
+grp.nodes.reverse(); grp.nodes.forEach((n, i) => { n.index = i; });
+const swap = (i) => (i === 0 ? 1 : i === 1 ? 0 : i);
+for (const l of grp.links) { l[0] = swap(l[0]); l[2] = swap(l[2]); }
+for (const e of grp.external) e[0] = swap(e[0]);
+return wf;
+""",
+    ),
     "widget_input_links": (
         "Widgets fed by links from real nodes (PrimitiveInt, PrimitiveFloat, PrimitiveString, "
         "PrimitiveBoolean, StringConcatenate) next to widgets left as values; a widget input "

@@ -511,6 +511,9 @@ GROUP_SHAPES: dict[str, str] = {
     "group_node_muted": "is muted, but the editor queues its members as if it were not",
     "group_without_members": "output 0 is not among the 0 outputs the group defines",
     "group_primitive_after_target": "match",
+    "group_load_image": "match",
+    "group_primitive_socket": "feeds 'video_id' of member 1 (KlingVideoExtendNode), an input",
+    "group_primitive_socket_after": "feeds 'video_id' of member 0 (KlingVideoExtendNode), an",
 }
 GROUP_MISQUEUED = {"group_reroute_widget_outside": ("5:1", "height", ["1", 0]),
                    # the link into the primitive's group widget 'value' lands in 'height'
@@ -518,7 +521,10 @@ GROUP_MISQUEUED = {"group_reroute_widget_outside": ("5:1", "height", ["1", 0]),
                    # the link into 'height' is dropped: the member keeps its own value
                    "group_old_style_inputs": ("4:0", "height", 12),
                    # the muted group's SaveImage is queued
-                   "group_node_muted": ("4:2", "images", ["4:1", 0])}
+                   "group_node_muted": ("4:2", "images", ["4:1", 0]),
+                   # the inner primitive's value for 'video_id' is queued as 'prompt'
+                   "group_primitive_socket": ("3:1", "prompt", "vid-1"),
+                   "group_primitive_socket_after": ("3:0", "prompt", "vid-1")}
 
 
 @pytest.mark.parametrize(("name", "expected"), GROUP_SHAPES.items())

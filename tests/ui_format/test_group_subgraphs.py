@@ -69,6 +69,11 @@ SHAPES: dict[str, tuple[str, tuple[str, str, Any] | None]] = {
                          ("10:9", "images", ["10:8", 0])),
     "group_primitive_after_target": ("drops the value of its PrimitiveNode member: it queues "
                                      "512 in 'width'", ("7:5", "width", 512)),
+    "group_load_image": ("match", None),
+    "group_primitive_socket": ("drops the value its PrimitiveNode member gives 'video_id'",
+                               ("6:5", "video_id", _MISSING)),
+    "group_primitive_socket_after": ("drops the value its PrimitiveNode member gives "
+                                     "'video_id'", ("6:4", "video_id", _MISSING)),
     # The frontend fails: the group node is dropped on load (recorded as an error).
     "group_without_members": ("has no members", None),
 }
