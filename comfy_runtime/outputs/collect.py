@@ -140,6 +140,14 @@ def collect_outputs(
     return files, texts
 
 
+def executed_outputs(event: Event, *, include_previews: bool
+                     ) -> tuple[list[OutputRef], list[TextOutput]]:
+    """The outputs a node's `executed` event announces (none for any other event)."""
+    if not isinstance(event, NodeExecuted):
+        return [], []
+    return collect_outputs({event.node: event.output}, include_previews=include_previews)
+
+
 def fetch_output(
     client: ComfyClient, ref: OutputRef, folders: ComfyFolders | None = None
 ) -> OutputFileData:
@@ -195,10 +203,7 @@ class EarlyDownloads:
         self._early: dict[OutputRef, Future[OutputFileData]] = {}
 
     def on_event(self, event: Event) -> None:
-        if not isinstance(event, NodeExecuted):
-            return
-        refs, _ = collect_outputs({event.node: event.output},
-                                  include_previews=self._include_previews)
+        refs, _ = executed_outputs(event, include_previews=self._include_previews)
         for ref in refs:
             if ref not in self._early:
                 self._early[ref] = self._start(partial(fetch_output, self._client, ref))

@@ -70,8 +70,13 @@ def _flatten(image: Image.Image) -> Image.Image:
 
 def inline_size(files: list[OutputFileData], other_bytes: int = 0) -> int:
     """Bytes of the JSON result if every file is returned as base64."""
-    encoded = sum(4 * ((f.size + 2) // 3) + _ITEM_OVERHEAD for f in files)
+    encoded = sum(_inline_cost(f) for f in files)
     return encoded + other_bytes + _ENVELOPE_OVERHEAD
+
+
+def _inline_cost(file: OutputFileData) -> int:
+    """Bytes one file adds to the JSON result as base64, with its item's keys."""
+    return 4 * ((file.size + 2) // 3) + _ITEM_OVERHEAD
 
 
 def no_store_error() -> InvalidInput:
@@ -142,7 +147,7 @@ class ResponseBudget:
 
     def take(self, file: OutputFileData) -> bool:
         """Whether `file` fits inline; when it does, its room is taken."""
-        cost = (4 * ((file.size + 2) // 3) + _ITEM_OVERHEAD) * self._copies
+        cost = _inline_cost(file) * self._copies
         with self._lock:
             self._files += 1
             if self._used + cost > self.limit_bytes:
@@ -152,7 +157,7 @@ class ResponseBudget:
 
     def too_large(self, file: OutputFileData) -> OutputTooLarge:
         with self._lock:
-            size = self._used + (4 * ((file.size + 2) // 3) + _ITEM_OVERHEAD) * self._copies
+            size = self._used + _inline_cost(file) * self._copies
             return _too_large(size, self.limit_bytes, self._files)
 
 

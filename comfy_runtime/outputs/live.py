@@ -17,9 +17,9 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
-from ..comfyui.events import Event, NodeExecuted
+from ..comfyui.events import Event
 from ..contract import MediaKind, OutputFile, TextOutput
-from .collect import OutputFileData, OutputRef, collect_outputs
+from .collect import OutputFileData, OutputRef, executed_outputs
 
 OutputSink = Callable[[str, dict[str, Any]], None]
 """Told each delivered output: its key in the result (`images`, ..., `text`) and its item."""
@@ -58,10 +58,7 @@ class LiveOutputs:
         return list(self._files.values())
 
     def on_event(self, event: Event) -> None:
-        if not isinstance(event, NodeExecuted):
-            return
-        refs, texts = collect_outputs({event.node: event.output},
-                                      include_previews=self._include_previews)
+        refs, texts = executed_outputs(event, include_previews=self._include_previews)
         for text in texts:
             self._tell_text(text)
         for ref in refs:
