@@ -81,6 +81,19 @@ const subgraph = (nodes, graph = g) => graph.convertToSubgraph(new Set(nodes)).n
 const save = () => JSON.parse(JSON.stringify(g.serialize()));
 """
 
+# A subgraph feeding the group node Between, whose output feeds another subgraph (two cases).
+_BETWEEN_SUBGRAPHS = """
+const e = add('EmptyImage', [0, 0]); set(e, {width: 16, height: 10});
+const i1 = add('ImageInvert', [200, 0]); con(e, 0, i1, 0);
+const i2 = add('ImageInvert', [400, 0]); con(i1, 0, i2, 0);
+const cr = add('ImageCrop', [550, 0]); con(i2, 0, cr, 'image'); set(cr, {width: 8, height: 6});
+const i3 = add('ImageInvert', [750, 0]); con(cr, 0, i3, 0);
+const s = add('SaveImage', [950, 0]); con(i3, 0, s, 'images'); set(s, {filename_prefix: 'sub'});
+subgraph([e, i1]);
+subgraph([i3, s]);
+await groupNode([i2, cr], 'Between');
+"""
+
 # name -> (what it covers, JS body that builds the graph and ends with `return save();`)
 CASES: dict[str, tuple[str, str]] = {
     "reroute_chain": (
@@ -666,34 +679,13 @@ return save();
         "Subgraphs and a group node at the root together: a subgraph (EmptyImage, ImageInvert) "
         "feeds the group Between (ImageInvert, ImageCrop), whose output feeds another subgraph "
         "(ImageInvert, SaveImage).",
-        """
-const e = add('EmptyImage', [0, 0]); set(e, {width: 16, height: 10});
-const i1 = add('ImageInvert', [200, 0]); con(e, 0, i1, 0);
-const i2 = add('ImageInvert', [400, 0]); con(i1, 0, i2, 0);
-const cr = add('ImageCrop', [550, 0]); con(i2, 0, cr, 'image'); set(cr, {width: 8, height: 6});
-const i3 = add('ImageInvert', [750, 0]); con(cr, 0, i3, 0);
-const s = add('SaveImage', [950, 0]); con(i3, 0, s, 'images'); set(s, {filename_prefix: 'sub'});
-subgraph([e, i1]);
-subgraph([i3, s]);
-await groupNode([i2, cr], 'Between');
-return save();
-""",
+        _BETWEEN_SUBGRAPHS + "return save();\n",
     ),
     "group_subgraph_high_ids": (
         "As group_and_subgraphs, with the subgraphs' node ids moved up by 100, above the "
         "workflow's last node id (as a pasted subgraph may hold them): where the group's "
         "members are numbered from.",
-        """
-const e = add('EmptyImage', [0, 0]); set(e, {width: 16, height: 10});
-const i1 = add('ImageInvert', [200, 0]); con(e, 0, i1, 0);
-const i2 = add('ImageInvert', [400, 0]); con(i1, 0, i2, 0);
-const cr = add('ImageCrop', [550, 0]); con(i2, 0, cr, 'image'); set(cr, {width: 8, height: 6});
-const i3 = add('ImageInvert', [750, 0]); con(cr, 0, i3, 0);
-const s = add('SaveImage', [950, 0]); con(i3, 0, s, 'images'); set(s, {filename_prefix: 'sub'});
-subgraph([e, i1]);
-subgraph([i3, s]);
-await groupNode([i2, cr], 'Between');
-const wf = save();
+        _BETWEEN_SUBGRAPHS + """const wf = save();
 for (const sg of wf.definitions.subgraphs) {
   for (const n of sg.nodes) n.id += 100;
   for (const l of sg.links) {
