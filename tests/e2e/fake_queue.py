@@ -144,7 +144,9 @@ class FakeQueue:
         app.router.add_post("/v2/{endpoint}/job-done/{worker}/{job_id}", self._job_post)
         app.router.add_post("/v2/{endpoint}/job-stream/{worker}/{job_id}", self._job_post)
         app.router.add_get("/v2/{endpoint}/ping/{worker}", self._ping)
-        self._runner = web.AppRunner(app, access_log=None)
+        # Handlers still open when a test ends (a worker mid-poll) are cut after 2 s, well
+        # inside close()'s wait, rather than after aiohttp's default 60 s.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
